@@ -1,0 +1,132 @@
+//! Server configuration: defaults, then an optional TOML file, then environment variables and
+//! flags (clap reads both), later sources winning.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything `berth serve` can be told. Every field has a default, so no file is needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where metadata (sled) and blob files live.
+    pub data_dir: PathBuf,
+    /// Registry host (and port) written into image references; defaults to the bound address.
+    pub public_host: Option<String>,
+    /// Largest manifest accepted, in bytes (larger bodies get 413).
+    pub max_manifest_bytes: usize,
+    /// Upload sessions untouched this long are discarded.
+    pub upload_max_age_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("berth-data"),
+            public_host: None,
+            max_manifest_bytes: 4 * 1024 * 1024,
+            upload_max_age_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+/// Command-line (and environment) overrides for `berth serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address, ADDR:PORT (default 127.0.0.1:5000).
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (default ./berth-data).
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Registry host written into image references, HOST[:PORT].
+    #[arg(long, env = "BERTH_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// Largest manifest accepted, in bytes.
+    #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
+    pub max_manifest_bytes: Option<usize>,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = args.listen {
+            config.listen = v;
+        }
+        if let Some(v) = &args.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = &args.public_host {
+            config.public_host = Some(v.clone());
+        }
+        if let Some(v) = args.max_manifest_bytes {
+            config.max_manifest_bytes = v;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"/tmp/x\"\nmax_manifest_bytes = 10\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            data_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(c.max_manifest_bytes, 10);
+        std::fs::write(&path, "listne = 1\n").unwrap();
+        assert!(matches!(
+            Config::load(&args),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

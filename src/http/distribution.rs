@@ -1,0 +1,363 @@
+//! Handlers of the OCI distribution API (`/v2/...`).
+
+use futures_util::TryStreamExt;
+use http::{header, HeaderMap, StatusCode};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
+
+use berth_storage::{ByteStream, Digest, UploadId};
+
+use super::endpoint::{Endpoint, UploadStart};
+use super::error::{ApiError, Code};
+use super::range::{self, RangeRequest};
+use super::response::{self as resp, Response};
+use super::{ReqBody, State};
+use crate::registry::{manifest, Page, RepositoryName};
+
+const API_VERSION: &str = "registry/2.0";
+
+pub async fn handle(
+    state: &State,
+    endpoint: Endpoint,
+    req: http::Request<ReqBody>,
+) -> Result<Response, ApiError> {
+    let reg = &state.registry;
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    match endpoint {
+        Endpoint::ApiVersion => {
+            let mut r = resp::json(StatusCode::OK, &serde_json::json!({}));
+            resp::set(&mut r, "docker-distribution-api-version", API_VERSION);
+            Ok(r)
+        }
+        Endpoint::Catalog { n, last } => {
+            let page = reg.list_repositories(n, last.as_deref())?;
+            let mut r = resp::json(
+                StatusCode::OK,
+                &serde_json::json!({ "repositories": page.items }),
+            );
+            link_next(
+                &mut r,
+                "/v2/_catalog",
+                &page,
+                n.unwrap_or(reg.limits().max_page)
+                    .min(reg.limits().max_page),
+            );
+            Ok(r)
+        }
+        Endpoint::GetBlob { repo, digest, head } => {
+            get_blob(state, &repo, &digest, head, headers).await
+        }
+        Endpoint::DeleteBlob { repo, digest } => {
+            reg.delete_blob(&repo, &digest).await?;
+            Ok(resp::status(StatusCode::ACCEPTED))
+        }
+        Endpoint::StartUpload { repo, start } => match start {
+            UploadStart::Session { algorithm } => {
+                let id = reg.start_upload(&repo, algorithm).await?;
+                Ok(upload_accepted(&repo, &id, 0))
+            }
+            UploadStart::Monolithic { digest } => {
+                let id = reg.start_upload(&repo, digest.algorithm()).await?;
+                reg.append_upload(&repo, &id, None, body_stream(body))
+                    .await?;
+                reg.finish_upload(&repo, &id, &digest).await?;
+                Ok(blob_created(&repo, &digest))
+            }
+            UploadStart::Mount { digest, from } => {
+                if let Some(from) = from {
+                    if reg.mount_blob(&repo, &digest, &from).await? {
+                        return Ok(blob_created(&repo, &digest));
+                    }
+                }
+                let id = reg.start_upload(&repo, digest.algorithm()).await?;
+                Ok(upload_accepted(&repo, &id, 0))
+            }
+        },
+        Endpoint::UploadStatus { repo, id } => {
+            let size = reg.upload_status(&repo, &id).await?;
+            let mut r = upload_accepted(&repo, &id, size);
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            Ok(r)
+        }
+        Endpoint::PatchUpload { repo, id } => {
+            let offset = chunk_offset(headers)?;
+            let size = reg
+                .append_upload(&repo, &id, offset, body_stream(body))
+                .await?;
+            Ok(upload_accepted(&repo, &id, size))
+        }
+        Endpoint::FinishUpload { repo, id, digest } => {
+            let offset = chunk_offset(headers)?;
+            if !body.is_end_stream() {
+                reg.append_upload(&repo, &id, offset, body_stream(body))
+                    .await?;
+            }
+            reg.finish_upload(&repo, &id, &digest).await?;
+            Ok(blob_created(&repo, &digest))
+        }
+        Endpoint::CancelUpload { repo, id } => {
+            reg.cancel_upload(&repo, &id).await?;
+            Ok(resp::status(StatusCode::NO_CONTENT))
+        }
+        Endpoint::GetManifest {
+            repo,
+            reference,
+            head,
+        } => {
+            let m = reg.get_manifest(&repo, &reference).await?;
+            let len = m.content.len();
+            let mut r = if head {
+                resp::status(StatusCode::OK)
+            } else {
+                http::Response::new(resp::full(m.content))
+            };
+            resp::set(&mut r, header::CONTENT_TYPE, &m.media_type);
+            resp::set(&mut r, header::CONTENT_LENGTH, &len.to_string());
+            resp::set(&mut r, "docker-content-digest", &m.digest.to_string());
+            Ok(r)
+        }
+        Endpoint::PutManifest {
+            repo,
+            reference,
+            tags,
+        } => {
+            let max = reg.limits().max_manifest_bytes;
+            let too_large = || {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Code::SizeInvalid,
+                    format!("manifest exceeds the limit of {max} bytes"),
+                )
+            };
+            if content_length(headers).is_some_and(|n| n > max as u64) {
+                return Err(too_large());
+            }
+            let bytes = Limited::new(body, max)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        too_large()
+                    } else {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            Code::ManifestInvalid,
+                            format!("reading the manifest body failed: {e}"),
+                        )
+                    }
+                })?
+                .to_bytes();
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let pushed = reg
+                .put_manifest(&repo, &reference, content_type, bytes, &tags)
+                .await?;
+            let mut r = resp::status(StatusCode::CREATED);
+            resp::set(
+                &mut r,
+                header::LOCATION,
+                &format!("/v2/{repo}/manifests/{}", pushed.digest),
+            );
+            resp::set(&mut r, "docker-content-digest", &pushed.digest.to_string());
+            resp::set(&mut r, header::CONTENT_LENGTH, "0");
+            if let Some(subject) = &pushed.subject {
+                resp::set(&mut r, "oci-subject", &subject.to_string());
+            }
+            for tag in &tags {
+                resp::append(&mut r, "oci-tag", tag.as_str());
+            }
+            Ok(r)
+        }
+        Endpoint::DeleteManifest { repo, reference } => {
+            reg.delete_manifest(&repo, &reference).await?;
+            Ok(resp::status(StatusCode::ACCEPTED))
+        }
+        Endpoint::ListTags { repo, n, last } => {
+            let page = reg.list_tags(&repo, n, last.as_deref())?;
+            let mut r = resp::json(
+                StatusCode::OK,
+                &serde_json::json!({ "name": repo.as_str(), "tags": page.items }),
+            );
+            link_next(
+                &mut r,
+                &format!("/v2/{repo}/tags/list"),
+                &page,
+                n.unwrap_or(reg.limits().max_page)
+                    .min(reg.limits().max_page),
+            );
+            Ok(r)
+        }
+        Endpoint::Referrers {
+            repo,
+            subject,
+            artifact_type,
+        } => {
+            let referrers = reg.referrers(&repo, &subject, artifact_type.as_deref())?;
+            let manifests: Vec<_> = referrers
+                .into_iter()
+                .map(|r| {
+                    let mut d = serde_json::json!({
+                        "mediaType": r.record.media_type,
+                        "digest": r.digest.to_string(),
+                        "size": r.record.size,
+                    });
+                    if let Some(t) = r.record.artifact_type {
+                        d["artifactType"] = t.into();
+                    }
+                    if !r.record.annotations.is_empty() {
+                        d["annotations"] = serde_json::json!(r.record.annotations);
+                    }
+                    d
+                })
+                .collect();
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": manifest::oci_index(),
+                "manifests": manifests,
+            });
+            let body = serde_json::to_vec(&index).map_err(|_| ApiError::internal())?;
+            let mut r = resp::with_content_type(StatusCode::OK, &manifest::oci_index(), body);
+            if artifact_type.is_some() {
+                resp::set(&mut r, "oci-filters-applied", "artifactType");
+            }
+            Ok(r)
+        }
+        Endpoint::Healthz | Endpoint::Readyz => Err(ApiError::internal()),
+    }
+}
+
+async fn get_blob(
+    state: &State,
+    repo: &RepositoryName,
+    digest: &Digest,
+    head: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let reg = &state.registry;
+    let size = reg.blob_size(repo, digest).await?;
+    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let wanted = if head {
+        RangeRequest::Full
+    } else {
+        range::parse(requested, size)
+    };
+    let mut r = match wanted {
+        RangeRequest::Unsatisfiable => {
+            let mut r = resp::status(StatusCode::RANGE_NOT_SATISFIABLE);
+            resp::set(&mut r, header::CONTENT_RANGE, &format!("bytes */{size}"));
+            return Ok(r);
+        }
+        RangeRequest::Full if head => resp::status(StatusCode::OK),
+        RangeRequest::Full => {
+            let stream = reg.read_blob(repo, digest, None).await?;
+            http::Response::new(resp::stream(stream))
+        }
+        RangeRequest::Partial(range) => {
+            let stream = reg.read_blob(repo, digest, Some(range.clone())).await?;
+            let mut r = http::Response::new(resp::stream(stream));
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            resp::set(
+                &mut r,
+                header::CONTENT_RANGE,
+                &format!("bytes {}-{}/{size}", range.start, range.end - 1),
+            );
+            resp::set(
+                &mut r,
+                header::CONTENT_LENGTH,
+                &(range.end - range.start).to_string(),
+            );
+            r
+        }
+    };
+    if r.status() == StatusCode::OK {
+        resp::set(&mut r, header::CONTENT_LENGTH, &size.to_string());
+    }
+    resp::set(&mut r, header::CONTENT_TYPE, "application/octet-stream");
+    resp::set(&mut r, header::ACCEPT_RANGES, "bytes");
+    resp::set(&mut r, "docker-content-digest", &digest.to_string());
+    Ok(r)
+}
+
+fn body_stream(body: ReqBody) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The start offset a chunk claims with `Content-Range: <first>-<last>` (inclusive), checked
+/// against its Content-Length; `None` for a streamed chunk without the header.
+fn chunk_offset(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Code::BlobUploadInvalid,
+            format!("Content-Range must be <first>-<last>: {why}"),
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid("not text"))?.trim();
+    // Some clients add a unit although the spec has none.
+    let text = text
+        .strip_prefix("bytes=")
+        .or_else(|| text.strip_prefix("bytes "))
+        .unwrap_or(text);
+    let (first, last) = text.split_once('-').ok_or_else(|| invalid("no '-'"))?;
+    let first: u64 = first.parse().map_err(|_| invalid("bad first byte"))?;
+    let last: u64 = last.parse().map_err(|_| invalid("bad last byte"))?;
+    if last < first {
+        return Err(invalid("last byte before first"));
+    }
+    if let Some(len) = content_length(headers) {
+        if len != last - first + 1 {
+            return Err(invalid("range length differs from Content-Length"));
+        }
+    }
+    Ok(Some(first))
+}
+
+fn upload_location(repo: &RepositoryName, id: &UploadId) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+fn upload_accepted(repo: &RepositoryName, id: &UploadId, size: u64) -> Response {
+    let mut r = resp::status(StatusCode::ACCEPTED);
+    resp::set(&mut r, header::LOCATION, &upload_location(repo, id));
+    resp::set(&mut r, header::RANGE, &resp::upload_range(size));
+    resp::set(&mut r, "docker-upload-uuid", id.as_str());
+    resp::set(&mut r, header::CONTENT_LENGTH, "0");
+    r
+}
+
+fn blob_created(repo: &RepositoryName, digest: &Digest) -> Response {
+    let mut r = resp::status(StatusCode::CREATED);
+    resp::set(
+        &mut r,
+        header::LOCATION,
+        &format!("/v2/{repo}/blobs/{digest}"),
+    );
+    resp::set(&mut r, "docker-content-digest", &digest.to_string());
+    resp::set(&mut r, header::CONTENT_LENGTH, "0");
+    r
+}
+
+/// `Link: <path?n=N&last=L>; rel="next"` when a listing has more entries.
+fn link_next(r: &mut Response, path: &str, page: &Page, n: usize) {
+    if let (true, Some(last)) = (page.more, page.items.last()) {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("n", &n.to_string())
+            .append_pair("last", last)
+            .finish();
+        resp::set(r, header::LINK, &format!("<{path}?{query}>; rel=\"next\""));
+    }
+}

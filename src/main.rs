@@ -1,0 +1,48 @@
+use clap::{Parser, Subcommand};
+
+use berth::config::{Config, ServeArgs};
+
+/// berth: a container registry with OpenShift image streams.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry server.
+    Serve(ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = Config::load(&args).map_err(Into::into).and_then(|config| {
+        tokio::runtime::Runtime::new()?.block_on(async {
+            let server = berth::Server::bind(config).await?;
+            server.run(berth::server::shutdown_signal()).await
+        })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("berth: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! What the registry keeps in the metadata store: key layout and versioned record types.
+//!
+//! Keys are `<keyspace>\0<part>\0<part>`. Names, tags and digests never contain `\0`, so a
+//! prefix ending in `\0` selects exactly one repository's entries, in byte order.
+
+use std::collections::BTreeMap;
+
+use berth_storage::{Digest, Record};
+use serde::{Deserialize, Serialize};
+
+use super::names::{RepositoryName, Tag};
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\0").into_bytes()
+}
+
+/// Builds the prefix that lists every key under `parts` (note the trailing separator).
+fn prefix(parts: &[&str]) -> Vec<u8> {
+    let mut k = key(parts);
+    k.push(0);
+    k
+}
+
+pub mod keys {
+    use super::*;
+
+    pub fn blob(d: &Digest) -> Vec<u8> {
+        key(&["blob", &d.to_string()])
+    }
+    pub fn repo_blob(r: &RepositoryName, d: &Digest) -> Vec<u8> {
+        key(&["rblob", r.as_str(), &d.to_string()])
+    }
+    pub fn manifest(d: &Digest) -> Vec<u8> {
+        key(&["manifest", &d.to_string()])
+    }
+    pub fn repo_manifest(r: &RepositoryName, d: &Digest) -> Vec<u8> {
+        key(&["rmanifest", r.as_str(), &d.to_string()])
+    }
+    pub fn tag(r: &RepositoryName, t: &Tag) -> Vec<u8> {
+        key(&["tag", r.as_str(), t.as_str()])
+    }
+    pub fn tags_of(r: &RepositoryName) -> Vec<u8> {
+        prefix(&["tag", r.as_str()])
+    }
+    pub fn referrer(r: &RepositoryName, subject: &Digest, referrer: &Digest) -> Vec<u8> {
+        key(&[
+            "referrer",
+            r.as_str(),
+            &subject.to_string(),
+            &referrer.to_string(),
+        ])
+    }
+    pub fn referrers_of(r: &RepositoryName, subject: &Digest) -> Vec<u8> {
+        prefix(&["referrer", r.as_str(), &subject.to_string()])
+    }
+    pub fn repository(r: &RepositoryName) -> Vec<u8> {
+        key(&["repo", r.as_str()])
+    }
+    pub fn repositories() -> Vec<u8> {
+        prefix(&["repo"])
+    }
+    pub fn upload(id: &berth_storage::UploadId) -> Vec<u8> {
+        key(&["upload", id.as_str()])
+    }
+    pub fn uploads() -> Vec<u8> {
+        prefix(&["upload"])
+    }
+
+    /// The last `\0`-separated part of a key: the tag, repository or digest it names.
+    pub fn last_part(key: &[u8]) -> &[u8] {
+        match key.iter().rposition(|&b| b == 0) {
+            Some(i) => &key[i + 1..],
+            None => key,
+        }
+    }
+}
+
+/// A complete, verified blob held by the blob store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+}
+impl Record for BlobRecord {
+    const KIND: &'static str = "blob";
+    const VERSION: u8 = 1;
+}
+
+/// A repository's claim on a blob or manifest (what lets it be pulled from there).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Link {}
+impl Record for Link {
+    const KIND: &'static str = "link";
+    const VERSION: u8 = 1;
+}
+
+/// A manifest, byte for byte. Manifests are valid JSON and therefore UTF-8, so the exact bytes
+/// fit in a string.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub media_type: String,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+}
+impl Record for ManifestRecord {
+    const KIND: &'static str = "manifest";
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagRecord {
+    pub digest: Digest,
+}
+impl Record for TagRecord {
+    const KIND: &'static str = "tag";
+    const VERSION: u8 = 1;
+}
+
+/// One entry of a subject's referrers list, as the referrers API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferrerRecord {
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+impl Record for ReferrerRecord {
+    const KIND: &'static str = "referrer";
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepositoryRecord {
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+}
+impl Record for RepositoryRecord {
+    const KIND: &'static str = "repository";
+    const VERSION: u8 = 1;
+}
+
+/// An open upload session: which repository it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub repository: String,
+    pub started: u64,
+}
+impl Record for UploadRecord {
+    const KIND: &'static str = "upload";
+    const VERSION: u8 = 1;
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,599 @@
+//! `Registry`: the operations behind the distribution API, over a metadata store and a blob
+//! store. Every mutation is one metadata transaction followed by a flush, so an acknowledged
+//! write survives a crash and a half-done one is never visible.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use berth_storage::record::{decode, encode};
+use berth_storage::{
+    Algorithm, BlobStore, ByteStream, Digest, MetadataStore, MetadataStoreExt, Record, TxError,
+    Txn, UploadId,
+};
+use bytes::Bytes;
+
+use super::error::{Error, Result};
+use super::manifest::{self, Kind};
+use super::names::{Reference, RepositoryName, Tag};
+use super::records::{
+    keys, now_secs, BlobRecord, Link, ManifestRecord, ReferrerRecord, RepositoryRecord, TagRecord,
+    UploadRecord,
+};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest manifest body accepted.
+    pub max_manifest_bytes: usize,
+    /// Largest page of tags or repositories returned at once; bigger `n` is clamped (with a
+    /// `Link` to the rest) rather than refused, so clients asking for huge pages still work.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            max_page: 10_000,
+        }
+    }
+}
+
+/// One page of a listing; `more` says whether entries follow the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub record: ReferrerRecord,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    meta: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    limits: Limits,
+}
+
+fn get_record<R: Record>(tx: &mut dyn Txn, key: &[u8]) -> Result<Option<R>, TxError<Error>> {
+    match tx.get(key)? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
+    Err(TxError::Abort(e))
+}
+
+impl Registry {
+    pub fn new(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>, limits: Limits) -> Self {
+        Registry {
+            meta,
+            blobs,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.meta
+    }
+
+    fn read<R: Record>(&self, key: &[u8]) -> Result<Option<R>> {
+        match self.meta.get(key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `body` as one transaction, then makes it durable before returning.
+    async fn write<T: Send + 'static>(
+        &self,
+        mut body: impl FnMut(&mut dyn Txn) -> Result<T, TxError<Error>> + Send + 'static,
+    ) -> Result<T> {
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || {
+            let value = meta.transaction(&mut body)?;
+            meta.flush()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| Error::Storage(berth_storage::Error::Backend(e.to_string())))?
+    }
+
+    pub fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
+        Ok(self.meta.get(&keys::repository(repo))?.is_some())
+    }
+
+    // ---- blobs
+
+    /// Size of a blob this repository may serve.
+    pub async fn blob_size(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if self.meta.get(&keys::repo_blob(repo, digest))?.is_none() {
+            return Err(Error::BlobUnknown);
+        }
+        let record: BlobRecord = self.read(&keys::blob(digest))?.ok_or(Error::BlobUnknown)?;
+        Ok(record.size)
+    }
+
+    /// The bytes of a blob (or of `range` of it, end exclusive and within its size).
+    pub async fn read_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
+        self.blob_size(repo, digest).await?;
+        match self.blobs.read(digest, range).await? {
+            Some(stream) => Ok(stream),
+            None => {
+                tracing::error!(%digest, "blob recorded in metadata but missing from the blob store");
+                Err(Error::BlobUnknown)
+            }
+        }
+    }
+
+    /// Unlinks a blob from a repository. The bytes stay while other repositories link them;
+    /// reclaiming unreferenced bytes is garbage collection's job, not a request's.
+    pub async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        let key = keys::repo_blob(repo, digest);
+        self.write(move |tx| {
+            if tx.get(&key)?.is_none() {
+                return abort(Error::BlobUnknown);
+            }
+            tx.delete(&key)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Links a blob already held by `from` into `repo`. Returns false when `from` does not hold
+    /// it (the caller then opens an ordinary upload session).
+    pub async fn mount_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+    ) -> Result<bool> {
+        let (source, target, blob) = (
+            keys::repo_blob(from, digest),
+            keys::repo_blob(repo, digest),
+            keys::blob(digest),
+        );
+        let repo_key = keys::repository(repo);
+        let mounted = self
+            .write(move |tx| {
+                if tx.get(&source)?.is_none() || tx.get(&blob)?.is_none() {
+                    return Ok(false);
+                }
+                tx.put(&target, &encode(&Link {}))?;
+                ensure_repository(tx, &repo_key)?;
+                Ok(true)
+            })
+            .await?;
+        if mounted {
+            tracing::info!(%digest, %from, to = %repo, "blob mounted");
+        }
+        Ok(mounted)
+    }
+
+    // ---- uploads
+
+    pub async fn start_upload(
+        &self,
+        repo: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<UploadId> {
+        let id = self.blobs.create_upload(algorithm).await?;
+        let (key, record) = (
+            keys::upload(&id),
+            UploadRecord {
+                repository: repo.to_string(),
+                started: now_secs(),
+            },
+        );
+        self.write(move |tx| Ok(tx.put(&key, &encode(&record))?))
+            .await?;
+        Ok(id)
+    }
+
+    fn check_upload(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
+        match self.read::<UploadRecord>(&keys::upload(id))? {
+            Some(r) if r.repository == repo.as_str() => Ok(()),
+            _ => Err(Error::UploadUnknown),
+        }
+    }
+
+    /// Bytes received so far by an upload session.
+    pub async fn upload_status(&self, repo: &RepositoryName, id: &UploadId) -> Result<u64> {
+        self.check_upload(repo, id)?;
+        self.blobs
+            .upload_size(id)
+            .await?
+            .ok_or(Error::UploadUnknown)
+    }
+
+    pub async fn append_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        offset: Option<u64>,
+        data: ByteStream,
+    ) -> Result<u64> {
+        self.check_upload(repo, id)?;
+        self.blobs
+            .append(id, offset, data)
+            .await
+            .map_err(upload_error)
+    }
+
+    /// Verifies and stores the session's bytes as `digest`, linked into `repo`.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<u64> {
+        self.check_upload(repo, id)?;
+        let committed = self.blobs.commit(id, digest).await;
+        let upload_key = keys::upload(id);
+        let size = match committed {
+            Ok(size) => size,
+            Err(e) => {
+                if matches!(e, berth_storage::Error::DigestMismatch { .. }) {
+                    // The store discarded the bytes; forget the session too.
+                    self.write(move |tx| Ok(tx.delete(&upload_key)?)).await?;
+                }
+                return Err(upload_error(e));
+            }
+        };
+        let (blob_key, link_key, repo_key) = (
+            keys::blob(digest),
+            keys::repo_blob(repo, digest),
+            keys::repository(repo),
+        );
+        self.write(move |tx| {
+            tx.put(&blob_key, &encode(&BlobRecord { size }))?;
+            tx.put(&link_key, &encode(&Link {}))?;
+            ensure_repository(tx, &repo_key)?;
+            tx.delete(&upload_key)?;
+            Ok(())
+        })
+        .await?;
+        Ok(size)
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: &UploadId) -> Result<()> {
+        self.check_upload(repo, id)?;
+        self.blobs.cancel(id).await?;
+        let key = keys::upload(id);
+        self.write(move |tx| Ok(tx.delete(&key)?)).await
+    }
+
+    /// Removes upload sessions untouched for `max_age`, bytes and records both.
+    pub async fn purge_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
+        let cutoff = std::time::SystemTime::now() - max_age;
+        let purged = self.blobs.purge_uploads(cutoff).await?;
+        // Drop records whose bytes are gone.
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.meta.scan(&keys::uploads(), after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, _) in page {
+                let id = std::str::from_utf8(keys::last_part(&key))
+                    .ok()
+                    .and_then(UploadId::parse);
+                let gone = match &id {
+                    Some(id) => self.blobs.upload_size(id).await?.is_none(),
+                    None => true,
+                };
+                if gone {
+                    self.write(move |tx| Ok(tx.delete(&key)?)).await?;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    // ---- manifests
+
+    pub async fn put_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        extra_tags: &[Tag],
+    ) -> Result<PushedManifest> {
+        if body.len() > self.limits.max_manifest_bytes {
+            return Err(Error::TooLarge(format!(
+                "manifest is {} bytes; the limit is {}",
+                body.len(),
+                self.limits.max_manifest_bytes
+            )));
+        }
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = expected.algorithm().digest_of(&body);
+                if &actual != expected {
+                    return Err(Error::DigestInvalid(format!(
+                        "manifest body hashes to {actual}, not {expected}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&body),
+        };
+        let parsed =
+            manifest::parse(content_type, &body).map_err(|e| Error::ManifestInvalid(e.0))?;
+        let content = String::from_utf8(body.to_vec())
+            .map_err(|_| Error::ManifestInvalid("manifest is not UTF-8".into()))?;
+
+        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.clone());
+        }
+        let required_blobs: Vec<Digest> =
+            parsed.required_blobs().map(|d| d.digest.clone()).collect();
+        let children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let referrer = ReferrerRecord {
+            media_type: parsed.media_type.clone(),
+            size: body.len() as u64,
+            artifact_type: parsed.effective_artifact_type(),
+            annotations: parsed.annotations.clone(),
+        };
+        let record = ManifestRecord {
+            media_type: parsed.media_type.clone(),
+            content,
+            subject: subject.clone(),
+        };
+        let repo = repo.clone();
+        let d = digest.clone();
+        let kind = parsed.kind;
+        self.write(move |tx| {
+            // Checked inside the transaction so a concurrent blob delete cannot slip between
+            // the check and the write.
+            for blob in &required_blobs {
+                if tx.get(&keys::repo_blob(&repo, blob))?.is_none() {
+                    return abort(Error::ManifestBlobUnknown(blob.clone()));
+                }
+            }
+            debug_assert!(kind == Kind::Index || children.is_empty());
+            for child in &children {
+                if tx.get(&keys::repo_manifest(&repo, child))?.is_none() {
+                    return abort(Error::ManifestBlobUnknown(child.clone()));
+                }
+            }
+            let manifest_key = keys::manifest(&d);
+            if tx.get(&manifest_key)?.is_none() {
+                tx.put(&manifest_key, &encode(&record))?;
+            }
+            tx.put(&keys::repo_manifest(&repo, &d), &encode(&Link {}))?;
+            ensure_repository(tx, &keys::repository(&repo))?;
+            for tag in &tags {
+                tx.put(
+                    &keys::tag(&repo, tag),
+                    &encode(&TagRecord { digest: d.clone() }),
+                )?;
+            }
+            if let Some(subject) = &subject {
+                tx.put(&keys::referrer(&repo, subject, &d), &encode(&referrer))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(PushedManifest {
+            digest,
+            subject: parsed.subject.map(|s| s.digest),
+        })
+    }
+
+    fn resolve(&self, repo: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => {
+                self.read::<TagRecord>(&keys::tag(repo, t))?
+                    .ok_or(Error::ManifestUnknown)?
+                    .digest
+            }
+        };
+        if self
+            .meta
+            .get(&keys::repo_manifest(repo, &digest))?
+            .is_none()
+        {
+            return Err(Error::ManifestUnknown);
+        }
+        Ok(digest)
+    }
+
+    pub async fn get_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        let digest = self.resolve(repo, reference)?;
+        let record: ManifestRecord = self
+            .read(&keys::manifest(&digest))?
+            .ok_or(Error::ManifestUnknown)?;
+        Ok(StoredManifest {
+            digest,
+            media_type: record.media_type,
+            content: Bytes::from(record.content),
+        })
+    }
+
+    /// Deletes a tag, or a manifest with every tag of this repository that points at it.
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        match reference {
+            Reference::Tag(t) => {
+                let key = keys::tag(repo, t);
+                self.write(move |tx| {
+                    if tx.get(&key)?.is_none() {
+                        return abort(Error::ManifestUnknown);
+                    }
+                    Ok(tx.delete(&key)?)
+                })
+                .await
+            }
+            Reference::Digest(digest) => {
+                let mut tag_keys = Vec::new();
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let page = self
+                        .meta
+                        .scan(&keys::tags_of(repo), after.as_deref(), 1000)?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(last.clone());
+                    for (key, value) in page {
+                        if decode::<TagRecord>(&value)?.digest == *digest {
+                            tag_keys.push(key);
+                        }
+                    }
+                }
+                let (repo, digest) = (repo.clone(), digest.clone());
+                self.write(move |tx| {
+                    let link = keys::repo_manifest(&repo, &digest);
+                    if tx.get(&link)?.is_none() {
+                        return abort(Error::ManifestUnknown);
+                    }
+                    tx.delete(&link)?;
+                    for key in &tag_keys {
+                        // Re-read: the tag may have moved since the scan.
+                        if let Some(tag) = get_record::<TagRecord>(tx, key)? {
+                            if tag.digest == digest {
+                                tx.delete(key)?;
+                            }
+                        }
+                    }
+                    if let Some(m) = get_record::<ManifestRecord>(tx, &keys::manifest(&digest))? {
+                        if let Some(subject) = m.subject {
+                            tx.delete(&keys::referrer(&repo, &subject, &digest))?;
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    // ---- listings
+
+    fn page(&self, prefix: &[u8], n: Option<usize>, last: Option<&str>) -> Result<Page> {
+        let n = n.unwrap_or(self.limits.max_page).min(self.limits.max_page);
+        if n == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        }
+        let after = last.map(|l| [prefix, l.as_bytes()].concat());
+        let mut entries = self.meta.scan(prefix, after.as_deref(), n + 1)?;
+        let more = entries.len() > n;
+        entries.truncate(n);
+        let items = entries
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(keys::last_part(&k)).into_owned())
+            .collect();
+        Ok(Page { items, more })
+    }
+
+    /// Tags of a repository in byte order, after `last`, at most `n` (clamped).
+    pub fn list_tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Page> {
+        if !self.repository_exists(repo)? {
+            return Err(Error::NameUnknown(repo.to_string()));
+        }
+        self.page(&keys::tags_of(repo), n, last)
+    }
+
+    pub fn list_repositories(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
+        self.page(&keys::repositories(), n, last)
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    pub fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let prefix = keys::referrers_of(repo, subject);
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.meta.scan(&prefix, after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in page {
+                let record: ReferrerRecord = decode(&value)?;
+                if artifact_type.is_some_and(|t| record.artifact_type.as_deref() != Some(t)) {
+                    continue;
+                }
+                let digest = std::str::from_utf8(keys::last_part(&key))
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(berth_storage::Error::Corrupt {
+                        kind: ReferrerRecord::KIND,
+                        reason: "key does not end in a digest".into(),
+                    })?;
+                out.push(Referrer { digest, record });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {
+    if tx.get(key)?.is_none() {
+        tx.put(
+            key,
+            &encode(&RepositoryRecord {
+                created: now_secs(),
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+fn upload_error(e: berth_storage::Error) -> Error {
+    match e {
+        berth_storage::Error::UploadUnknown => Error::UploadUnknown,
+        berth_storage::Error::RangeMismatch { current } => Error::RangeInvalid { current },
+        berth_storage::Error::DigestMismatch { computed } => Error::DigestInvalid(format!(
+            "uploaded content hashes to {computed}, not to the digest given"
+        )),
+        other => Error::Storage(other),
+    }
+}

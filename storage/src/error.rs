@@ -1,0 +1,31 @@
+use crate::digest::Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the storage layer can report. Callers above treat all but the upload and
+/// digest variants as internal faults.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata backend error: {0}")]
+    Backend(String),
+    #[error("stored {kind} record has format version {found}; this build reads versions up to {supported}")]
+    UnsupportedVersion {
+        kind: &'static str,
+        found: u8,
+        supported: u8,
+    },
+    #[error("stored {kind} record is corrupt: {reason}")]
+    Corrupt { kind: &'static str, reason: String },
+    #[error("upload session not found")]
+    UploadUnknown,
+    #[error("upload has {current} bytes; a chunk must start there")]
+    RangeMismatch { current: u64 },
+    #[error("content hashes to {computed}, not to the digest given")]
+    DigestMismatch { computed: Digest },
+    /// A transaction lost a race and should be retried; backends retry internally, so this only
+    /// escapes when a backend gives up.
+    #[error("transaction conflict")]
+    Conflict,
+}

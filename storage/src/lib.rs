@@ -1,0 +1,25 @@
+//! berth-storage: where berth keeps bytes. It knows nothing of HTTP or image streams.
+//!
+//! # Layout
+//! - [`digest`]: the `Digest` newtype (`sha256:<hex>` / `sha512:<hex>`) and streaming hashers.
+//! - [`metadata`]: the [`MetadataStore`] trait: an ordered key/value space with serializable
+//!   transactions; [`record`] gives every stored value a format version.
+//! - [`blob`]: the [`BlobStore`] trait: content-addressed blobs and resumable uploads.
+//! - [`sled_store`] / [`memory`]: the two metadata backends; [`fs`]: the filesystem blob store.
+//! - [`testsuite`]: one behavioural suite every backend must pass.
+
+pub mod blob;
+pub mod digest;
+pub mod error;
+pub mod fs;
+pub mod memory;
+pub mod metadata;
+pub mod record;
+pub mod sled_store;
+pub mod testsuite;
+
+pub use blob::{BlobStore, ByteStream, UploadId};
+pub use digest::{Algorithm, Digest, DigestError};
+pub use error::{Error, Result};
+pub use metadata::{MetadataStore, MetadataStoreExt, TxError, Txn};
+pub use record::Record;

@@ -1,0 +1,225 @@
+//! A real server per test, and protocol-speaking helpers.
+
+use std::path::PathBuf;
+
+use berth::config::Config;
+use reqwest::{Client, Method, Response, StatusCode};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub base: String,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_in(tempfile::tempdir().unwrap(), |_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let server = berth::Server::bind(config).await.expect("server binds");
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server (graceful shutdown) and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start_in(dir, |_| {}).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task ends cleanly");
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.req(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.req(Method::HEAD, path).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.req(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// Pushes a blob with POST + PUT and returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let r = self
+            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let loc = location(&r);
+        let r = self
+            .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        digest
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Pushes a config and one layer, then an OCI manifest under `reference`; returns the
+    /// manifest digest and bytes.
+    pub async fn push_image(&self, repo: &str, reference: &str, seed: &str) -> (String, Vec<u8>) {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+        let layer = format!("layer of {seed}");
+        let cd = self.push_blob(repo, config.as_bytes()).await;
+        let ld = self.push_blob(repo, layer.as_bytes()).await;
+        let manifest = image_manifest(&cd, config.len(), &[(&ld, layer.len())], "");
+        let r = self
+            .put_manifest(repo, reference, OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        (sha256(&manifest), manifest)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+pub fn location(r: &Response) -> String {
+    r.headers()
+        .get("location")
+        .expect("Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn with_query(url: &str, query: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&{query}")
+    } else {
+        format!("{url}?{query}")
+    }
+}
+
+/// An OCI image manifest; `extra` is spliced in as additional top-level fields.
+pub fn image_manifest(
+    config: &str,
+    config_size: usize,
+    layers: &[(&str, usize)],
+    extra: &str,
+) -> Vec<u8> {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| {
+            format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d}","size":{s}}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{}]{extra}}}"#,
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
+/// The `code` of the first OCI error in a response body.
+pub async fn error_code(r: Response) -> String {
+    let body: serde_json::Value = r.json().await.expect("OCI error JSON");
+    body["errors"][0]["code"]
+        .as_str()
+        .expect("errors[0].code")
+        .to_string()
+}

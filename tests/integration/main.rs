@@ -1,0 +1,5 @@
+//! In-process integration tests: a real berth server on 127.0.0.1:0 with sled on a temp dir,
+//! driven over HTTP.
+
+mod common;
+mod distribution;
