@@ -586,7 +586,10 @@ fn manifest_error_cases() -> Vec<Case<String>> {
                 result
             },
         ),
-        case("PUT a manifest over 4 MiB -> 413", oversized_manifest),
+        case(
+            "PUT a manifest over 4 MiB -> 413",
+            |ctx, repo: &mut String| oversized_manifest(ctx, repo),
+        ),
         case(
             "GET manifests/sha256-baddigeststring -> 400 or 404",
             |ctx, repo: &mut String| {
@@ -604,7 +607,7 @@ fn manifest_error_cases() -> Vec<Case<String>> {
 /// A manifest just over the 4 MiB limit → 413. Sent with `Connection: close`
 /// so that a registry which stops reading the body cannot leave a broken
 /// connection in the client's pool for the next case.
-fn oversized_manifest(ctx: &Ctx, repo: &mut String) -> R {
+fn oversized_manifest(ctx: &Ctx, repo: &str) -> R {
     let empty = data::empty_json();
     ops::push_blob(ctx, repo, &empty)?;
     let m = ManifestBuilder::new(empty.descriptor(), vec![])

@@ -3,7 +3,7 @@
 use futures_util::TryStreamExt;
 use http::{header, HeaderMap, StatusCode};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use berth_storage::{ByteStream, Digest, UploadId};
 
@@ -122,32 +122,7 @@ pub async fn handle(
             reference,
             tags,
         } => {
-            let max = reg.limits().max_manifest_bytes;
-            let too_large = || {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Code::SizeInvalid,
-                    format!("manifest exceeds the limit of {max} bytes"),
-                )
-            };
-            if content_length(headers).is_some_and(|n| n > max as u64) {
-                return Err(too_large());
-            }
-            let bytes = Limited::new(body, max)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        too_large()
-                    } else {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            Code::ManifestInvalid,
-                            format!("reading the manifest body failed: {e}"),
-                        )
-                    }
-                })?
-                .to_bytes();
+            let bytes = read_manifest_body(body, reg.limits().max_manifest_bytes).await?;
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
@@ -278,6 +253,40 @@ async fn get_blob(
     resp::set(&mut r, header::ACCEPT_RANGES, "bytes");
     resp::set(&mut r, "docker-content-digest", &digest.to_string());
     Ok(r)
+}
+
+/// How much of an oversized manifest body is read and thrown away so the client, which writes
+/// the whole body before reading the answer, actually sees the 413 instead of a reset.
+const OVERSIZE_DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+async fn read_manifest_body(body: ReqBody, max: usize) -> Result<bytes::Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.try_next().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Code::ManifestInvalid,
+            format!("reading the manifest body failed: {e}"),
+        )
+    })? {
+        seen += chunk.len();
+        if seen <= max {
+            buf.extend_from_slice(&chunk);
+        } else if seen > OVERSIZE_DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > max {
+        let mut err = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::SizeInvalid,
+            format!("manifest is larger than the limit of {max} bytes"),
+        );
+        err.headers.push(("connection", "close".into()));
+        return Err(err);
+    }
+    Ok(buf.freeze())
 }
 
 fn body_stream(body: ReqBody) -> ByteStream {
