@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod http;
+pub mod imagestream;
 pub mod registry;
 pub mod server;
 

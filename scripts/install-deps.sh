@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs the tools berth's test suite drives (real registry clients and a peer registry) and a
+# Python venv at .venv for the pytest client scenarios. Idempotent: when everything is present it
+# only checks and returns (well under a second for apt, a few seconds for the venv check).
+#
+# Usage: scripts/install-deps.sh        (run as root, or with sudo available, on Debian 12)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+# Python packages for tests/clients; majors pinned, minor/patch float.
+PIP_REQS=(
+  "pytest>=8,<10"
+  "oras>=0.2.25,<0.3"
+  "kubernetes>=30,<38"
+  "requests>=2.31,<3"
+)
+
+sudo_cmd=()
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo" >&2; exit 1; }
+  sudo_cmd=(sudo -E)
+fi
+
+# ---- apt packages: "package:command-that-proves-it" (empty command = check dpkg only)
+apt_wanted=(
+  "skopeo:skopeo"
+  "podman:podman"
+  "buildah:buildah"
+  "umoci:umoci"
+  "busybox-static:"
+  "docker.io:dockerd"
+  "docker-compose:docker-compose"
+  "docker-registry:docker-registry"
+  "python3-venv:"
+)
+
+dpkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing=()
+for entry in "${apt_wanted[@]}"; do
+  pkg=${entry%%:*}; cmd=${entry#*:}
+  if [ -n "$cmd" ] && command -v "$cmd" >/dev/null 2>&1 && dpkg_installed "$pkg"; then
+    continue
+  fi
+  if [ -z "$cmd" ] && dpkg_installed "$pkg"; then
+    continue
+  fi
+  # A tool found on PATH but not from the Debian package (e.g. a docker CLI shipped elsewhere)
+  # still gets the package: the suite needs the daemon and the known versions.
+  missing+=("$pkg")
+done
+# busybox-static must really provide the static binary the image builder copies.
+if [ ! -x /bin/busybox ] && [[ ! " ${missing[*]} " =~ " busybox-static " ]]; then
+  missing+=(busybox-static)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # docker.io's postinst may try to start a daemon through systemd/init; nothing to do without one.
+else
+  echo "install-deps: apt packages present"
+fi
+
+# ---- Python venv for the client scenarios
+# Prefer Debian's interpreter (python3-venv provides its ensurepip); fall back to PATH.
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3)
+venv="$repo/.venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  echo "install-deps: creating $venv with $py"
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+fi
+
+# Check the requirements with importlib.metadata + packaging-free version compare (fast path).
+if ! "$venv/bin/python" - "${PIP_REQS[@]}" <<'PY' >/dev/null 2>&1
+import sys, re
+from importlib import metadata
+def ver(s):
+    return tuple(int(x) for x in re.findall(r"\d+", s)[:3])
+for req in sys.argv[1:]:
+    m = re.match(r"([A-Za-z0-9_.-]+)(.*)", req)
+    name, spec = m.group(1), m.group(2)
+    have = ver(metadata.version(name))
+    for clause in filter(None, spec.split(",")):
+        op, v = re.match(r"(>=|<=|==|<|>)(.*)", clause).groups()
+        v = ver(v)
+        ok = {">=": have >= v, "<=": have <= v, "==": have == v, "<": have < v, ">": have > v}[op]
+        if not ok:
+            sys.exit(1)
+PY
+then
+  echo "install-deps: pip install ${PIP_REQS[*]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${PIP_REQS[@]}"
+else
+  echo "install-deps: python venv ready"
+fi
+
+# Report versions (one line each) so a CI log shows what was tested against.
+{
+  echo "skopeo $(skopeo --version 2>/dev/null | awk '{print $3}')"
+  echo "podman $(podman --version 2>/dev/null | awk '{print $3}')"
+  echo "buildah $(buildah --version 2>/dev/null | awk '{print $3}')"
+  echo "umoci $(umoci --version 2>/dev/null | awk '{print $3}')"
+  echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
+  echo "docker-compose $(docker-compose version --short 2>/dev/null)"
+  echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
+  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests")))'
+} | paste -sd ';' | sed 's/;/; /g; s/^/install-deps: versions: /'

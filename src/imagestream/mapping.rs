@@ -1,0 +1,110 @@
+//! ImageStreamMapping (spec §3.4) and the other history edits the registry makes, as
+//! transaction steps. The registry's push path and the API's POST share this code.
+
+use super::error::Error;
+use super::history::{add_tag_event, update_tracking_tags};
+use super::store::{ensure_image, load_stream, save_stream, Change, TxResult};
+use super::types::{now_rfc3339, Image, ImageStream, ObjectMeta, TagEvent, MANAGED_ANNOTATION};
+use berth_storage::{TxError, Txn};
+
+/// A new, empty stream (generation 1), as the registry creates on a first push.
+pub fn new_stream(ns: &str, name: &str) -> ImageStream {
+    ImageStream {
+        metadata: ObjectMeta {
+            name: name.to_string(),
+            namespace: ns.to_string(),
+            uid: uuid::Uuid::new_v4().to_string(),
+            generation: 1,
+            creation_timestamp: Some(now_rfc3339()),
+            ..Default::default()
+        },
+        ..ImageStream {
+            kind: "ImageStream".into(),
+            api_version: super::types::API_VERSION.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Records `image` under `ns/name:tag`. With `create_stream` a missing stream is created (the
+/// registry's behaviour); without, a missing stream is NotFound (the API's).
+pub fn apply_mapping(
+    tx: &mut dyn Txn,
+    ns: &str,
+    name: &str,
+    tag: &str,
+    image: &Image,
+    create_stream: bool,
+    public_host: &str,
+    changes: &mut Vec<Change>,
+) -> TxResult<()> {
+    let old = load_stream(tx, ns, name)?;
+    let mut stream = match &old {
+        Some(s) => s.clone(),
+        None if create_stream => new_stream(ns, name),
+        None => {
+            return Err(TxError::Abort(Error::NotFound {
+                resource: "imagestreammappings",
+                name: name.to_string(),
+            }))
+        }
+    };
+    let existed = super::store::get::<Image>(tx, &super::store::keys::image(&image.metadata.name))?.is_some();
+    ensure_image(tx, image, changes)?;
+    let managed = image
+        .metadata
+        .annotations
+        .get(MANAGED_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    let reference = if (existed && managed) || image.docker_image_reference.is_empty() {
+        format!("{public_host}/{ns}/{name}@{}", image.metadata.name)
+    } else {
+        image.docker_image_reference.clone()
+    };
+    let event = TagEvent {
+        created: now_rfc3339(),
+        docker_image_reference: reference,
+        image: image.metadata.name.clone(),
+        generation: stream.metadata.generation,
+    };
+    let changed = add_tag_event(&mut stream, tag, event.clone());
+    if changed {
+        update_tracking_tags(&mut stream, tag, &event);
+    }
+    if changed || old.is_none() {
+        save_stream(tx, old.as_ref(), &mut stream, changes)?;
+    }
+    Ok(())
+}
+
+/// Removes `tag` from spec and status (DELETE of an istag or a registry tag). Returns false
+/// when neither existed.
+pub fn delete_tag(tx: &mut dyn Txn, ns: &str, name: &str, tag: &str, changes: &mut Vec<Change>) -> TxResult<bool> {
+    let Some(old) = load_stream(tx, ns, name)? else {
+        return Ok(false);
+    };
+    let mut stream = old.clone();
+    stream.spec.tags.retain(|t| t.name != tag);
+    stream.status.tags.retain(|t| t.tag != tag);
+    if stream == old {
+        return Ok(false);
+    }
+    save_stream(tx, Some(&old), &mut stream, changes)?;
+    Ok(true)
+}
+
+/// Removes every history entry of `image` from the stream; tags left empty disappear.
+pub fn remove_image(tx: &mut dyn Txn, ns: &str, name: &str, image: &str, changes: &mut Vec<Change>) -> TxResult<()> {
+    let Some(old) = load_stream(tx, ns, name)? else {
+        return Ok(());
+    };
+    let mut stream = old.clone();
+    for t in &mut stream.status.tags {
+        t.items.retain(|e| e.image != image);
+    }
+    stream.status.tags.retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
+    if stream != old {
+        save_stream(tx, Some(&old), &mut stream, changes)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! The image-stream domain (OpenShift's image.openshift.io/v1): ImageStream, Image,
+//! ImageStreamTag, ImageStreamImage, ImageStreamMapping. Tag history rules live in
+//! [`history`]; every stream write goes through [`store::save_stream`], which keeps the
+//! registry's tag index and content links in the same transaction.
+
+pub mod error;
+pub mod events;
+pub mod history;
+pub mod image;
+pub mod mapping;
+pub mod store;
+pub mod types;
+
+pub use error::{Cause, Error, Result};
+pub use store::{Change, ChangeKind};

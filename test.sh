@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# berth's whole test suite, one command, on a fresh Debian 12 machine (run as root):
+#
+#   ./test.sh                 every step below, in order
+#   ./test.sh clients         one step (or several: ./test.sh build clients), for development
+#   PYTEST_ARGS="-k skopeo" ./test.sh clients      extra pytest arguments for the client step
+#   REGISTRY_IMPL=docker-registry ./test.sh clients  the client scenarios against CNCF Distribution
+#
+# Steps (each ends with a line "== STEP: ok|FAILED|SKIPPED (...)"):
+#   deps         scripts/install-deps.sh: apt packages (skopeo podman buildah umoci busybox-static
+#                docker.io docker-compose docker-registry python3-venv) and the .venv for pytest
+#   build        cargo build --workspace
+#   unit         cargo test --workspace (unit + integration tests)
+#   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
+#   clients      .venv/bin/pytest tests/clients -v (skopeo, podman, buildah, docker, oras, 1 GiB blob,
+#                concurrency against a real `berth serve`)
+#   compose      docker-compose -f docker-compose.yml config -q
+# The exit status is non-zero if any step failed or was skipped (a missing tool counts as failure).
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")" || exit 2
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+export PATH CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+all_steps=(deps build unit conformance clients compose)
+if [ $# -eq 0 ]; then
+  steps=("${all_steps[@]}")
+else
+  steps=()
+  for a in "$@"; do
+    case "$a" in
+      deps|build|unit|conformance|clients|compose) steps+=("$a") ;;
+      unit+integration|test) steps+=(unit) ;;
+      -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
+      *) echo "test.sh: unknown step '$a' (steps: ${all_steps[*]})" >&2; exit 2 ;;
+    esac
+  done
+  # The binary steps need a build; add it (a no-op when up to date) unless asked for already.
+  needs_build='\ (unit|conformance|clients)\ '
+  [ "${REGISTRY_IMPL:-berth}" = berth ] || needs_build='\ (unit|conformance)\ '
+  if [[ " ${steps[*]} " =~ $needs_build ]] && [[ ! " ${steps[*]} " =~ " build " ]]; then
+    steps=(build "${steps[@]}")
+  fi
+fi
+
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/berth-test.XXXXXX")
+summary=()
+n_ok=0 n_failed=0 n_skipped=0
+build_ok=unknown
+
+# record STEP STATUS DETAIL
+record() {
+  local line="== $1: $2${3:+ ($3)}"
+  summary+=("$line")
+  echo "$line"
+  case "$2" in
+    ok) n_ok=$((n_ok + 1)) ;;
+    FAILED) n_failed=$((n_failed + 1)) ;;
+    *) n_skipped=$((n_skipped + 1)) ;;
+  esac
+}
+
+banner() { echo; echo "==== $1 ===="; }
+
+step_deps() {
+  banner "deps: scripts/install-deps.sh"
+  if scripts/install-deps.sh; then record deps ok; else record deps FAILED "scripts/install-deps.sh exited $?"; fi
+}
+
+step_build() {
+  banner "build: cargo build --workspace"
+  if ! command -v cargo >/dev/null; then build_ok=no; record build SKIPPED "cargo not found"; return; fi
+  if cargo build --workspace; then build_ok=yes; record build ok
+  else build_ok=no; record build FAILED "cargo build --workspace"; fi
+}
+
+need_build() { # STEP: true when the build is usable, else records STEP as skipped
+  if [ "$build_ok" = no ]; then record "$1" SKIPPED "build failed"; return 1; fi
+  return 0
+}
+
+step_unit() {
+  banner "unit+integration: cargo test --workspace"
+  need_build unit+integration || return
+  local log="$logdir/unit.log"
+  cargo test --workspace 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  # Sum the "test result:" lines of every test binary.
+  local counts
+  counts=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+                END { printf "%d passed, %d failed", p, f }' "$log")
+  if [ "$rc" -eq 0 ]; then record unit+integration ok "$counts"; else record unit+integration FAILED "$counts; exit $rc"; fi
+}
+
+step_conformance() {
+  banner "conformance: target/debug/berth-conformance --berth-bin target/debug/berth"
+  need_build conformance || return
+  local bin=target/debug/berth-conformance
+  if [ ! -x "$bin" ]; then record conformance SKIPPED "$bin not built"; return; fi
+  if [ ! -x target/debug/berth ]; then record conformance SKIPPED "target/debug/berth not built"; return; fi
+  local log="$logdir/conformance.log"
+  timeout 1800 "$bin" --berth-bin target/debug/berth 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E '^conformance: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  if [ "$rc" -eq 0 ] && [ -n "$line" ]; then record conformance ok "$line"
+  elif [ "$rc" -eq 0 ]; then record conformance FAILED "exit 0 but no 'conformance: N passed, M failed' line"
+  else record conformance FAILED "${line:-no summary line}; exit $rc"; fi
+}
+
+step_clients() {
+  banner "clients: .venv/bin/pytest tests/clients -v (registry: ${REGISTRY_IMPL:-berth})"
+  if [ "${REGISTRY_IMPL:-berth}" = berth ]; then need_build clients || return; fi
+  if [ ! -x .venv/bin/pytest ]; then record clients SKIPPED ".venv/bin/pytest missing: run ./test.sh deps"; return; fi
+  local missing=()
+  for t in skopeo podman buildah umoci dockerd; do command -v "$t" >/dev/null || missing+=("$t"); done
+  [ -x /bin/busybox ] || missing+=(busybox-static)
+  if [ "${REGISTRY_IMPL:-berth}" = berth ] && [ ! -x "${BERTH_BIN:-target/debug/berth}" ]; then
+    missing+=("${BERTH_BIN:-target/debug/berth}")
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then record clients SKIPPED "missing: ${missing[*]}"; return; fi
+  local log="$logdir/clients.log"
+  # shellcheck disable=SC2086
+  timeout 1500 .venv/bin/pytest tests/clients -v ${PYTEST_ARGS:-} 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+  case "$rc" in
+    0) record clients ok "$line" ;;
+    5) record clients FAILED "no tests collected" ;;
+    124) record clients FAILED "timed out after 1500 s" ;;
+    *) record clients FAILED "${line:-pytest exited $rc}" ;;
+  esac
+}
+
+step_compose() {
+  banner "compose: docker-compose -f docker-compose.yml config -q"
+  if ! command -v docker-compose >/dev/null; then record compose SKIPPED "docker-compose not installed"; return; fi
+  if docker-compose -f docker-compose.yml config -q; then record compose ok
+  else record compose FAILED "docker-compose config rejected docker-compose.yml"; fi
+}
+
+for s in "${steps[@]}"; do "step_$s"; done
+
+echo
+echo "==== summary ===="
+printf '%s\n' "${summary[@]}"
+echo "logs: $logdir"
+echo "test.sh: $n_ok passed, $n_failed failed, $n_skipped skipped"
+[ "$n_failed" -eq 0 ] && [ "$n_skipped" -eq 0 ]
