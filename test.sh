@@ -21,6 +21,9 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")" || exit 2
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 export PATH CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Binaries live under CARGO_TARGET_DIR when it is set (e.g. a shared build cache in CI).
+tdir=${CARGO_TARGET_DIR:-target}
+export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
 
 all_steps=(deps build unit conformance clients compose)
 if [ $# -eq 0 ]; then
@@ -95,11 +98,11 @@ step_unit() {
 step_conformance() {
   banner "conformance: target/debug/berth-conformance --berth-bin target/debug/berth"
   need_build conformance || return
-  local bin=target/debug/berth-conformance
+  local bin=$tdir/debug/berth-conformance
   if [ ! -x "$bin" ]; then record conformance SKIPPED "$bin not built"; return; fi
-  if [ ! -x target/debug/berth ]; then record conformance SKIPPED "target/debug/berth not built"; return; fi
+  if [ ! -x "$BERTH_BIN" ]; then record conformance SKIPPED "$BERTH_BIN not built"; return; fi
   local log="$logdir/conformance.log"
-  timeout 1800 "$bin" --berth-bin target/debug/berth 2>&1 | tee "$log"
+  timeout 1800 "$bin" --berth-bin "$BERTH_BIN" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local line
   line=$(grep -E '^conformance: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
@@ -115,8 +118,8 @@ step_clients() {
   local missing=()
   for t in skopeo podman buildah umoci dockerd; do command -v "$t" >/dev/null || missing+=("$t"); done
   [ -x /bin/busybox ] || missing+=(busybox-static)
-  if [ "${REGISTRY_IMPL:-berth}" = berth ] && [ ! -x "${BERTH_BIN:-target/debug/berth}" ]; then
-    missing+=("${BERTH_BIN:-target/debug/berth}")
+  if [ "${REGISTRY_IMPL:-berth}" = berth ] && [ ! -x "$BERTH_BIN" ]; then
+    missing+=("$BERTH_BIN")
   fi
   if [ ${#missing[@]} -gt 0 ]; then record clients SKIPPED "missing: ${missing[*]}"; return; fi
   local log="$logdir/clients.log"
