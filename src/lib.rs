@@ -24,7 +24,7 @@ use config::Config;
 use registry::{Limits, Registry};
 
 /// Opens the stores under `config.data_dir` and builds the registry.
-pub fn open_registry(config: &Config) -> anyhow_like::Result<Registry> {
+pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Result<Registry> {
     let meta = SledMetadata::open(&config.data_dir.join("metadata"))?;
     let blobs = FsBlobStore::open(&config.data_dir)?;
     Ok(Registry::new(
@@ -34,7 +34,8 @@ pub fn open_registry(config: &Config) -> anyhow_like::Result<Registry> {
             max_manifest_bytes: config.max_manifest_bytes,
             ..Limits::default()
         },
-    ))
+        public_host,
+    )?)
 }
 
 /// A bound, ready-to-run server.
@@ -47,13 +48,13 @@ pub struct Server {
 impl Server {
     /// Opens the stores and binds the listener (port 0 picks a free port).
     pub async fn bind(config: Config) -> anyhow_like::Result<Server> {
-        let registry = open_registry(&config)?;
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let public_host = config
             .public_host
             .clone()
             .unwrap_or_else(|| addr.to_string());
+        let registry = open_registry(&config, public_host.clone())?;
         Ok(Server {
             listener,
             state: Arc::new(http::State {

@@ -37,9 +37,15 @@ impl Cause {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{resource}.image.openshift.io {name:?} not found")]
-    NotFound { resource: &'static str, name: String },
+    NotFound {
+        resource: &'static str,
+        name: String,
+    },
     #[error("{resource}.image.openshift.io {name:?} already exists")]
-    AlreadyExists { resource: &'static str, name: String },
+    AlreadyExists {
+        resource: &'static str,
+        name: String,
+    },
     #[error("Operation cannot be fulfilled on {resource}.image.openshift.io {name:?}: {message}")]
     Conflict {
         resource: &'static str,

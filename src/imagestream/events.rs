@@ -96,7 +96,10 @@ mod tests {
     fn change(rv: u64) -> Change {
         let mut image = Image::default();
         image.metadata.resource_version = rv.to_string();
-        Change::Image { kind: ChangeKind::Added, image }
+        Change::Image {
+            kind: ChangeKind::Added,
+            image,
+        }
     }
 
     #[test]
@@ -104,7 +107,9 @@ mod tests {
         let events = Events::new(10);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        events.listen(Arc::new(move |c| s.lock().unwrap().push(c.resource_version())));
+        events.listen(Arc::new(move |c| {
+            s.lock().unwrap().push(c.resource_version())
+        }));
         events.publish(vec![change(12), change(13)]);
         assert!(seen.lock().unwrap().is_empty());
         events.publish(vec![change(11)]);

@@ -104,26 +104,41 @@ mod tests {
     }
 
     fn items(s: &ImageStream, tag: &str) -> Vec<String> {
-        s.status_tag(tag).unwrap().items.iter().map(|e| e.image.clone()).collect()
+        s.status_tag(tag)
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| e.image.clone())
+            .collect()
     }
 
     #[test]
     fn merge_rules() {
         let mut s = ImageStream::default();
         assert!(add_tag_event(&mut s, "latest", ev("r@a", "a", 1)));
-        assert!(!add_tag_event(&mut s, "latest", ev("r@a", "a", 1)), "same everything: no change");
+        assert!(
+            !add_tag_event(&mut s, "latest", ev("r@a", "a", 1)),
+            "same everything: no change"
+        );
         assert!(add_tag_event(&mut s, "latest", ev("r@a", "a", 2)));
         assert_eq!(items(&s, "latest"), ["a"]);
         assert_eq!(s.status_tag("latest").unwrap().items[0].generation, 2);
         assert!(add_tag_event(&mut s, "latest", ev("r@b", "b", 2)));
         assert!(add_tag_event(&mut s, "latest", ev("r@a", "a", 2)));
-        assert_eq!(items(&s, "latest"), ["a", "b", "a"], "newest first, never trimmed");
+        assert_eq!(
+            items(&s, "latest"),
+            ["a", "b", "a"],
+            "newest first, never trimmed"
+        );
         // Same reference, new image: replaced in place.
         assert!(add_tag_event(&mut s, "latest", ev("r@a", "c", 2)));
         assert_eq!(items(&s, "latest"), ["c", "b", "a"]);
         // Same image, new reference: reference replaced in place.
         assert!(add_tag_event(&mut s, "latest", ev("other@c", "c", 2)));
-        assert_eq!(s.status_tag("latest").unwrap().items[0].docker_image_reference, "other@c");
+        assert_eq!(
+            s.status_tag("latest").unwrap().items[0].docker_image_reference,
+            "other@c"
+        );
     }
 
     #[test]
@@ -140,13 +155,20 @@ mod tests {
             }),
             ..Default::default()
         };
-        s.spec.tags = vec![track("stable", "latest"), track("prod", "app:stable"), track("other", "x:latest")];
+        s.spec.tags = vec![
+            track("stable", "latest"),
+            track("prod", "app:stable"),
+            track("other", "x:latest"),
+        ];
         let e = ev("r@a", "a", 1);
         add_tag_event(&mut s, "latest", e.clone());
         update_tracking_tags(&mut s, "latest", &e);
         assert_eq!(items(&s, "stable"), ["a"]);
         assert_eq!(items(&s, "prod"), ["a"]);
-        assert!(s.status_tag("other").is_none(), "other streams are not followed");
+        assert!(
+            s.status_tag("other").is_none(),
+            "other streams are not followed"
+        );
     }
 
     #[test]
@@ -154,12 +176,20 @@ mod tests {
         let mut s = ImageStream::default();
         s.status.docker_image_repository = "reg:5000/ns/app".into();
         add_tag_event(&mut s, "latest", ev("quay.io/x/y@sha256:1", "sha256:1", 1));
-        assert_eq!(resolve_reference(&s, "latest").unwrap(), "quay.io/x/y@sha256:1");
+        assert_eq!(
+            resolve_reference(&s, "latest").unwrap(),
+            "quay.io/x/y@sha256:1"
+        );
         s.spec.tags.push(TagReference {
             name: "latest".into(),
-            reference_policy: crate::imagestream::types::TagReferencePolicy { kind: "Local".into() },
+            reference_policy: crate::imagestream::types::TagReferencePolicy {
+                kind: "Local".into(),
+            },
             ..Default::default()
         });
-        assert_eq!(resolve_reference(&s, "latest").unwrap(), "reg:5000/ns/app@sha256:1");
+        assert_eq!(
+            resolve_reference(&s, "latest").unwrap(),
+            "reg:5000/ns/app@sha256:1"
+        );
     }
 }

@@ -13,12 +13,7 @@ const IMAGE_CONFIG_TYPES: [&str; 2] = [
 
 /// The Image for manifest `digest`, pulled as `reference`. `config` is the config blob's bytes
 /// when the manifest has an image config; anything else yields an Image without metadata.
-pub fn build(
-    digest: &str,
-    reference: String,
-    manifest: &Manifest,
-    config: Option<&[u8]>,
-) -> Image {
+pub fn build(digest: &str, reference: String, manifest: &Manifest, config: Option<&[u8]>) -> Image {
     let mut image = Image {
         metadata: ObjectMeta {
             name: digest.to_string(),
@@ -77,7 +72,17 @@ pub fn build(
 fn metadata(config_digest: &str, config: &Value, size: u64) -> Value {
     let inner = config.get("config").cloned().unwrap_or(Value::Null);
     let mut cfg = Map::new();
-    for key in ["User", "Env", "Cmd", "Entrypoint", "WorkingDir", "ExposedPorts", "Labels", "Volumes", "StopSignal"] {
+    for key in [
+        "User",
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "ExposedPorts",
+        "Labels",
+        "Volumes",
+        "StopSignal",
+    ] {
         if let Some(v) = inner.get(key).filter(|v| !v.is_null()) {
             cfg.insert(key.to_string(), v.clone());
         }
@@ -90,7 +95,12 @@ fn metadata(config_digest: &str, config: &Value, size: u64) -> Value {
         "Architecture": config.get("architecture").cloned().unwrap_or(Value::Null),
         "Size": size,
     });
-    for (from, to) in [("created", "Created"), ("author", "Author"), ("os", "Os"), ("variant", "Variant")] {
+    for (from, to) in [
+        ("created", "Created"),
+        ("author", "Author"),
+        ("os", "Os"),
+        ("variant", "Variant"),
+    ] {
         if let Some(v) = config.get(from).filter(|v| !v.is_null()) {
             m[to] = v.clone();
         }
@@ -127,6 +137,8 @@ mod tests {
         let artifact = parse(None, format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
             "config":{{"mediaType":"application/vnd.example+json","digest":"{D}","size":2}},"layers":[]}}"#).as_bytes()).unwrap();
-        assert!(build("sha256:y", "r".into(), &artifact, Some(b"{}")).docker_image_metadata.is_none());
+        assert!(build("sha256:y", "r".into(), &artifact, Some(b"{}"))
+            .docker_image_metadata
+            .is_none());
     }
 }

@@ -26,18 +26,27 @@ pub fn new_stream(ns: &str, name: &str) -> ImageStream {
     }
 }
 
-/// Records `image` under `ns/name:tag`. With `create_stream` a missing stream is created (the
-/// registry's behaviour); without, a missing stream is NotFound (the API's).
-pub fn apply_mapping(
-    tx: &mut dyn Txn,
-    ns: &str,
-    name: &str,
-    tag: &str,
-    image: &Image,
-    create_stream: bool,
-    public_host: &str,
-    changes: &mut Vec<Change>,
-) -> TxResult<()> {
+/// One ImageStreamMapping: `image` recorded under `ns/name:tag`.
+pub struct Mapping<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub tag: &'a str,
+    pub image: &'a Image,
+    /// The registry creates a missing stream; the API's mapping never does (NotFound).
+    pub create_stream: bool,
+    /// Registry host for references made local to this stream.
+    pub public_host: &'a str,
+}
+
+pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change>) -> TxResult<()> {
+    let (ns, name, tag, image, create_stream, public_host) = (
+        m.namespace,
+        m.name,
+        m.tag,
+        m.image,
+        m.create_stream,
+        m.public_host,
+    );
     let old = load_stream(tx, ns, name)?;
     let mut stream = match &old {
         Some(s) => s.clone(),
@@ -49,7 +58,8 @@ pub fn apply_mapping(
             }))
         }
     };
-    let existed = super::store::get::<Image>(tx, &super::store::keys::image(&image.metadata.name))?.is_some();
+    let existed =
+        super::store::get::<Image>(tx, &super::store::keys::image(&image.metadata.name))?.is_some();
     ensure_image(tx, image, changes)?;
     let managed = image
         .metadata
@@ -79,7 +89,13 @@ pub fn apply_mapping(
 
 /// Removes `tag` from spec and status (DELETE of an istag or a registry tag). Returns false
 /// when neither existed.
-pub fn delete_tag(tx: &mut dyn Txn, ns: &str, name: &str, tag: &str, changes: &mut Vec<Change>) -> TxResult<bool> {
+pub fn delete_tag(
+    tx: &mut dyn Txn,
+    ns: &str,
+    name: &str,
+    tag: &str,
+    changes: &mut Vec<Change>,
+) -> TxResult<bool> {
     let Some(old) = load_stream(tx, ns, name)? else {
         return Ok(false);
     };
@@ -94,7 +110,13 @@ pub fn delete_tag(tx: &mut dyn Txn, ns: &str, name: &str, tag: &str, changes: &m
 }
 
 /// Removes every history entry of `image` from the stream; tags left empty disappear.
-pub fn remove_image(tx: &mut dyn Txn, ns: &str, name: &str, image: &str, changes: &mut Vec<Change>) -> TxResult<()> {
+pub fn remove_image(
+    tx: &mut dyn Txn,
+    ns: &str,
+    name: &str,
+    image: &str,
+    changes: &mut Vec<Change>,
+) -> TxResult<()> {
     let Some(old) = load_stream(tx, ns, name)? else {
         return Ok(());
     };
@@ -102,7 +124,10 @@ pub fn remove_image(tx: &mut dyn Txn, ns: &str, name: &str, image: &str, changes
     for t in &mut stream.status.tags {
         t.items.retain(|e| e.image != image);
     }
-    stream.status.tags.retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
+    stream
+        .status
+        .tags
+        .retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
     if stream != old {
         save_stream(tx, Some(&old), &mut stream, changes)?;
     }

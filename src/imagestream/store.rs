@@ -58,8 +58,14 @@ pub mod keys {
 /// What a committed transaction changed, for watchers. Carries the object as written.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Stream { kind: ChangeKind, stream: ImageStream },
-    Image { kind: ChangeKind, image: Image },
+    Stream {
+        kind: ChangeKind,
+        stream: ImageStream,
+    },
+    Image {
+        kind: ChangeKind,
+        image: Image,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,16 @@ pub fn get<R: Record>(tx: &mut dyn Txn, key: &[u8]) -> TxResult<Option<R>> {
     match tx.get(key)? {
         Some(bytes) => Ok(Some(decode(&bytes)?)),
         None => Ok(None),
+    }
+}
+
+/// The store-wide resourceVersion now.
+pub fn current_resource_version(
+    meta: &dyn berth_storage::MetadataStore,
+) -> berth_storage::Result<u64> {
+    match meta.get(keys::RESOURCE_VERSION)? {
+        Some(bytes) => Ok(decode::<Counter>(&bytes)?.value),
+        None => Ok(0),
     }
 }
 
@@ -153,7 +169,11 @@ pub fn save_stream(
     Ok(())
 }
 
-pub fn delete_stream(tx: &mut dyn Txn, old: &ImageStream, changes: &mut Vec<Change>) -> TxResult<()> {
+pub fn delete_stream(
+    tx: &mut dyn Txn,
+    old: &ImageStream,
+    changes: &mut Vec<Change>,
+) -> TxResult<()> {
     if let Some(repo) = repo_of(old) {
         for t in &old.status.tags {
             if let Ok(tag) = Tag::parse(&t.tag) {
@@ -173,7 +193,12 @@ pub fn delete_stream(tx: &mut dyn Txn, old: &ImageStream, changes: &mut Vec<Chan
 
 /// Lets `repo` serve an image tagged into it from elsewhere: links the manifest, its config and
 /// layers, and (for an index) its children.
-fn link_image_content(tx: &mut dyn Txn, repo: &RepositoryName, digest: &Digest, depth: u8) -> TxResult<()> {
+fn link_image_content(
+    tx: &mut dyn Txn,
+    repo: &RepositoryName,
+    digest: &Digest,
+    depth: u8,
+) -> TxResult<()> {
     let link = reg_keys::repo_manifest(repo, digest);
     if tx.get(&link)?.is_some() || depth > 4 {
         return Ok(());

@@ -229,7 +229,11 @@ pub struct Image {
     pub docker_image_manifests: Vec<ImageManifest>,
     /// The config blob's digest (not part of OpenShift's schema; berth needs it to link an
     /// image's blobs into a stream it is tagged into).
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "dockerImageConfigDigest")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "dockerImageConfigDigest"
+    )]
     pub config_digest: Option<String>,
 }
 
@@ -263,7 +267,11 @@ impl ImageStream {
     }
 
     pub fn status_tag_mut(&mut self, tag: &str) -> &mut NamedTagEventList {
-        let i = match self.status.tags.binary_search_by(|t| t.tag.as_str().cmp(tag)) {
+        let i = match self
+            .status
+            .tags
+            .binary_search_by(|t| t.tag.as_str().cmp(tag))
+        {
             Ok(i) => i,
             Err(i) => {
                 self.status.tags.insert(

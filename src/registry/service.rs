@@ -19,6 +19,13 @@ use super::records::{
     keys, now_secs, BlobRecord, Link, ManifestRecord, ReferrerRecord, RepositoryRecord, TagRecord,
     UploadRecord,
 };
+use crate::imagestream::{
+    self,
+    events::Events,
+    mapping::{apply_mapping, delete_tag, remove_image, Mapping},
+    store::ensure_image,
+    Change,
+};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -69,7 +76,13 @@ pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     limits: Limits,
+    /// `host[:port]` written into the references of pushed images.
+    public_host: String,
+    events: Arc<Events>,
 }
+
+/// Largest config blob read to fill an Image's metadata; image configs are a few KiB.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 fn get_record<R: Record>(tx: &mut dyn Txn, key: &[u8]) -> Result<Option<R>, TxError<Error>> {
     match tx.get(key)? {
@@ -83,12 +96,29 @@ fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetadataStore>, blobs: Arc<dyn BlobStore>, limits: Limits) -> Self {
-        Registry {
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        limits: Limits,
+        public_host: String,
+    ) -> Result<Self> {
+        let last = imagestream::store::current_resource_version(meta.as_ref())?;
+        Ok(Registry {
             meta,
             blobs,
             limits,
-        }
+            public_host,
+            events: Arc::new(Events::new(last)),
+        })
+    }
+
+    pub fn public_host(&self) -> &str {
+        &self.public_host
+    }
+
+    /// Committed image-stream and image changes, in resourceVersion order.
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
     }
 
     pub fn limits(&self) -> &Limits {
@@ -121,8 +151,35 @@ impl Registry {
         .map_err(|e| Error::Storage(berth_storage::Error::Backend(e.to_string())))?
     }
 
+    /// A repository exists once something was pushed to it or its image stream was created.
     pub fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
-        Ok(self.meta.get(&keys::repository(repo))?.is_some())
+        Ok(self.meta.get(&keys::repository(repo))?.is_some()
+            || self
+                .meta
+                .get(&imagestream::store::keys::stream(
+                    repo.namespace().as_str(),
+                    repo.stream().as_str(),
+                ))?
+                .is_some())
+    }
+
+    /// Like [`Registry::write`], for bodies that change image streams or images: their changes
+    /// reach watchers after the commit is durable.
+    pub async fn write_changes<T: Send + 'static>(
+        &self,
+        mut body: impl FnMut(&mut dyn Txn, &mut Vec<Change>) -> Result<T, TxError<Error>>
+            + Send
+            + 'static,
+    ) -> Result<T> {
+        let (value, changes) = self
+            .write(move |tx| {
+                let mut changes = Vec::new();
+                let value = body(tx, &mut changes)?;
+                Ok((value, changes))
+            })
+            .await?;
+        self.events.publish(changes);
+        Ok(value)
     }
 
     // ---- blobs
@@ -350,6 +407,14 @@ impl Registry {
         let content = String::from_utf8(body.to_vec())
             .map_err(|_| Error::ManifestInvalid("manifest is not UTF-8".into()))?;
 
+        let config = self.read_config(repo, &parsed).await?;
+        let image = imagestream::image::build(
+            &digest.to_string(),
+            format!("{}/{repo}@{digest}", self.public_host),
+            &parsed,
+            config.as_deref(),
+        );
+        let public_host = self.public_host.clone();
         let mut tags: Vec<Tag> = extra_tags.to_vec();
         if let Reference::Tag(t) = reference {
             tags.push(t.clone());
@@ -372,7 +437,7 @@ impl Registry {
         let repo = repo.clone();
         let d = digest.clone();
         let kind = parsed.kind;
-        self.write(move |tx| {
+        self.write_changes(move |tx, changes| {
             // Checked inside the transaction so a concurrent blob delete cannot slip between
             // the check and the write.
             for blob in &required_blobs {
@@ -392,14 +457,26 @@ impl Registry {
             }
             tx.put(&keys::repo_manifest(&repo, &d), &encode(&Link {}))?;
             ensure_repository(tx, &keys::repository(&repo))?;
-            for tag in &tags {
-                tx.put(
-                    &keys::tag(&repo, tag),
-                    &encode(&TagRecord { digest: d.clone() }),
-                )?;
-            }
             if let Some(subject) = &subject {
                 tx.put(&keys::referrer(&repo, subject, &d), &encode(&referrer))?;
+            }
+            // The ImageStreamMapping of spec §3.4, in the same transaction: the Image is
+            // created once, the stream if missing, and each tag gets a history event.
+            ensure_image(tx, &image, changes).map_err(stream_error)?;
+            for tag in &tags {
+                apply_mapping(
+                    tx,
+                    &Mapping {
+                        namespace: repo.namespace().as_str(),
+                        name: repo.stream().as_str(),
+                        tag: tag.as_str(),
+                        image: &image,
+                        create_stream: true,
+                        public_host: &public_host,
+                    },
+                    changes,
+                )
+                .map_err(stream_error)?;
             }
             Ok(())
         })
@@ -445,63 +522,72 @@ impl Registry {
         })
     }
 
-    /// Deletes a tag, or a manifest with every tag of this repository that points at it.
+    /// Deletes a tag (the ImageStreamTag: spec and status), or a manifest together with its
+    /// entries in every tag's history of this stream (tags left empty disappear).
     pub async fn delete_manifest(
         &self,
         repo: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
-        match reference {
-            Reference::Tag(t) => {
-                let key = keys::tag(repo, t);
-                self.write(move |tx| {
-                    if tx.get(&key)?.is_none() {
+        let (repo, reference) = (repo.clone(), reference.clone());
+        self.write_changes(move |tx, changes| {
+            let (ns, stream) = (repo.namespace().as_str(), repo.stream().as_str());
+            match &reference {
+                Reference::Tag(t) => {
+                    if !delete_tag(tx, ns, stream, t.as_str(), changes).map_err(stream_error)? {
                         return abort(Error::ManifestUnknown);
                     }
-                    Ok(tx.delete(&key)?)
-                })
-                .await
-            }
-            Reference::Digest(digest) => {
-                let mut tag_keys = Vec::new();
-                let mut after: Option<Vec<u8>> = None;
-                loop {
-                    let page = self
-                        .meta
-                        .scan(&keys::tags_of(repo), after.as_deref(), 1000)?;
-                    let Some((last, _)) = page.last() else { break };
-                    after = Some(last.clone());
-                    for (key, value) in page {
-                        if decode::<TagRecord>(&value)?.digest == *digest {
-                            tag_keys.push(key);
-                        }
-                    }
                 }
-                let (repo, digest) = (repo.clone(), digest.clone());
-                self.write(move |tx| {
-                    let link = keys::repo_manifest(&repo, &digest);
+                Reference::Digest(digest) => {
+                    let link = keys::repo_manifest(&repo, digest);
                     if tx.get(&link)?.is_none() {
                         return abort(Error::ManifestUnknown);
                     }
                     tx.delete(&link)?;
-                    for key in &tag_keys {
-                        // Re-read: the tag may have moved since the scan.
-                        if let Some(tag) = get_record::<TagRecord>(tx, key)? {
-                            if tag.digest == digest {
-                                tx.delete(key)?;
-                            }
-                        }
-                    }
-                    if let Some(m) = get_record::<ManifestRecord>(tx, &keys::manifest(&digest))? {
+                    if let Some(m) = get_record::<ManifestRecord>(tx, &keys::manifest(digest))? {
                         if let Some(subject) = m.subject {
-                            tx.delete(&keys::referrer(&repo, &subject, &digest))?;
+                            tx.delete(&keys::referrer(&repo, &subject, digest))?;
                         }
                     }
-                    Ok(())
-                })
-                .await
+                    remove_image(tx, ns, stream, &digest.to_string(), changes)
+                        .map_err(stream_error)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The config blob of an image manifest, when it is small enough to describe the image.
+    async fn read_config(
+        &self,
+        repo: &RepositoryName,
+        m: &manifest::Manifest,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(cfg) = m.config.as_ref().filter(|c| c.size <= MAX_CONFIG_BYTES) else {
+            return Ok(None);
+        };
+        if self
+            .meta
+            .get(&keys::repo_blob(repo, &cfg.digest))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let Some(mut stream) = self.blobs.read(&cfg.digest, None).await? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(cfg.size as usize);
+        while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut stream)
+            .await
+            .map_err(berth_storage::Error::Io)?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_CONFIG_BYTES {
+                return Ok(None);
             }
         }
+        Ok(Some(bytes))
     }
 
     // ---- listings
@@ -585,6 +671,15 @@ fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>>
         )?;
     }
     Ok(())
+}
+
+/// Image-stream failures inside a registry transaction: storage faults stay internal, anything
+/// else means the push cannot be recorded as asked.
+fn stream_error(e: TxError<imagestream::Error>) -> TxError<Error> {
+    match e {
+        TxError::Storage(e) | TxError::Abort(imagestream::Error::Storage(e)) => TxError::Storage(e),
+        TxError::Abort(other) => TxError::Abort(Error::ManifestInvalid(other.to_string())),
+    }
 }
 
 fn upload_error(e: berth_storage::Error) -> Error {
