@@ -8,6 +8,8 @@ pub mod events;
 pub mod history;
 pub mod image;
 pub mod mapping;
+pub mod service;
+pub mod spec_tags;
 pub mod store;
 pub mod types;
 

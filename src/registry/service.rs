@@ -139,8 +139,20 @@ impl Registry {
     /// Runs `body` as one transaction, then makes it durable before returning.
     async fn write<T: Send + 'static>(
         &self,
-        mut body: impl FnMut(&mut dyn Txn) -> Result<T, TxError<Error>> + Send + 'static,
+        body: impl FnMut(&mut dyn Txn) -> Result<T, TxError<Error>> + Send + 'static,
     ) -> Result<T> {
+        self.write_as(body).await
+    }
+
+    /// [`Registry::write`] for bodies with their own error type.
+    async fn write_as<T, E>(
+        &self,
+        mut body: impl FnMut(&mut dyn Txn) -> Result<T, TxError<E>> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
+    {
         let meta = self.meta.clone();
         tokio::task::spawn_blocking(move || {
             let value = meta.transaction(&mut body)?;
@@ -148,7 +160,7 @@ impl Registry {
             Ok(value)
         })
         .await
-        .map_err(|e| Error::Storage(berth_storage::Error::Backend(e.to_string())))?
+        .map_err(|e| E::from(berth_storage::Error::Backend(e.to_string())))?
     }
 
     /// A repository exists once something was pushed to it or its image stream was created.
@@ -167,12 +179,22 @@ impl Registry {
     /// reach watchers after the commit is durable.
     pub async fn write_changes<T: Send + 'static>(
         &self,
-        mut body: impl FnMut(&mut dyn Txn, &mut Vec<Change>) -> Result<T, TxError<Error>>
-            + Send
-            + 'static,
+        body: impl FnMut(&mut dyn Txn, &mut Vec<Change>) -> Result<T, TxError<Error>> + Send + 'static,
     ) -> Result<T> {
+        self.write_changes_as(body).await
+    }
+
+    /// [`Registry::write_changes`] for bodies with their own error type (the image-stream API).
+    pub async fn write_changes_as<T, E>(
+        &self,
+        mut body: impl FnMut(&mut dyn Txn, &mut Vec<Change>) -> Result<T, TxError<E>> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
+    {
         let (value, changes) = self
-            .write(move |tx| {
+            .write_as(move |tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
                 Ok((value, changes))

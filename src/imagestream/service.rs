@@ -1,0 +1,660 @@
+//! The image.openshift.io/v1 operations: streams, istags, isimages, mappings and images, each
+//! write one transaction through the registry's store (so the push path and the API share the
+//! same indexes, resourceVersions and watch events).
+
+use std::collections::BTreeMap;
+
+use berth_storage::record::decode;
+use berth_storage::{TxError, Txn};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Cause, Error, Result};
+use super::mapping::{self, apply_mapping, Mapping};
+use super::spec_tags;
+use super::store::{self, delete_stream, get, keys, load_stream, save_stream};
+use super::types::*;
+use crate::registry::{Namespace, Registry, StreamName};
+
+/// The ImageStreamTag view of one tag (spec §1.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStreamTag {
+    #[serde(default = "istag_kind")]
+    pub kind: String,
+    #[serde(default = "api")]
+    pub api_version: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The spec tag, or `null` when the tag exists only in status.
+    #[serde(default)]
+    pub tag: Option<TagReference>,
+    #[serde(default)]
+    pub generation: i64,
+    #[serde(default)]
+    pub lookup_policy: LookupPolicy,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<TagEventCondition>,
+    #[serde(default)]
+    pub image: Image,
+}
+
+fn istag_kind() -> String {
+    "ImageStreamTag".into()
+}
+fn api() -> String {
+    API_VERSION.into()
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStreamImage {
+    pub kind: String,
+    pub api_version: String,
+    pub metadata: ObjectMeta,
+    pub image: Image,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageStreamMapping {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub image: Image,
+    #[serde(default)]
+    pub tag: String,
+}
+
+#[derive(Clone)]
+pub struct ImageStreams {
+    registry: Registry,
+}
+
+fn abort<T>(e: Error) -> std::result::Result<T, TxError<Error>> {
+    Err(TxError::Abort(e))
+}
+
+fn stream_name_causes(ns: &str, name: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if let Err(e) = Namespace::parse(ns) {
+        causes.push(Cause::invalid("metadata.namespace", ns, &e.to_string()));
+    }
+    if name.is_empty() {
+        causes.push(Cause::required("metadata.name"));
+    } else if let Err(e) = StreamName::parse(name) {
+        causes.push(Cause::invalid("metadata.name", name, &e.to_string()));
+    }
+    causes
+}
+
+impl ImageStreams {
+    pub fn new(registry: Registry) -> Self {
+        ImageStreams { registry }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn host(&self) -> &str {
+        self.registry.public_host()
+    }
+
+    /// Fills what is derived on every read (status.dockerImageRepository).
+    pub fn decorate(&self, mut s: ImageStream) -> ImageStream {
+        s.status.docker_image_repository = format!(
+            "{}/{}/{}",
+            self.host(),
+            s.metadata.namespace,
+            s.metadata.name
+        );
+        s.kind = "ImageStream".into();
+        s.api_version = API_VERSION.into();
+        s
+    }
+
+    fn not_found(name: &str) -> Error {
+        Error::NotFound {
+            resource: "imagestreams",
+            name: name.to_string(),
+        }
+    }
+
+    pub fn resource_version(&self) -> Result<u64> {
+        Ok(store::current_resource_version(
+            self.registry.metadata().as_ref(),
+        )?)
+    }
+
+    // ---- streams
+
+    pub fn get(&self, ns: &str, name: &str) -> Result<ImageStream> {
+        let bytes = self
+            .registry
+            .metadata()
+            .get(&keys::stream(ns, name))?
+            .ok_or_else(|| Self::not_found(name))?;
+        Ok(self.decorate(decode(&bytes)?))
+    }
+
+    /// Streams of `ns` (or of every namespace), with the resourceVersion the list reflects.
+    pub fn list(&self, ns: Option<&str>) -> Result<(Vec<ImageStream>, u64)> {
+        let meta = self.registry.metadata();
+        // Read the version first: a watch from it can only replay more, never miss.
+        let rv = self.resource_version()?;
+        let prefix = keys::streams(ns);
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = meta.scan(&prefix, after.as_deref(), 500)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in page {
+                out.push(self.decorate(decode(&v)?));
+            }
+        }
+        Ok((out, rv))
+    }
+
+    pub async fn create(&self, ns: &str, mut stream: ImageStream) -> Result<ImageStream> {
+        stream.metadata.namespace = ns.to_string();
+        let name = stream.metadata.name.clone();
+        let mut causes = stream_name_causes(ns, &name);
+        causes.extend(spec_tags::validate(&stream.spec.tags, |i| {
+            format!("spec.tags[{i}]")
+        }));
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                kind: "ImageStream",
+                name,
+                causes,
+            });
+        }
+        let host = self.host().to_string();
+        let ns = ns.to_string();
+        let created = self
+            .registry
+            .write_changes_as(move |tx, changes| {
+                if load_stream(tx, &ns, &name)?.is_some() {
+                    return abort(Error::AlreadyExists {
+                        resource: "imagestreams",
+                        name: name.clone(),
+                    });
+                }
+                let mut s = stream.clone();
+                let fresh = mapping::new_stream(&ns, &name);
+                s.metadata.uid = fresh.metadata.uid;
+                s.metadata.creation_timestamp = fresh.metadata.creation_timestamp;
+                s.metadata.generation = 1;
+                s.status = ImageStreamStatus::default();
+                for t in &mut s.spec.tags {
+                    t.generation = None;
+                }
+                s.normalize();
+                let changed = spec_tags::assign_generations(None, &mut s);
+                spec_tags::process(tx, &mut s, &changed, &host)?;
+                save_stream(tx, None, &mut s, changes)?;
+                Ok(s)
+            })
+            .await?;
+        Ok(self.decorate(created))
+    }
+
+    /// PUT on a stream (§3.2): spec changes only; status is kept; resourceVersion required.
+    pub async fn update(&self, ns: &str, name: &str, new: ImageStream) -> Result<ImageStream> {
+        self.update_inner(ns, name, new, false).await
+    }
+
+    /// PUT on `/status`: status changes only.
+    pub async fn update_status(
+        &self,
+        ns: &str,
+        name: &str,
+        new: ImageStream,
+    ) -> Result<ImageStream> {
+        self.update_inner(ns, name, new, true).await
+    }
+
+    async fn update_inner(
+        &self,
+        ns: &str,
+        name: &str,
+        new: ImageStream,
+        status_only: bool,
+    ) -> Result<ImageStream> {
+        if new.metadata.resource_version.is_empty() {
+            return Err(Error::Invalid {
+                kind: "ImageStream",
+                name: name.to_string(),
+                causes: vec![Cause::invalid(
+                    "metadata.resourceVersion",
+                    "",
+                    "must be specified for an update",
+                )],
+            });
+        }
+        if !new.metadata.name.is_empty() && new.metadata.name != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                new.metadata.name
+            )));
+        }
+        let causes = spec_tags::validate(&new.spec.tags, |i| format!("spec.tags[{i}]"));
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                kind: "ImageStream",
+                name: name.to_string(),
+                causes,
+            });
+        }
+        let (ns, name, host) = (ns.to_string(), name.to_string(), self.host().to_string());
+        let updated = self
+            .registry
+            .write_changes_as(move |tx, changes| {
+                let Some(old) = load_stream(tx, &ns, &name)? else {
+                    return abort(Self::not_found(&name));
+                };
+                if old.metadata.resource_version != new.metadata.resource_version {
+                    return abort(Error::Conflict {
+                        resource: "imagestreams",
+                        name: name.clone(),
+                        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+                    });
+                }
+                let mut s = old.clone();
+                if status_only {
+                    s.status.tags = new.status.tags.clone();
+                    s.normalize();
+                } else {
+                    s.metadata.labels = new.metadata.labels.clone();
+                    s.metadata.annotations = new.metadata.annotations.clone();
+                    let mut spec = new.spec.clone();
+                    for t in &mut spec.tags {
+                        // Users may only reset a generation to 0 (to force re-processing).
+                        if t.generation != Some(0) {
+                            t.generation = old.spec_tag(&t.name).and_then(|o| o.generation);
+                        }
+                    }
+                    s.spec = spec;
+                    s.normalize();
+                    if s.spec != old.spec || s.metadata.generation == 0 {
+                        s.metadata.generation += 1;
+                    }
+                    let changed = spec_tags::assign_generations(Some(&old), &mut s);
+                    spec_tags::process(tx, &mut s, &changed, &host)?;
+                }
+                save_stream(tx, Some(&old), &mut s, changes)?;
+                Ok(s)
+            })
+            .await?;
+        Ok(self.decorate(updated))
+    }
+
+    pub async fn delete(&self, ns: &str, name: &str) -> Result<ImageStream> {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        let gone = self
+            .registry
+            .write_changes_as(move |tx, changes| {
+                let Some(old) = load_stream(tx, &ns, &name)? else {
+                    return abort(Self::not_found(&name));
+                };
+                delete_stream(tx, &old, changes)?;
+                Ok(old)
+            })
+            .await?;
+        Ok(self.decorate(gone))
+    }
+
+    // ---- istags
+
+    fn image_of(&self, name: &str) -> Result<Option<Image>> {
+        match self.registry.metadata().get(&keys::image(name))? {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn istag_view(&self, s: &ImageStream, tag: &str, image: Image) -> ImageStreamTag {
+        let status = s.status_tag(tag);
+        let top = status.and_then(|t| t.items.first());
+        let spec = s.spec_tag(tag).cloned();
+        let mut image = image;
+        if let Some(reference) = super::history::resolve_reference(s, tag) {
+            image.docker_image_reference = reference;
+        }
+        let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(a) = spec.as_ref().and_then(|t| t.annotations.clone()) {
+            annotations.extend(a.clone());
+            image.metadata.annotations.extend(a);
+        }
+        ImageStreamTag {
+            kind: istag_kind(),
+            api_version: api(),
+            metadata: ObjectMeta {
+                name: format!("{}:{tag}", s.metadata.name),
+                namespace: s.metadata.namespace.clone(),
+                uid: s.metadata.uid.clone(),
+                resource_version: s.metadata.resource_version.clone(),
+                creation_timestamp: top.map(|e| e.created.clone()),
+                labels: s.metadata.labels.clone(),
+                annotations,
+                ..Default::default()
+            },
+            tag: spec,
+            generation: top.map(|e| e.generation).unwrap_or(0),
+            lookup_policy: s.spec.lookup_policy.clone(),
+            conditions: status.map(|t| t.conditions.clone()).unwrap_or_default(),
+            image,
+        }
+    }
+
+    pub fn get_tag(&self, ns: &str, stream: &str, tag: &str) -> Result<ImageStreamTag> {
+        let missing = || Error::NotFound {
+            resource: "imagestreamtags",
+            name: format!("{stream}:{tag}"),
+        };
+        let s = self.get(ns, stream).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                resource: "imagestreamtags",
+                name: stream.to_string(),
+            },
+            other => other,
+        })?;
+        let image_name = s.current_image(tag).ok_or_else(missing)?.to_string();
+        let image = self.image_of(&image_name)?.ok_or_else(missing)?;
+        Ok(self.istag_view(&s, tag, image))
+    }
+
+    /// Every tag with an image of every stream in `ns` (image carries only name and reference).
+    pub fn list_tags(&self, ns: &str) -> Result<Vec<ImageStreamTag>> {
+        let (streams, _) = self.list(Some(ns))?;
+        let mut out = Vec::new();
+        for s in &streams {
+            for t in &s.status.tags {
+                let Some(image) = s.current_image(&t.tag) else {
+                    continue;
+                };
+                let stub = Image {
+                    kind: "Image".into(),
+                    api_version: API_VERSION.into(),
+                    metadata: ObjectMeta {
+                        name: image.to_string(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                out.push(self.istag_view(s, &t.tag, stub));
+            }
+        }
+        Ok(out)
+    }
+
+    /// POST (create_only) or PUT of an istag: sets the spec tag, creating the stream if
+    /// missing, then processes it like a stream update.
+    pub async fn put_tag(
+        &self,
+        ns: &str,
+        stream: &str,
+        tag: &str,
+        body: ImageStreamTag,
+        create_only: bool,
+    ) -> Result<ImageStreamTag> {
+        let name = format!("{stream}:{tag}");
+        let mut causes = stream_name_causes(ns, stream);
+        if crate::registry::Tag::parse(tag).is_err() {
+            causes.push(Cause::invalid(
+                "metadata.name",
+                &name,
+                "tag must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}",
+            ));
+        }
+        let Some(mut spec) = body.tag.clone() else {
+            if create_only {
+                causes.push(Cause::required("tag"));
+            } else {
+                return Err(Error::BadRequest(format!("imagestreamtag {tag} is not a spec tag in imagestream {ns}/{stream}, cannot be updated")));
+            }
+            return Err(Error::Invalid {
+                kind: "ImageStreamTag",
+                name,
+                causes,
+            });
+        };
+        if let Some(a) = &spec.annotations {
+            if !a.is_empty() && *a != body.metadata.annotations {
+                causes.push(Cause::invalid("tag.annotations", "", "tag annotations must not be provided or must be equal to the object meta annotations"));
+            }
+        }
+        spec.name = tag.to_string();
+        spec.annotations = Some(body.metadata.annotations.clone()).filter(|a| !a.is_empty());
+        causes.extend(spec_tags::validate(std::slice::from_ref(&spec), |_| {
+            "tag".to_string()
+        }));
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                kind: "ImageStreamTag",
+                name,
+                causes,
+            });
+        }
+        let expected_rv = body.metadata.resource_version.clone();
+        let (nsc, streamc, tagc, host) = (
+            ns.to_string(),
+            stream.to_string(),
+            tag.to_string(),
+            self.host().to_string(),
+        );
+        self.registry
+            .write_changes_as(move |tx, changes| {
+                let old = load_stream(tx, &nsc, &streamc)?;
+                if !expected_rv.is_empty() {
+                    match &old {
+                        None => {
+                            return abort(Error::NotFound {
+                                resource: "imagestreamtags",
+                                name: streamc.clone(),
+                            })
+                        }
+                        Some(o) if o.metadata.resource_version != expected_rv => {
+                            return abort(Error::Conflict {
+                                resource: "imagestreamtags",
+                                name: format!("{streamc}:{tagc}"),
+                                message: format!(
+                                    "another caller has updated the resource version to {}",
+                                    o.metadata.resource_version
+                                ),
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+                if create_only && old.as_ref().is_some_and(|o| o.spec_tag(&tagc).is_some()) {
+                    return abort(Error::AlreadyExists {
+                        resource: "imagestreamtags",
+                        name: format!("{streamc}:{tagc}"),
+                    });
+                }
+                let mut s = old
+                    .clone()
+                    .unwrap_or_else(|| mapping::new_stream(&nsc, &streamc));
+                let mut spec = spec.clone();
+                spec.generation = if spec.generation == Some(0) {
+                    Some(0)
+                } else {
+                    None
+                };
+                s.spec.tags.retain(|t| t.name != tagc);
+                s.spec.tags.push(spec);
+                s.normalize();
+                if old.is_some() {
+                    s.metadata.generation += 1;
+                }
+                let changed = spec_tags::assign_generations(old.as_ref(), &mut s);
+                spec_tags::process(tx, &mut s, &changed, &host).map_err(|e| match e {
+                    // istag bodies name the field `tag.from`, not `spec.tags[i].from`.
+                    TxError::Abort(Error::Invalid { causes, .. }) => {
+                        TxError::Abort(Error::Invalid {
+                            kind: "ImageStreamTag",
+                            name: format!("{streamc}:{tagc}"),
+                            causes: causes
+                                .into_iter()
+                                .map(|c| Cause {
+                                    field: c.field.replace("spec.tags[0]", "tag"),
+                                    ..c
+                                })
+                                .collect(),
+                        })
+                    }
+                    other => other,
+                })?;
+                save_stream(tx, old.as_ref(), &mut s, changes)?;
+                Ok(())
+            })
+            .await?;
+        let s = self.get(ns, stream)?;
+        let image = match s.current_image(tag) {
+            Some(i) => self.image_of(i)?.unwrap_or_default(),
+            None => Image::default(),
+        };
+        Ok(self.istag_view(&s, tag, image))
+    }
+
+    pub async fn delete_tag(&self, ns: &str, stream: &str, tag: &str) -> Result<()> {
+        let (ns, stream, tag) = (ns.to_string(), stream.to_string(), tag.to_string());
+        self.registry
+            .write_changes_as(move |tx, changes| {
+                if !mapping::delete_tag(tx, &ns, &stream, &tag, changes)? {
+                    return abort(Error::NotFound {
+                        resource: "imagestreamtags",
+                        name: format!("{stream}:{tag}"),
+                    });
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    // ---- isimage, mapping, images
+
+    pub fn get_stream_image(&self, ns: &str, stream: &str, id: &str) -> Result<ImageStreamImage> {
+        let s = self.get(ns, stream).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                resource: "imagestreamimages",
+                name: stream.to_string(),
+            },
+            other => other,
+        })?;
+        let (image_name, _) = spec_tags::resolve_image_id(&s, id)?;
+        let image = self.image_of(&image_name)?.ok_or_else(|| Error::NotFound {
+            resource: "imagestreamimages",
+            name: format!("{stream}@{id}"),
+        })?;
+        Ok(ImageStreamImage {
+            kind: "ImageStreamImage".into(),
+            api_version: API_VERSION.into(),
+            metadata: ObjectMeta {
+                name: format!("{stream}@{image_name}"),
+                namespace: ns.to_string(),
+                uid: s.metadata.uid.clone(),
+                resource_version: s.metadata.resource_version.clone(),
+                creation_timestamp: image.metadata.creation_timestamp.clone(),
+                annotations: s.metadata.annotations.clone(),
+                ..Default::default()
+            },
+            image,
+        })
+    }
+
+    /// POST of an ImageStreamMapping: the push path's code, but a missing stream is NotFound.
+    pub async fn create_mapping(&self, ns: &str, m: ImageStreamMapping) -> Result<()> {
+        let mut causes = Vec::new();
+        if let Err(e) = Namespace::parse(ns) {
+            causes.push(Cause::invalid("metadata.namespace", ns, &e.to_string()));
+        }
+        if m.metadata.name.is_empty() {
+            causes.push(Cause::required("metadata.name"));
+        }
+        if m.tag.is_empty() {
+            causes.push(Cause::required("tag"));
+        } else if crate::registry::Tag::parse(&m.tag).is_err() {
+            causes.push(Cause::invalid(
+                "tag",
+                &m.tag,
+                "must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}",
+            ));
+        }
+        if m.image.metadata.name.is_empty() {
+            causes.push(Cause::required("image.metadata.name"));
+        }
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                kind: "ImageStreamMapping",
+                name: m.metadata.name,
+                causes,
+            });
+        }
+        let (ns, host) = (ns.to_string(), self.host().to_string());
+        let mut image = m.image.clone();
+        image.metadata.resource_version.clear();
+        self.registry
+            .write_changes_as(move |tx, changes| {
+                apply_mapping(
+                    tx,
+                    &Mapping {
+                        namespace: &ns,
+                        name: &m.metadata.name,
+                        tag: &m.tag,
+                        image: &image,
+                        create_stream: false,
+                        public_host: &host,
+                    },
+                    changes,
+                )
+            })
+            .await
+    }
+
+    pub fn get_image(&self, name: &str) -> Result<Image> {
+        self.image_of(name)?.ok_or_else(|| Error::NotFound {
+            resource: "images",
+            name: name.to_string(),
+        })
+    }
+
+    pub fn list_images(&self) -> Result<(Vec<Image>, u64)> {
+        let meta = self.registry.metadata();
+        let rv = self.resource_version()?;
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = meta.scan(&keys::images(), after.as_deref(), 500)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in page {
+                out.push(decode(&v)?);
+            }
+        }
+        Ok((out, rv))
+    }
+
+    pub async fn delete_image(&self, name: &str) -> Result<Image> {
+        let name = name.to_string();
+        self.registry
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
+                let key = keys::image(&name);
+                let Some(mut image) = get::<Image>(tx, &key)? else {
+                    return abort(Error::NotFound {
+                        resource: "images",
+                        name: name.clone(),
+                    });
+                };
+                tx.delete(&key)?;
+                image.metadata.resource_version = store::next_resource_version(tx)?.to_string();
+                changes.push(super::Change::Image {
+                    kind: super::ChangeKind::Deleted,
+                    image: image.clone(),
+                });
+                Ok(image)
+            })
+            .await
+    }
+}

@@ -1,0 +1,276 @@
+//! Spec-tag processing on stream create and update (spec §3.2-3.3): generations, and the
+//! status events a tag's `from` produces at once (ImageStreamTag and ImageStreamImage sources,
+//! and DockerImage references). DockerImage imports are the importer's job.
+
+use super::error::{Cause, Error};
+use super::history::{add_tag_event, update_tracking_tags};
+use super::store::{load_stream, TxResult};
+use super::types::{now_rfc3339, ImageStream, TagEvent, TagReference};
+use berth_storage::{TxError, Txn};
+
+pub const IMPORT_MODES: [&str; 3] = ["", "Legacy", "PreserveOriginal"];
+
+/// Checks spec tags; field paths are relative to `prefix` (`spec.tags[i]` or `tag`).
+pub fn validate(tags: &[TagReference], prefix: impl Fn(usize) -> String) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for (i, t) in tags.iter().enumerate() {
+        let p = prefix(i);
+        if crate::registry::Tag::parse(&t.name).is_err() {
+            causes.push(Cause::invalid(
+                format!("{p}.name"),
+                &t.name,
+                "must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}",
+            ));
+        }
+        if !IMPORT_MODES.contains(&t.import_policy.import_mode.as_str()) {
+            causes.push(Cause::invalid(
+                format!("{p}.importPolicy.importMode"),
+                &t.import_policy.import_mode,
+                "invalid import mode, valid modes are '', 'Legacy', 'PreserveOriginal'",
+            ));
+        }
+        if !["Source", "Local"].contains(&t.reference_policy.kind.as_str()) {
+            causes.push(Cause::invalid(
+                format!("{p}.referencePolicy.type"),
+                &t.reference_policy.kind,
+                "valid values are \"Source\", \"Local\"",
+            ));
+        }
+        if let Some(from) = &t.from {
+            match from.kind.as_str() {
+                "DockerImage" | "ImageStreamTag" | "ImageStreamImage" => {}
+                _ => causes.push(Cause {
+                    reason: "FieldValueRequired",
+                    field: format!("{p}.from.kind"),
+                    message: "Required value: valid values are 'DockerImage', 'ImageStreamImage', 'ImageStreamTag'".into(),
+                }),
+            }
+            if from.name.is_empty() {
+                causes.push(Cause::required(format!("{p}.from.name")));
+            }
+            if t.import_policy.scheduled && from.kind != "DockerImage" {
+                causes.push(Cause::invalid(
+                    format!("{p}.importPolicy.scheduled"),
+                    "true",
+                    "only tags pointing to Docker repositories may be scheduled for background import",
+                ));
+            }
+        }
+    }
+    causes
+}
+
+/// Whether a tag's source changed between `old` and `new` (§3.2).
+fn source_changed(old: Option<&TagReference>, new: &TagReference, ns: &str) -> bool {
+    let Some(old) = old else { return true };
+    let eff_ns = |t: &TagReference| {
+        t.from.as_ref().map(|f| {
+            if f.namespace.is_empty() {
+                ns.to_string()
+            } else {
+                f.namespace.clone()
+            }
+        })
+    };
+    eff_ns(old) != eff_ns(new)
+        || old.from.as_ref().map(|f| &f.name) != new.from.as_ref().map(|f| &f.name)
+        || old.reference != new.reference
+        || old.import_policy.import_mode != new.import_policy.import_mode
+        || new.generation == Some(0)
+        || new.generation.is_none()
+}
+
+/// Assigns spec-tag generations for a stream at `generation` and returns the tags whose source
+/// changed (to be processed).
+pub fn assign_generations(old: Option<&ImageStream>, new: &mut ImageStream) -> Vec<String> {
+    let ns = new.metadata.namespace.clone();
+    let generation = new.metadata.generation;
+    let mut changed = Vec::new();
+    for t in &mut new.spec.tags {
+        let previous = old.and_then(|o| o.spec_tag(&t.name));
+        if source_changed(previous, t, &ns) {
+            t.generation = Some(generation);
+            changed.push(t.name.clone());
+        } else {
+            t.generation = previous.and_then(|p| p.generation);
+        }
+    }
+    changed
+}
+
+/// The id (digest or prefix) → image resolution over a stream's whole history (§3.3).
+pub fn resolve_image_id(stream: &ImageStream, id: &str) -> Result<(String, String), Error> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for t in &stream.status.tags {
+        for e in &t.items {
+            let hex = e.image.split_once(':').map(|(_, h)| h).unwrap_or(&e.image);
+            if !e.image.is_empty()
+                && (e.image.starts_with(id) || hex.starts_with(id))
+                && !found.iter().any(|(i, _)| i == &e.image)
+            {
+                found.push((e.image.clone(), e.docker_image_reference.clone()));
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(Error::NotFound {
+            resource: "imagestreamimages",
+            name: format!("{}@{id}", stream.metadata.name),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(Error::Conflict {
+            resource: "imagestreamimages",
+            name: format!("{}@{id}", stream.metadata.name),
+            message: format!(
+                "multiple images match the prefix {id:?}: {}",
+                found
+                    .iter()
+                    .map(|(i, _)| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// Applies the immediate status effect of each changed spec tag (§3.3), then tracking tags.
+pub fn process(
+    tx: &mut dyn Txn,
+    stream: &mut ImageStream,
+    changed: &[String],
+    public_host: &str,
+) -> TxResult<()> {
+    let ns = stream.metadata.namespace.clone();
+    let own = stream.metadata.name.clone();
+    let mut causes = Vec::new();
+    for (i, tag) in changed.iter().enumerate() {
+        let Some(spec) = stream.spec_tag(tag).cloned() else {
+            continue;
+        };
+        let Some(from) = spec.from.clone() else {
+            continue;
+        };
+        let field = format!("spec.tags[{i}].from.name");
+        let generation = spec.generation.unwrap_or(stream.metadata.generation);
+        let from_ns = if from.namespace.is_empty() {
+            ns.clone()
+        } else {
+            from.namespace.clone()
+        };
+        let event = match from.kind.as_str() {
+            "DockerImage" if spec.reference => Some(TagEvent {
+                created: now_rfc3339(),
+                docker_image_reference: from.name.clone(),
+                image: String::new(),
+                generation,
+            }),
+            "ImageStreamTag" => {
+                let (src_stream, src_tag) = match from.name.split_once(':') {
+                    Some((s, t)) => (s.to_string(), t.to_string()),
+                    None => (own.clone(), from.name.clone()),
+                };
+                let source = if src_stream == own && from_ns == ns {
+                    Some(stream.clone())
+                } else {
+                    load_stream(tx, &from_ns, &src_stream)?
+                };
+                let Some(source) = source else {
+                    causes.push(Cause::not_found(field, &from.name));
+                    continue;
+                };
+                source
+                    .status_tag(&src_tag)
+                    .and_then(|t| t.items.first())
+                    .map(|top| TagEvent {
+                        generation,
+                        docker_image_reference: local_reference(
+                            &top.docker_image_reference,
+                            &top.image,
+                            &source,
+                            &ns,
+                            &own,
+                            public_host,
+                        ),
+                        ..top.clone()
+                    })
+            }
+            "ImageStreamImage" => {
+                let (src_stream, id) = match from.name.split_once('@') {
+                    Some((s, id)) => (s.to_string(), id.to_string()),
+                    None => (own.clone(), from.name.clone()),
+                };
+                let source = if src_stream == own && from_ns == ns {
+                    Some(stream.clone())
+                } else {
+                    load_stream(tx, &from_ns, &src_stream)?
+                };
+                let Some(source) = source else {
+                    causes.push(Cause::not_found(field, &from.name));
+                    continue;
+                };
+                match resolve_image_id(&source, &id) {
+                    Ok((image, reference)) => Some(TagEvent {
+                        created: now_rfc3339(),
+                        docker_image_reference: local_reference(
+                            &reference,
+                            &image,
+                            &source,
+                            &ns,
+                            &own,
+                            public_host,
+                        ),
+                        image,
+                        generation,
+                    }),
+                    Err(Error::Conflict { message, .. }) => {
+                        causes.push(Cause {
+                            reason: "FieldValueInvalid",
+                            field,
+                            message,
+                        });
+                        continue;
+                    }
+                    Err(_) => {
+                        causes.push(Cause::not_found(field, &from.name));
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(event) = event {
+            if add_tag_event(stream, tag, event.clone()) {
+                update_tracking_tags(stream, tag, &event);
+            }
+        }
+    }
+    if !causes.is_empty() {
+        return Err(TxError::Abort(Error::Invalid {
+            kind: "ImageStream",
+            name: own,
+            causes,
+        }));
+    }
+    Ok(())
+}
+
+/// A reference into the source stream's repository on this registry is rewritten to this
+/// stream, so the image is pulled through the stream it is tagged into (§3.3).
+fn local_reference(
+    reference: &str,
+    image: &str,
+    source: &ImageStream,
+    ns: &str,
+    name: &str,
+    public_host: &str,
+) -> String {
+    let source_repo = format!(
+        "{public_host}/{}/{}@",
+        source.metadata.namespace, source.metadata.name
+    );
+    if !image.is_empty() && reference.starts_with(&source_repo) {
+        format!("{public_host}/{ns}/{name}@{image}")
+    } else {
+        reference.to_string()
+    }
+}
