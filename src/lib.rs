@@ -58,6 +58,9 @@ impl Server {
         Ok(Server {
             listener,
             state: Arc::new(http::State {
+                api: http::imagestream::Api::new(imagestream::service::ImageStreams::new(
+                    registry.clone(),
+                ))?,
                 registry,
                 public_host,
             }),
@@ -89,6 +92,11 @@ impl Server {
                 }
             }
         });
+        let api_state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            api_state.api.close();
+        };
         server::run(self.listener, self.state.clone(), shutdown).await;
         janitor.abort();
         let meta = self.state.registry.metadata().clone();

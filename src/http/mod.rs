@@ -3,9 +3,11 @@
 //! [`handle`] is the whole application as an async function from request to response; the
 //! server in `crate::server` feeds it connections, and tests can call it directly.
 
+pub mod apis;
 pub mod distribution;
 pub mod endpoint;
 pub mod error;
+pub mod imagestream;
 pub mod range;
 pub mod response;
 
@@ -37,6 +39,8 @@ pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Er
 /// Everything a handler may use.
 pub struct State {
     pub registry: Registry,
+    /// The image.openshift.io/v1 API and its watch hubs.
+    pub api: imagestream::Api,
     /// Registry host written into references (`<host>/<ns>/<stream>@<digest>`).
     pub public_host: String,
 }
@@ -68,6 +72,16 @@ pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
 }
 
 async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, ApiError> {
+    if apis::path::is_api_path(req.uri().path()) {
+        let endpoint = apis::path::parse(req.method(), req.uri().path(), req.uri().query());
+        let result = match endpoint {
+            Ok(endpoint) => {
+                imagestream::handle(&state.api, endpoint, req, &state.public_host).await
+            }
+            Err(e) => Err(e),
+        };
+        return Ok(result.unwrap_or_else(apis::status::StatusError::into_response));
+    }
     let endpoint = endpoint::parse(req.method(), req.uri().path(), req.uri().query())?;
     match endpoint {
         Endpoint::Healthz => Ok(response::json(

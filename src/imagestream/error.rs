@@ -1,34 +1,58 @@
 /// A field-level problem in an Invalid error (Kubernetes `details.causes[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cause {
-    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotFound`, ...
-    pub reason: &'static str,
+    pub kind: CauseKind,
     pub field: String,
-    pub message: String,
+    pub value: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CauseKind {
+    Invalid,
+    Required,
+    NotFound,
 }
 
 impl Cause {
     pub fn invalid(field: impl Into<String>, value: &str, why: &str) -> Self {
         Cause {
-            reason: "FieldValueInvalid",
+            kind: CauseKind::Invalid,
             field: field.into(),
-            message: format!("Invalid value: {value:?}: {why}"),
+            value: value.to_string(),
+            detail: why.to_string(),
         }
     }
 
     pub fn required(field: impl Into<String>) -> Self {
         Cause {
-            reason: "FieldValueRequired",
+            kind: CauseKind::Required,
             field: field.into(),
-            message: "Required value".into(),
+            value: String::new(),
+            detail: String::new(),
         }
     }
 
     pub fn not_found(field: impl Into<String>, value: &str) -> Self {
         Cause {
-            reason: "FieldValueNotFound",
+            kind: CauseKind::NotFound,
             field: field.into(),
-            message: format!("Not found: {value:?}"),
+            value: value.to_string(),
+            detail: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            CauseKind::Invalid => write!(
+                f,
+                "{}: Invalid value: {:?}: {}",
+                self.field, self.value, self.detail
+            ),
+            CauseKind::Required => write!(f, "{}: Required value", self.field),
+            CauseKind::NotFound => write!(f, "{}: Not found: {:?}", self.field, self.value),
         }
     }
 }
@@ -52,7 +76,7 @@ pub enum Error {
         name: String,
         message: String,
     },
-    #[error("{kind}.image.openshift.io {name:?} is invalid: {}", causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
+    #[error("{kind}.image.openshift.io {name:?} is invalid: {}", causes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))]
     Invalid {
         kind: &'static str,
         name: String,

@@ -13,5 +13,5 @@ pub mod spec_tags;
 pub mod store;
 pub mod types;
 
-pub use error::{Cause, Error, Result};
+pub use error::{Cause, CauseKind, Error, Result};
 pub use store::{Change, ChangeKind};

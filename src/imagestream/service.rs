@@ -64,6 +64,15 @@ pub struct ImageStreamMapping {
     pub tag: String,
 }
 
+/// Fills what is derived on every read (status.dockerImageRepository).
+pub fn decorate(public_host: &str, mut s: ImageStream) -> ImageStream {
+    s.status.docker_image_repository =
+        format!("{public_host}/{}/{}", s.metadata.namespace, s.metadata.name);
+    s.kind = "ImageStream".into();
+    s.api_version = API_VERSION.into();
+    s
+}
+
 #[derive(Clone)]
 pub struct ImageStreams {
     registry: Registry,

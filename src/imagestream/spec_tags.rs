@@ -40,9 +40,9 @@ pub fn validate(tags: &[TagReference], prefix: impl Fn(usize) -> String) -> Vec<
             match from.kind.as_str() {
                 "DockerImage" | "ImageStreamTag" | "ImageStreamImage" => {}
                 _ => causes.push(Cause {
-                    reason: "FieldValueRequired",
-                    field: format!("{p}.from.kind"),
-                    message: "Required value: valid values are 'DockerImage', 'ImageStreamImage', 'ImageStreamTag'".into(),
+                    detail: "valid values are 'DockerImage', 'ImageStreamImage', 'ImageStreamTag'"
+                        .into(),
+                    ..Cause::required(format!("{p}.from.kind"))
                 }),
             }
             if from.name.is_empty() {
@@ -223,11 +223,7 @@ pub fn process(
                         generation,
                     }),
                     Err(Error::Conflict { message, .. }) => {
-                        causes.push(Cause {
-                            reason: "FieldValueInvalid",
-                            field,
-                            message,
-                        });
+                        causes.push(Cause::invalid(field, &from.name, &message));
                         continue;
                     }
                     Err(_) => {

@@ -1,0 +1,444 @@
+//! Handlers of `/apis/image.openshift.io/v1`: wire JSON ↔ the image-stream domain, Kubernetes
+//! `Status` errors, lists and watches.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::apis::discovery;
+use super::apis::hub::Hub;
+use super::apis::patch::PatchKind;
+use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
+use super::apis::resource::Resource;
+use super::apis::status::{self, FieldError, StatusError};
+use super::apis::watch::{EventType, Watch, WatchEvent};
+use super::response::{self as resp, Response};
+use super::ReqBody;
+use crate::imagestream::service::{decorate, ImageStreams};
+use crate::imagestream::types::ImageStream;
+use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error};
+use crate::registry::Namespace;
+
+/// Largest object body accepted on the API (Kubernetes' own limit is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+/// Recent changes kept per resource so watches can resume from a resourceVersion.
+const WATCH_BACKLOG: usize = 4096;
+
+pub struct Api {
+    pub streams: ImageStreams,
+    stream_hub: Arc<Hub>,
+    image_hub: Arc<Hub>,
+}
+
+impl Api {
+    /// Builds the API over `streams` and subscribes its watch hubs to committed changes.
+    pub fn new(streams: ImageStreams) -> Result<Self, crate::imagestream::Error> {
+        let rv = streams.resource_version()?;
+        let stream_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
+        let image_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
+        // The listener lives inside the registry: it must not hold the registry itself (a
+        // reference cycle would keep the store, and sled's lock, alive forever).
+        let (sh, ih, host) = (
+            stream_hub.clone(),
+            image_hub.clone(),
+            streams.registry().public_host().to_string(),
+        );
+        streams
+            .registry()
+            .events()
+            .listen(Arc::new(move |change: &Change| {
+                let rv = change.resource_version();
+                match change {
+                    Change::Stream { kind, stream } => {
+                        if let Ok(v) = serde_json::to_value(decorate(&host, stream.clone())) {
+                            sh.publish(WatchEvent::new(event_type(*kind), rv, v));
+                        }
+                    }
+                    Change::Image { kind, image } => {
+                        if let Ok(v) = serde_json::to_value(image) {
+                            ih.publish(WatchEvent::new(event_type(*kind), rv, v));
+                        }
+                    }
+                }
+            }));
+        Ok(Api {
+            streams,
+            stream_hub,
+            image_hub,
+        })
+    }
+}
+
+impl Api {
+    /// Ends every open watch (on shutdown, so draining does not wait for watch timeouts).
+    pub fn close(&self) {
+        self.stream_hub.close();
+        self.image_hub.close();
+    }
+}
+
+fn event_type(kind: ChangeKind) -> EventType {
+    match kind {
+        ChangeKind::Added => EventType::Added,
+        ChangeKind::Modified => EventType::Modified,
+        ChangeKind::Deleted => EventType::Deleted,
+    }
+}
+
+fn resource_named(plural: &str) -> Resource {
+    match plural {
+        "images" => Resource::Images,
+        "imagestreamtags" => Resource::ImageStreamTags,
+        "imagestreamimages" => Resource::ImageStreamImages,
+        "imagestreammappings" => Resource::ImageStreamMappings,
+        "imagestreamimports" => Resource::ImageStreamImports,
+        _ => Resource::ImageStreams,
+    }
+}
+
+fn resource_of_kind(kind: &str) -> Resource {
+    match kind {
+        "ImageStreamTag" => Resource::ImageStreamTags,
+        "ImageStreamMapping" => Resource::ImageStreamMappings,
+        "Image" => Resource::Images,
+        _ => Resource::ImageStreams,
+    }
+}
+
+fn field_error(c: Cause) -> FieldError {
+    match c.kind {
+        CauseKind::Invalid => FieldError::invalid(c.field, c.value, c.detail),
+        CauseKind::Required => FieldError::required(c.field, c.detail),
+        CauseKind::NotFound => FieldError::not_found(c.field, c.value),
+    }
+}
+
+impl From<Error> for StatusError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound { resource, name } => {
+                StatusError::not_found(resource_named(resource), &name)
+            }
+            Error::AlreadyExists { resource, name } => {
+                StatusError::already_exists(resource_named(resource), &name)
+            }
+            Error::Conflict {
+                resource,
+                name,
+                message,
+            } => StatusError::conflict(resource_named(resource), &name, message),
+            Error::Invalid { kind, name, causes } => StatusError::invalid(
+                resource_of_kind(kind),
+                &name,
+                causes.into_iter().map(field_error).collect(),
+            ),
+            Error::BadRequest(m) => StatusError::bad_request(m),
+            Error::Storage(e) => {
+                tracing::error!(error = %e, "storage failure");
+                StatusError::internal("internal error")
+            }
+        }
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(body: ReqBody) -> Result<T, StatusError> {
+    let bytes = read_body(body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StatusError::bad_request(format!("the request body is not a valid object: {e}"))
+    })
+}
+
+async fn read_body(body: ReqBody) -> Result<Bytes, StatusError> {
+    http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| StatusError::too_large(format!("reading the request body: {e}")))
+}
+
+fn object<T: Serialize>(code: StatusCode, value: &T) -> Result<Response, StatusError> {
+    let v = serde_json::to_value(value).map_err(|e| StatusError::internal(e.to_string()))?;
+    Ok(resp::json(code, &v))
+}
+
+fn list(kind: &str, items: Vec<Value>, rv: u64) -> Response {
+    resp::json(
+        StatusCode::OK,
+        &json!({
+            "kind": kind,
+            "apiVersion": "image.openshift.io/v1",
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        }),
+    )
+}
+
+fn labels_of(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn selected(items: Vec<Value>, options: &ListOptions, namespaced: bool) -> Vec<Value> {
+    items
+        .into_iter()
+        .filter(|v| {
+            let name = v["metadata"]["name"].as_str().unwrap_or("");
+            let ns = if namespaced {
+                v["metadata"]["namespace"].as_str()
+            } else {
+                None
+            };
+            options.matches(name, ns, &labels_of(v))
+        })
+        .collect()
+}
+
+fn to_values<T: Serialize>(items: Vec<T>) -> Vec<Value> {
+    items
+        .into_iter()
+        .filter_map(|i| serde_json::to_value(i).ok())
+        .collect()
+}
+
+/// A watch: replay from a resourceVersion, or the current objects as ADDED, then live changes.
+fn watch(
+    hub: &Hub,
+    resource: Resource,
+    namespace: Option<Namespace>,
+    options: &ListOptions,
+    snapshot: impl FnOnce() -> Result<(Vec<Value>, u64), StatusError>,
+) -> Result<Response, StatusError> {
+    let (sub, initial, start_rv) = match options.watch_start() {
+        WatchStart::After(rv) => {
+            let sub = hub.subscribe_from(Some(rv))?;
+            let backlog = sub.backlog.clone();
+            (sub, backlog, rv)
+        }
+        WatchStart::InitialState => {
+            // Subscribe first, then snapshot: changes already in the snapshot are skipped by rv.
+            let sub = hub.subscribe_from(None)?;
+            let (items, rv) = snapshot()?;
+            let added = items
+                .into_iter()
+                .map(|v| WatchEvent::new(EventType::Added, rv, v))
+                .collect();
+            (sub, added, rv)
+        }
+    };
+    Ok(Watch::new(sub.receiver, start_rv)
+        .initial(initial)
+        .options(resource, namespace, options)
+        .into_response())
+}
+
+pub async fn handle(
+    api: &Api,
+    endpoint: ApiEndpoint,
+    req: http::Request<ReqBody>,
+    server_address: &str,
+) -> Result<Response, StatusError> {
+    if let Some(r) = discovery::respond(&endpoint, server_address) {
+        return Ok(r);
+    }
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = req.into_body();
+    let s = &api.streams;
+    match endpoint {
+        ApiEndpoint::ListImageStreams { namespace, options } => {
+            let (items, rv) = s.list(namespace.as_ref().map(|n| n.as_str()))?;
+            Ok(list(
+                "ImageStreamList",
+                selected(to_values(items), &options, true),
+                rv,
+            ))
+        }
+        ApiEndpoint::WatchImageStreams { namespace, options } => {
+            let ns = namespace.clone();
+            watch(
+                &api.stream_hub,
+                Resource::ImageStreams,
+                namespace,
+                &options,
+                || {
+                    let (items, rv) = s.list(ns.as_ref().map(|n| n.as_str()))?;
+                    Ok((to_values(items), rv))
+                },
+            )
+        }
+        ApiEndpoint::CreateImageStream { namespace } => {
+            let stream: ImageStream = read_json(body).await?;
+            object(
+                StatusCode::CREATED,
+                &s.create(namespace.as_str(), stream).await?,
+            )
+        }
+        ApiEndpoint::GetImageStream { namespace, name }
+        | ApiEndpoint::GetImageStreamStatus { namespace, name } => {
+            object(StatusCode::OK, &s.get(namespace.as_str(), name.as_str())?)
+        }
+        ApiEndpoint::ReplaceImageStream { namespace, name } => {
+            let stream: ImageStream = read_json(body).await?;
+            object(
+                StatusCode::OK,
+                &s.update(namespace.as_str(), name.as_str(), stream).await?,
+            )
+        }
+        ApiEndpoint::ReplaceImageStreamStatus { namespace, name } => {
+            let stream: ImageStream = read_json(body).await?;
+            object(
+                StatusCode::OK,
+                &s.update_status(namespace.as_str(), name.as_str(), stream)
+                    .await?,
+            )
+        }
+        ApiEndpoint::PatchImageStream { namespace, name } => {
+            let kind = PatchKind::from_content_type(content_type.as_deref())?;
+            let patch = read_body(body).await?;
+            let current = s.get(namespace.as_str(), name.as_str())?;
+            let rv = current.metadata.resource_version.clone();
+            let mut v =
+                serde_json::to_value(&current).map_err(|e| StatusError::internal(e.to_string()))?;
+            kind.apply(&mut v, &patch)?;
+            let mut patched: ImageStream = serde_json::from_value(v).map_err(|e| {
+                StatusError::bad_request(format!("the patched object is not an ImageStream: {e}"))
+            })?;
+            if patched.metadata.resource_version.is_empty() {
+                patched.metadata.resource_version = rv;
+            }
+            object(
+                StatusCode::OK,
+                &s.update(namespace.as_str(), name.as_str(), patched).await?,
+            )
+        }
+        ApiEndpoint::DeleteImageStream { namespace, name } => {
+            s.delete(namespace.as_str(), name.as_str()).await?;
+            Ok(status::success_with_details(
+                StatusCode::OK,
+                Resource::ImageStreams,
+                name.as_str(),
+            ))
+        }
+        ApiEndpoint::ListImageStreamTags { namespace, options } => {
+            let mut items = Vec::new();
+            let namespaces: Vec<String> = match &namespace {
+                Some(ns) => vec![ns.as_str().to_string()],
+                None => {
+                    let (all, _) = s.list(None)?;
+                    let mut n: Vec<String> =
+                        all.into_iter().map(|i| i.metadata.namespace).collect();
+                    n.dedup();
+                    n
+                }
+            };
+            for ns in namespaces {
+                items.extend(to_values(s.list_tags(&ns)?));
+            }
+            let rv = s.resource_version()?;
+            Ok(list(
+                "ImageStreamTagList",
+                selected(items, &options, true),
+                rv,
+            ))
+        }
+        ApiEndpoint::GetImageStreamTag { namespace, name } => object(
+            StatusCode::OK,
+            &s.get_tag(namespace.as_str(), name.stream.as_str(), name.tag.as_str())?,
+        ),
+        ApiEndpoint::CreateImageStreamTag { namespace, name } => {
+            let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
+            let name = match name {
+                Some(n) => n,
+                None => super::apis::path::IstagName::parse(&istag.metadata.name)?,
+            };
+            let created = s
+                .put_tag(
+                    namespace.as_str(),
+                    name.stream.as_str(),
+                    name.tag.as_str(),
+                    istag,
+                    true,
+                )
+                .await?;
+            object(StatusCode::CREATED, &created)
+        }
+        ApiEndpoint::ReplaceImageStreamTag { namespace, name } => {
+            let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
+            let updated = s
+                .put_tag(
+                    namespace.as_str(),
+                    name.stream.as_str(),
+                    name.tag.as_str(),
+                    istag,
+                    false,
+                )
+                .await?;
+            object(StatusCode::OK, &updated)
+        }
+        ApiEndpoint::DeleteImageStreamTag { namespace, name } => {
+            s.delete_tag(namespace.as_str(), name.stream.as_str(), name.tag.as_str())
+                .await?;
+            Ok(status::success_with_details(
+                StatusCode::OK,
+                Resource::ImageStreamTags,
+                &name.to_string(),
+            ))
+        }
+        ApiEndpoint::GetImageStreamImage { namespace, name } => object(
+            StatusCode::OK,
+            &s.get_stream_image(namespace.as_str(), name.stream.as_str(), &name.id)?,
+        ),
+        ApiEndpoint::CreateImageStreamMapping { namespace } => {
+            let mapping: crate::imagestream::service::ImageStreamMapping = read_json(body).await?;
+            s.create_mapping(namespace.as_str(), mapping).await?;
+            Ok(status::success(StatusCode::CREATED))
+        }
+        ApiEndpoint::CreateImageStreamImport { .. } => Err(StatusError::method_not_allowed(
+            Some(Resource::ImageStreamImports),
+            "create (importing from other registries is not available yet)",
+        )),
+        ApiEndpoint::ListImages { options } => {
+            let (items, rv) = s.list_images()?;
+            Ok(list(
+                "ImageList",
+                selected(to_values(items), &options, false),
+                rv,
+            ))
+        }
+        ApiEndpoint::WatchImages { options } => {
+            watch(&api.image_hub, Resource::Images, None, &options, || {
+                let (items, rv) = s.list_images()?;
+                Ok((to_values(items), rv))
+            })
+        }
+        ApiEndpoint::GetImage { name } => object(StatusCode::OK, &s.get_image(&name)?),
+        ApiEndpoint::DeleteImage { name } => {
+            s.delete_image(&name).await?;
+            Ok(status::success_with_details(
+                StatusCode::OK,
+                Resource::Images,
+                &name,
+            ))
+        }
+        ApiEndpoint::Version
+        | ApiEndpoint::CoreVersions
+        | ApiEndpoint::CoreResources
+        | ApiEndpoint::Groups
+        | ApiEndpoint::Group
+        | ApiEndpoint::GroupResources => Err(StatusError::path_not_found()),
+    }
+}

@@ -1,0 +1,503 @@
+//! Image streams: the push path's ImageStreamMapping and the image.openshift.io/v1 API.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const API: &str = "/apis/image.openshift.io/v1";
+
+async fn stream(s: &TestServer, ns: &str, name: &str) -> Value {
+    let r = s
+        .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+fn history(is: &Value, tag: &str) -> Vec<String> {
+    is["status"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == tag)
+        .map(|t| {
+            t["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["image"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn send_json(s: &TestServer, method: Method, path: &str, body: &Value) -> reqwest::Response {
+    s.req(method, path).json(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn pushes_build_tag_history_newest_first() {
+    let s = TestServer::start().await;
+    let (a, _) = s.push_image("team/app", "latest", "a").await;
+    let (b, _) = s.push_image("team/app", "latest", "b").await;
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(history(&is, "latest"), [b.clone(), a.clone()]);
+    assert_eq!(is["metadata"]["generation"], 1);
+    let host = s.base.trim_start_matches("http://");
+    assert_eq!(
+        is["status"]["dockerImageRepository"],
+        format!("{host}/team/app")
+    );
+    let top = &is["status"]["tags"][0]["items"][0];
+    assert_eq!(top["dockerImageReference"], format!("{host}/team/app@{b}"));
+
+    // The first image again goes on top; the same digest twice in a row adds nothing.
+    s.push_image("team/app", "latest", "a").await;
+    s.push_image("team/app", "latest", "a").await;
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(history(&is, "latest"), [a.clone(), b, a.clone()]);
+
+    // A pull by tag answers the top of the history.
+    let r = s.get("/v2/team/app/manifests/latest").await;
+    assert_eq!(header(&r, "docker-content-digest"), Some(a.as_str()));
+
+    // The Image is immutable and describes the image.
+    let image: Value = s
+        .get(&format!("{API}/images/{a}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        image["metadata"]["annotations"]["openshift.io/image.managed"],
+        "true"
+    );
+    assert_eq!(image["dockerImageMetadata"]["Architecture"], "amd64");
+    assert_eq!(image["dockerImageLayers"].as_array().unwrap().len(), 1);
+    assert_eq!(image["dockerImageManifestMediaType"], OCI_MANIFEST);
+}
+
+#[tokio::test]
+async fn push_by_digest_creates_the_image_but_no_history() {
+    let s = TestServer::start().await;
+    let (d, body) = s.push_image("team/app", "v1", "x").await;
+    let (other, other_body) = s.push_image("team/tmp", "t", "y").await;
+    let _ = other_body;
+    let r = s.put_manifest("team/app", &d, OCI_MANIFEST, &body).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(is["status"]["tags"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.get(&format!("{API}/images/{other}")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_mapping_moves_a_tag_like_a_push() {
+    let s = TestServer::start().await;
+    let (a, _) = s.push_image("team/app", "latest", "a").await;
+    let (b, _) = s.push_image("team/app", "latest", "b").await;
+    let image: Value = s
+        .get(&format!("{API}/images/{a}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ism = json!({"kind": "ImageStreamMapping", "apiVersion": "image.openshift.io/v1",
+        "metadata": {"name": "app", "namespace": "team"}, "image": image, "tag": "latest"});
+    let r = send_json(
+        &s,
+        Method::POST,
+        &format!("{API}/namespaces/team/imagestreammappings"),
+        &ism,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["status"], "Success");
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(history(&is, "latest"), [a.clone(), b, a.clone()]);
+    let r = s.get("/v2/team/app/manifests/latest").await;
+    assert_eq!(header(&r, "docker-content-digest"), Some(a.as_str()));
+
+    // A mapping never creates a stream.
+    let mut missing = ism.clone();
+    missing["metadata"]["name"] = json!("nope");
+    let r = send_json(
+        &s,
+        Method::POST,
+        &format!("{API}/namespaces/team/imagestreammappings"),
+        &missing,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "NotFound");
+    assert_eq!(
+        status["message"],
+        "imagestreammappings.image.openshift.io \"nope\" not found"
+    );
+    assert_eq!(status["details"]["kind"], "imagestreammappings");
+    assert_eq!(status["details"]["name"], "nope");
+}
+
+#[tokio::test]
+async fn watch_sees_a_push_within_a_second() {
+    let s = TestServer::start().await;
+    s.push_image("team/app", "latest", "a").await;
+    let list: Value = s
+        .get(&format!("{API}/namespaces/team/imagestreams"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut watch = s
+        .get(&format!(
+            "{API}/namespaces/team/imagestreams?watch=true&resourceVersion={rv}"
+        ))
+        .await;
+    assert_eq!(watch.status(), StatusCode::OK);
+    let pushed = tokio::spawn({
+        let base = s.base.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = base;
+        }
+    });
+    s.push_image("team/app", "latest", "b").await;
+    pushed.await.unwrap();
+    let mut buf = Vec::new();
+    let event: Value = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let chunk = watch.chunk().await.unwrap().expect("watch stream open");
+            buf.extend_from_slice(&chunk);
+            if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                return serde_json::from_slice(&buf[..pos]).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("event within a second");
+    assert_eq!(event["type"], "MODIFIED");
+    assert_eq!(event["object"]["metadata"]["name"], "app");
+    assert_eq!(event["object"]["kind"], "ImageStream");
+}
+
+#[tokio::test]
+async fn updates_need_a_current_resource_version() {
+    let s = TestServer::start().await;
+    let create = json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "web"}});
+    let r = send_json(
+        &s,
+        Method::POST,
+        &format!("{API}/namespaces/team/imagestreams"),
+        &create,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["metadata"]["generation"], 1);
+    let r = send_json(
+        &s,
+        Method::POST,
+        &format!("{API}/namespaces/team/imagestreams"),
+        &create,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    let mut update = created.clone();
+    update["metadata"]["labels"] = json!({"app": "web"});
+    update["metadata"]["resourceVersion"] = json!("");
+    let r = send_json(
+        &s,
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreams/web"),
+        &update,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    update["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"].clone();
+    let r = send_json(
+        &s,
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreams/web"),
+        &update,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // The same (now stale) version again.
+    let r = send_json(
+        &s,
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreams/web"),
+        &update,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["reason"], "Conflict");
+
+    let list: Value = s
+        .get(&format!(
+            "{API}/namespaces/team/imagestreams?labelSelector=app%3Dweb"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let list: Value = s
+        .get(&format!(
+            "{API}/imagestreams?fieldSelector=metadata.name%3Dother"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        s.delete(&format!("{API}/namespaces/team/imagestreams/web"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get(&format!("{API}/namespaces/team/imagestreams/web"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn long_names_are_refused_by_registry_and_api() {
+    let s = TestServer::start().await;
+    let long = "a".repeat(64);
+    let r = s
+        .req(Method::POST, &format!("/v2/team/{long}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r).await, "NAME_INVALID");
+    let create = json!({"metadata": {"name": long}});
+    let r = send_json(
+        &s,
+        Method::POST,
+        &format!("{API}/namespaces/team/imagestreams"),
+        &create,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["reason"], "Invalid");
+    assert!(
+        status["message"].as_str().unwrap().contains("63"),
+        "{status}"
+    );
+    let r = s
+        .get(&format!("{API}/namespaces/{long}/imagestreams"))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn istags_and_isimages() {
+    let s = TestServer::start().await;
+    let (a, _) = s.push_image("team/app", "v1", "a").await;
+    let istag: Value = s
+        .get(&format!("{API}/namespaces/team/imagestreamtags/app:v1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(istag["kind"], "ImageStreamTag");
+    assert_eq!(
+        istag["tag"],
+        Value::Null,
+        "a pushed tag exists only in status"
+    );
+    assert_eq!(istag["image"]["metadata"]["name"], a);
+    assert_eq!(
+        s.get(&format!("{API}/namespaces/team/imagestreamtags/app:nope"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = s
+        .get(&format!(
+            "{API}/namespaces/team/imagestreamtags/nostream:v1"
+        ))
+        .await;
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(
+        status["message"],
+        "imagestreamtags.image.openshift.io \"nostream\" not found"
+    );
+    assert_eq!(
+        s.get(&format!("{API}/namespaces/team/imagestreamtags/app"))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let prefix = &a["sha256:".len().."sha256:".len() + 12];
+    let isimage: Value = s
+        .get(&format!(
+            "{API}/namespaces/team/imagestreamimages/app@{prefix}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(isimage["image"]["metadata"]["name"], a);
+
+    // Tag another stream's image in: pullable from this stream afterwards.
+    let (b, _) = s.push_image("team/base", "1.0", "b").await;
+    let body = json!({"metadata": {"name": "app:base"}, "tag": {"name": "base", "from": {"kind": "ImageStreamTag", "name": "base:1.0"}}});
+    let r = send_json(
+        &s,
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreamtags/app:base"),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let r = s.get("/v2/team/app/manifests/base").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), Some(b.as_str()));
+    let m: Value = r.json().await.unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        s.get(&format!("/v2/team/app/blobs/{layer}")).await.status(),
+        StatusCode::OK
+    );
+    let tags: Value = s.get("/v2/team/app/tags/list").await.json().await.unwrap();
+    assert_eq!(tags["tags"], json!(["base", "v1"]));
+    let list: Value = s
+        .get(&format!("{API}/namespaces/team/imagestreamtags"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+
+    // DELETE on the registry removes the istag; on the API too.
+    assert_eq!(
+        s.delete("/v2/team/app/manifests/base").await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        s.get(&format!("{API}/namespaces/team/imagestreamtags/app:base"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.delete(&format!("{API}/namespaces/team/imagestreamtags/app:v1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get("/v2/team/app/manifests/v1").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_manifest_removes_it_from_history() {
+    let s = TestServer::start().await;
+    let (a, _) = s.push_image("team/app", "latest", "a").await;
+    let (b, _) = s.push_image("team/app", "latest", "b").await;
+    s.push_image("team/app", "old", "a").await;
+    assert_eq!(
+        s.delete(&format!("/v2/team/app/manifests/{b}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(history(&is, "latest"), std::slice::from_ref(&a));
+    let r = s.get("/v2/team/app/manifests/latest").await;
+    assert_eq!(header(&r, "docker-content-digest"), Some(a.as_str()));
+    assert_eq!(
+        s.delete(&format!("/v2/team/app/manifests/{a}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let is = stream(&s, "team", "app").await;
+    assert!(
+        is["status"]["tags"].as_array().is_none_or(|t| t.is_empty()),
+        "{is}"
+    );
+    let tags: Value = s.get("/v2/team/app/tags/list").await.json().await.unwrap();
+    assert_eq!(tags["tags"], json!([]));
+}
+
+#[tokio::test]
+async fn index_images_list_their_platforms() {
+    let s = TestServer::start().await;
+    let (amd, amd_body) = s
+        .push_image("team/multi", &sha256_placeholder(), "amd")
+        .await;
+    let _ = amd_body;
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{amd}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
+    );
+    let r = s
+        .put_manifest("team/multi", "latest", OCI_INDEX, index.as_bytes())
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let istag: Value = s
+        .get(&format!(
+            "{API}/namespaces/team/imagestreamtags/multi:latest"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let manifests = istag["image"]["dockerImageManifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0]["architecture"], "amd64");
+    assert_eq!(manifests[0]["os"], "linux");
+}
+
+/// A tag for the child push (children are normally pushed by digest; a tag works as well).
+fn sha256_placeholder() -> String {
+    "child".to_string()
+}
+
+#[tokio::test]
+async fn discovery_documents() {
+    let s = TestServer::start().await;
+    let v1: Value = s.get(API).await.json().await.unwrap();
+    assert_eq!(v1["groupVersion"], "image.openshift.io/v1");
+    let names: Vec<&str> = v1["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "imagestreams",
+        "imagestreamtags",
+        "imagestreamimages",
+        "imagestreammappings",
+        "images",
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert_eq!(s.get("/apis").await.status(), StatusCode::OK);
+}
