@@ -9,6 +9,7 @@
 use berth_storage::{Algorithm, Digest, UploadId};
 use http::Method;
 
+use super::query::Query;
 use crate::registry::{Reference, RepositoryName, Tag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,42 +123,17 @@ fn repo(s: &str) -> Result<RepositoryName, ParseError> {
     RepositoryName::parse(s).map_err(|e| ParseError::NameInvalid(e.to_string()))
 }
 
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(q: Option<&str>) -> Self {
-        Query(
-            url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn n(&self) -> Result<Option<usize>, ParseError> {
-        self.get("n")
-            .map(|n| {
-                n.parse::<usize>().map_err(|_| {
-                    ParseError::PaginationInvalid(format!(
-                        "n must be a non-negative integer, got {n:?}"
-                    ))
-                })
+/// `n` of a paged listing.
+fn page_size(q: &Query) -> Result<Option<usize>, ParseError> {
+    q.get("n")
+        .map(|n| {
+            n.parse::<usize>().map_err(|_| {
+                ParseError::PaginationInvalid(format!(
+                    "n must be a non-negative integer, got {n:?}"
+                ))
             })
-            .transpose()
-    }
+        })
+        .transpose()
 }
 
 /// Parses one request line. `query` is the raw query string, if any.
@@ -181,7 +157,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Endpoin
             return only(
                 get_or_head,
                 Endpoint::Catalog {
-                    n: q.n()?,
+                    n: page_size(&q)?,
                     last: q.get("last").map(str::to_string),
                 },
             )
@@ -212,7 +188,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Endpoin
             get_or_head,
             Endpoint::ListTags {
                 repo,
-                n: q.n()?,
+                n: page_size(&q)?,
                 last: q.get("last").map(str::to_string),
             },
         );

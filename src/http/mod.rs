@@ -8,6 +8,7 @@ pub mod distribution;
 pub mod endpoint;
 pub mod error;
 pub mod imagestream;
+pub mod query;
 pub mod range;
 pub mod response;
 

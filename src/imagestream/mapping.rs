@@ -18,11 +18,7 @@ pub fn new_stream(ns: &str, name: &str) -> ImageStream {
             creation_timestamp: Some(now_rfc3339()),
             ..Default::default()
         },
-        ..ImageStream {
-            kind: "ImageStream".into(),
-            api_version: super::types::API_VERSION.into(),
-            ..Default::default()
-        }
+        ..Default::default()
     }
 }
 

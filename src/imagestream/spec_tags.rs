@@ -165,15 +165,7 @@ pub fn process(
                 generation,
             }),
             "ImageStreamTag" => {
-                let (src_stream, src_tag) = match from.name.split_once(':') {
-                    Some((s, t)) => (s.to_string(), t.to_string()),
-                    None => (own.clone(), from.name.clone()),
-                };
-                let source = if src_stream == own && from_ns == ns {
-                    Some(stream.clone())
-                } else {
-                    load_stream(tx, &from_ns, &src_stream)?
-                };
+                let (source, src_tag) = source_stream(tx, stream, &from_ns, &from.name, ':')?;
                 let Some(source) = source else {
                     causes.push(Cause::not_found(field, &from.name));
                     continue;
@@ -195,15 +187,7 @@ pub fn process(
                     })
             }
             "ImageStreamImage" => {
-                let (src_stream, id) = match from.name.split_once('@') {
-                    Some((s, id)) => (s.to_string(), id.to_string()),
-                    None => (own.clone(), from.name.clone()),
-                };
-                let source = if src_stream == own && from_ns == ns {
-                    Some(stream.clone())
-                } else {
-                    load_stream(tx, &from_ns, &src_stream)?
-                };
+                let (source, id) = source_stream(tx, stream, &from_ns, &from.name, '@')?;
                 let Some(source) = source else {
                     causes.push(Cause::not_found(field, &from.name));
                     continue;
@@ -248,6 +232,27 @@ pub fn process(
         }));
     }
     Ok(())
+}
+
+/// The stream a `from` name (`<x>` or `<stream><sep><x>`) points into, and its `<x>`. A bare
+/// name means this stream; a missing stream is `None`.
+fn source_stream(
+    tx: &mut dyn Txn,
+    this: &ImageStream,
+    from_ns: &str,
+    from_name: &str,
+    sep: char,
+) -> TxResult<(Option<ImageStream>, String)> {
+    let (name, rest) = match from_name.split_once(sep) {
+        Some((s, x)) => (s, x),
+        None => (this.metadata.name.as_str(), from_name),
+    };
+    let source = if name == this.metadata.name && from_ns == this.metadata.namespace {
+        Some(this.clone())
+    } else {
+        load_stream(tx, from_ns, name)?
+    };
+    Ok((source, rest.to_string()))
 }
 
 /// A reference into the source stream's repository on this registry is rewritten to this

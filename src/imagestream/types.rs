@@ -40,7 +40,7 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStream {
     #[serde(default = "image_stream_kind")]
@@ -206,7 +206,7 @@ pub struct TagEventCondition {
     pub generation: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Image {
     #[serde(default = "image_kind")]
@@ -235,6 +235,36 @@ pub struct Image {
         rename = "dockerImageConfigDigest"
     )]
     pub config_digest: Option<String>,
+}
+
+// Objects built in code carry their kind and apiVersion like decoded ones do.
+impl Default for ImageStream {
+    fn default() -> Self {
+        ImageStream {
+            kind: image_stream_kind(),
+            api_version: api_version(),
+            metadata: ObjectMeta::default(),
+            spec: ImageStreamSpec::default(),
+            status: ImageStreamStatus::default(),
+        }
+    }
+}
+
+impl Default for Image {
+    fn default() -> Self {
+        Image {
+            kind: image_kind(),
+            api_version: api_version(),
+            metadata: ObjectMeta::default(),
+            docker_image_reference: String::new(),
+            docker_image_metadata: None,
+            docker_image_metadata_version: metadata_version(),
+            docker_image_manifest_media_type: String::new(),
+            docker_image_layers: Vec::new(),
+            docker_image_manifests: Vec::new(),
+            config_digest: None,
+        }
+    }
 }
 
 fn metadata_version() -> String {

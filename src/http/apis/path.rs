@@ -16,6 +16,7 @@ use http::Method;
 use super::resource::{Resource, GROUP, VERSION};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{FieldError, StatusError};
+use crate::http::query::Query;
 use crate::registry::names::{Namespace, StreamName, Tag, MAX_NAME_SEGMENT};
 
 /// The regex OpenShift quotes for stream names (spec §4).
@@ -490,7 +491,7 @@ fn collection(
         return Err(not_allowed(method, Some(resource)));
     }
     let watch = q.flag("watch");
-    let options = q.list_options()?;
+    let options = list_options(q)?;
     Ok(match (resource, watch) {
         (Resource::ImageStreams, false) => E::ListImageStreams { namespace, options },
         (Resource::ImageStreams, true) => E::WatchImageStreams { namespace, options },
@@ -530,66 +531,36 @@ fn image_name(name: &str) -> Result<String, StatusError> {
     Ok(name.to_string())
 }
 
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(q: Option<&str>) -> Self {
-        Query(
-            url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Kubernetes' query booleans: absent, `false` (any case) and `0` are false; anything else,
-    /// even an empty value, is true.
-    fn flag(&self, key: &str) -> bool {
-        self.get(key)
-            .is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
-    }
-
-    fn opt_flag(&self, key: &str) -> Option<bool> {
-        self.get(key).map(|_| self.flag(key))
-    }
-
-    fn list_options(&self) -> Result<ListOptions, StatusError> {
-        let bad = |e: super::selector::SelectorError| StatusError::bad_request(e.0);
-        let resource_version = match self.get("resourceVersion") {
+/// The list and watch options of a request.
+fn list_options(q: &Query) -> Result<ListOptions, StatusError> {
+    let bad = |e: super::selector::SelectorError| StatusError::bad_request(e.0);
+    let resource_version =
+        match q.get("resourceVersion") {
             None | Some("") => None,
             Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
                 StatusError::bad_request(format!("invalid resource version {rv:?}"))
             })?),
         };
-        let timeout = match self.get("timeoutSeconds") {
-            None | Some("") => None,
-            Some(t) => match t.parse::<u64>() {
-                Ok(0) => None,
-                Ok(secs) => Some(Duration::from_secs(secs)),
-                Err(_) => {
-                    return Err(StatusError::bad_request(format!(
-                        "timeoutSeconds must be a non-negative integer, got {t:?}"
-                    )))
-                }
-            },
-        };
-        Ok(ListOptions {
-            label_selector: LabelSelector::parse(self.get("labelSelector").unwrap_or(""))
-                .map_err(bad)?,
-            field_selector: FieldSelector::parse(self.get("fieldSelector").unwrap_or(""))
-                .map_err(bad)?,
-            resource_version,
-            timeout,
-            allow_watch_bookmarks: self.flag("allowWatchBookmarks"),
-            send_initial_events: self.opt_flag("sendInitialEvents"),
-        })
-    }
+    let timeout = match q.get("timeoutSeconds") {
+        None | Some("") => None,
+        Some(t) => match t.parse::<u64>() {
+            Ok(0) => None,
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => {
+                return Err(StatusError::bad_request(format!(
+                    "timeoutSeconds must be a non-negative integer, got {t:?}"
+                )))
+            }
+        },
+    };
+    Ok(ListOptions {
+        label_selector: LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(bad)?,
+        field_selector: FieldSelector::parse(q.get("fieldSelector").unwrap_or("")).map_err(bad)?,
+        resource_version,
+        timeout,
+        allow_watch_bookmarks: q.flag("allowWatchBookmarks"),
+        send_initial_events: q.opt_flag("sendInitialEvents"),
+    })
 }
 
 #[cfg(test)]
