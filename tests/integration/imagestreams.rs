@@ -501,3 +501,37 @@ async fn discovery_documents() {
     }
     assert_eq!(s.get("/apis").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn merge_patch_changes_the_spec_and_bumps_generation() {
+    let s = TestServer::start().await;
+    s.push_image("team/app", "v1", "a").await;
+    let r = s
+        .req(
+            Method::PATCH,
+            &format!("{API}/namespaces/team/imagestreams/app"),
+        )
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"metadata":{"labels":{"tier":"web"}},"spec":{"lookupPolicy":{"local":true}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(is["metadata"]["labels"]["tier"], "web");
+    assert_eq!(is["spec"]["lookupPolicy"]["local"], true);
+    assert_eq!(is["metadata"]["generation"], 2);
+    assert_eq!(history(&is, "v1").len(), 1, "status is kept");
+    // Strategic merge patch (kubectl's default) is refused with a clear 415.
+    let r = s
+        .req(
+            Method::PATCH,
+            &format!("{API}/namespaces/team/imagestreams/app"),
+        )
+        .header("content-type", "application/strategic-merge-patch+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
