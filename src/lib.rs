@@ -7,6 +7,7 @@
 //! - [`server`]: the accept loop with graceful shutdown.
 //! - storage lives in the `berth-storage` crate (metadata store and blob store traits).
 
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod imagestream;

@@ -8,18 +8,26 @@ use berth::config::{Config, ServeArgs};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: berth::cli::Connection,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry server.
     Serve(ServeArgs),
+    /// Display image streams, image stream tags or images (like `oc get`).
+    Get(berth::cli::GetArgs),
+    /// Tag existing images into image streams (like `oc tag`).
+    Tag(berth::cli::TagArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Get(args) => berth::cli::finish(berth::cli::get(&cli.conn, &args)),
+        Command::Tag(args) => berth::cli::finish(berth::cli::tag::run(&cli.conn, &args)),
     }
 }
 

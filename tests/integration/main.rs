@@ -1,6 +1,7 @@
 //! In-process integration tests: a real berth server on 127.0.0.1:0 with sled on a temp dir,
 //! driven over HTTP.
 
+mod cli;
 mod common;
 mod distribution;
 mod imagestreams;

@@ -1,0 +1,88 @@
+//! A small blocking client of `/apis/image.openshift.io/v1`.
+
+use reqwest::blocking::{Client as Http, RequestBuilder};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::CliError;
+
+pub const API_PREFIX: &str = "/apis/image.openshift.io/v1";
+
+pub struct Client {
+    http: Http,
+    base: String,
+}
+
+impl Client {
+    pub fn new(server: &str) -> Result<Client, CliError> {
+        let http = Http::builder()
+            .build()
+            .map_err(|e| CliError::Other(format!("building the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base: format!("{}{API_PREFIX}", server.trim_end_matches('/')),
+        })
+    }
+
+    /// `path` is relative to the API group version, e.g. `namespaces/ns/imagestreams/app`.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}/{path}", self.base))
+            .header("accept", "application/json")
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+        send(self.request(Method::GET, path))
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        send(self.request(Method::PUT, path).json(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        send(self.request(Method::DELETE, path))
+    }
+}
+
+fn send(req: RequestBuilder) -> Result<Value, CliError> {
+    let resp = req.send().map_err(|e| {
+        CliError::Other(format!(
+            "unable to connect to the server: {}",
+            describe_error(&e)
+        ))
+    })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .map_err(|e| CliError::Other(format!("reading the response: {e}")))?;
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    if status.is_success() {
+        return json.ok_or_else(|| {
+            CliError::Other(format!(
+                "the server returned a response that is not JSON (status {status})"
+            ))
+        });
+    }
+    match json {
+        Some(v) if v["kind"] == "Status" => Err(CliError::Server {
+            reason: v["reason"].as_str().unwrap_or("Unknown").to_string(),
+            message: v["message"].as_str().unwrap_or("").to_string(),
+        }),
+        _ => Err(CliError::Other(format!(
+            "the server responded with status {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ))),
+    }
+}
+
+/// The error and its causes, as one line (reqwest's Display omits "connection refused").
+fn describe_error(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
