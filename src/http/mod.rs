@@ -91,13 +91,7 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
         )),
         Endpoint::Readyz => {
             // Ready means the metadata store answers.
-            state
-                .registry
-                .repository_exists(
-                    &crate::registry::RepositoryName::parse("readyz/probe")
-                        .map_err(|_| ApiError::internal())?,
-                )
-                .map_err(ApiError::from)?;
+            state.registry.check_store().map_err(ApiError::from)?;
             Ok(response::json(
                 StatusCode::OK,
                 &serde_json::json!({"status": "ready"}),

@@ -54,9 +54,7 @@ pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change
             }))
         }
     };
-    let existed =
-        super::store::get::<Image>(tx, &super::store::keys::image(&image.metadata.name))?.is_some();
-    ensure_image(tx, image, changes)?;
+    let existed = ensure_image(tx, image, changes)?;
     let managed = image
         .metadata
         .annotations

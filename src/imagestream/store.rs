@@ -230,11 +230,12 @@ fn link_image_content(
     Ok(())
 }
 
-/// Creates the Image unless it exists; Images are immutable once created.
-pub fn ensure_image(tx: &mut dyn Txn, image: &Image, changes: &mut Vec<Change>) -> TxResult<Image> {
+/// Creates the Image unless it exists (Images are immutable once created). Returns whether it
+/// already existed.
+pub fn ensure_image(tx: &mut dyn Txn, image: &Image, changes: &mut Vec<Change>) -> TxResult<bool> {
     let key = keys::image(&image.metadata.name);
-    if let Some(existing) = get::<Image>(tx, &key)? {
-        return Ok(existing);
+    if tx.get(&key)?.is_some() {
+        return Ok(true);
     }
     let mut image = image.clone();
     image.metadata.resource_version = next_resource_version(tx)?.to_string();
@@ -247,7 +248,7 @@ pub fn ensure_image(tx: &mut dyn Txn, image: &Image, changes: &mut Vec<Change>) 
     tx.put(&key, &encode(&image))?;
     changes.push(Change::Image {
         kind: ChangeKind::Added,
-        image: image.clone(),
+        image,
     });
-    Ok(image)
+    Ok(false)
 }

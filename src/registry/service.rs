@@ -163,6 +163,12 @@ impl Registry {
         .map_err(|e| E::from(berth_storage::Error::Backend(e.to_string())))?
     }
 
+    /// Fails unless the metadata store answers a read (readiness).
+    pub fn check_store(&self) -> Result<()> {
+        self.meta.get(imagestream::store::keys::RESOURCE_VERSION)?;
+        Ok(())
+    }
+
     /// A repository exists once something was pushed to it or its image stream was created.
     pub fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
         Ok(self.meta.get(&keys::repository(repo))?.is_some()
