@@ -24,6 +24,8 @@ export PATH CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # Binaries live under CARGO_TARGET_DIR when it is set (e.g. a shared build cache in CI).
 tdir=${CARGO_TARGET_DIR:-target}
 export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
+# Client tests start the server from their own temp directories, so the path must be absolute.
+case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$PWD/$BERTH_BIN" ;; esac
 
 all_steps=(deps build unit conformance clients compose)
 if [ $# -eq 0 ]; then

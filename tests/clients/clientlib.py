@@ -372,7 +372,8 @@ class Registry:
         env.setdefault("NO_COLOR", "1")
         if self.is_berth:
             env.setdefault("RUST_LOG", "info")
-            binary = os.environ.get("BERTH_BIN") or str(REPO_ROOT / "target" / "debug" / "berth")
+            # Absolute, because the server is started with its own working directory.
+            binary = str(Path(os.environ.get("BERTH_BIN") or REPO_ROOT / "target" / "debug" / "berth").resolve())
             if not os.access(binary, os.X_OK):
                 raise AssertionError(f"berth binary not found at {binary} (cargo build first, or set BERTH_BIN)")
             self.data_dir.mkdir(parents=True, exist_ok=True)
