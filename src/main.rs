@@ -9,7 +9,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    conn: berth::cli::Connection,
+    conn: berth::cli::ConnectionArgs,
 }
 
 #[derive(Subcommand)]
@@ -24,11 +24,20 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let conn = cli.conn;
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Get(args) => berth::cli::finish(berth::cli::get(&cli.conn, &args)),
-        Command::Tag(args) => berth::cli::finish(berth::cli::tag::run(&cli.conn, &args)),
+        Command::Get(args) => client_verb(conn, |c| berth::cli::get(c, &args)),
+        Command::Tag(args) => client_verb(conn, |c| berth::cli::tag::run(c, &args)),
     }
+}
+
+/// Resolves the connection (flags, environment, client config), runs the verb, prints.
+fn client_verb(
+    conn: berth::cli::ConnectionArgs,
+    verb: impl FnOnce(&berth::cli::Connection) -> Result<String, berth::cli::CliError>,
+) -> std::process::ExitCode {
+    berth::cli::finish(conn.resolve().and_then(|c| verb(&c)))
 }
 
 fn serve(args: ServeArgs) -> std::process::ExitCode {

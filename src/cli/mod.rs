@@ -5,6 +5,7 @@
 //! `Error from server (Reason): message`, and end the process with exit code 1.
 
 pub mod client;
+pub mod config;
 pub mod jsonpath;
 pub mod printer;
 pub mod tag;
@@ -17,24 +18,47 @@ use clap::Args;
 use serde_json::{json, Value};
 
 pub use client::Client;
+pub use config::{ClientConfig, DEFAULT_NAMESPACE, DEFAULT_SERVER};
 pub use tag::TagArgs;
 
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:5000";
-
-/// Where the client verbs connect (global flags).
+/// Where the client verbs connect (global flags; see [`config`] for the defaults' sources).
 #[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// The berth server to talk to [default: from the client config, else http://127.0.0.1:5000].
+    #[arg(long, global = true, env = "BERTH_SERVER")]
+    pub server: Option<String>,
+    /// The namespace of namespaced resources [default: from the client config, else default].
+    #[arg(short = 'n', long, global = true, env = "BERTH_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+impl ConnectionArgs {
+    /// Fills what the flags and environment left open from the client config file.
+    pub fn resolve(self) -> Result<Connection, CliError> {
+        let file = match (&self.server, &self.namespace) {
+            (Some(_), Some(_)) => ClientConfig::default(),
+            _ => match ClientConfig::path() {
+                Some(p) => ClientConfig::load(&p)?,
+                None => ClientConfig::default(),
+            },
+        };
+        Ok(Connection {
+            server: self
+                .server
+                .or(file.server)
+                .unwrap_or_else(|| DEFAULT_SERVER.into()),
+            namespace: self
+                .namespace
+                .or(file.namespace)
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+        })
+    }
+}
+
+/// The server and namespace a verb works against.
+#[derive(Debug, Clone)]
 pub struct Connection {
-    /// The berth server to talk to.
-    #[arg(long, global = true, env = "BERTH_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
-    /// The namespace of namespaced resources.
-    #[arg(
-        short = 'n',
-        long,
-        global = true,
-        env = "BERTH_NAMESPACE",
-        default_value = "default"
-    )]
     pub namespace: String,
 }
 

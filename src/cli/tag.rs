@@ -1,8 +1,8 @@
 //! `berth tag`: `oc tag` for image-stream sources (spec §3.7).
 //!
-//! Supported: ImageStreamTag sources (frozen to `ImageStreamImage stream@<top image>` unless
-//! `--alias`), ImageStreamImage sources, `--reference`, `--reference-policy` and `-d`.
-//! DockerImage sources and the import flags are not supported yet.
+//! ImageStreamTag sources are frozen to `ImageStreamImage stream@<top image>` unless `--alias`;
+//! ImageStreamImage sources are taken as given; DockerImage sources are sent with
+//! `generation: 0` so the server treats them as a new import, with their import policy.
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -30,6 +30,15 @@ pub struct TagArgs {
     /// How pull specs of the tag resolve: source or local.
     #[arg(long = "reference-policy", default_value = "source")]
     pub reference_policy: String,
+    /// Re-import a DockerImage source periodically.
+    #[arg(long)]
+    pub scheduled: bool,
+    /// Allow plain HTTP or unverified HTTPS for a DockerImage source.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Legacy (one platform) or PreserveOriginal (the whole manifest list).
+    #[arg(long = "import-mode")]
+    pub import_mode: Option<String>,
 }
 
 /// A `[ns/]stream:tag` or `[ns/]stream@id` reference.
@@ -140,6 +149,14 @@ pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
         if args.source_kind.is_some() {
             return Err(err("cannot specify a source kind when deleting"));
         }
+        if args.scheduled || args.insecure {
+            return Err(err(
+                "cannot set flags for importing images when deleting a tag",
+            ));
+        }
+        if args.import_mode.is_some() {
+            return Err(err("cannot specify an import mode when deleting"));
+        }
         let mut out = String::new();
         for d in &args.args {
             let dest = parse_dest(d, ns)?;
@@ -167,7 +184,25 @@ pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
         "local" => "Local",
         _ => return Err(err("reference policy must be set to 'source' or 'local'")),
     };
+    let import_mode = match args.import_mode.as_deref() {
+        None | Some("") => "",
+        Some(m @ ("Legacy" | "PreserveOriginal")) => m,
+        Some(_) => {
+            return Err(err(
+                "valid ImportMode values are Legacy or PreserveOriginal",
+            ))
+        }
+    };
+    let import_flags = args.scheduled || args.insecure;
+    if import_flags && args.alias {
+        return Err(err(
+            "cannot set a container image tag as an alias and also set import flags",
+        ));
+    }
     let kind = source_kind(args.source_kind.as_deref(), source)?;
+    if import_flags && kind != SourceKind::Docker {
+        return Err(err("only container images can have importing flags set"));
+    }
     let dests = dests
         .iter()
         .map(|d| parse_dest(d, ns))
@@ -184,11 +219,18 @@ pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
     }
     // (from.kind, source reference, message verb)
     let (from_kind, src, tracking) = match kind {
-        SourceKind::Docker => {
-            return Err(err(
-                "DockerImage sources (registry pull specs) are not supported yet by berth tag",
-            ))
-        }
+        SourceKind::Docker => (
+            "DockerImage",
+            (
+                StreamRef {
+                    namespace: ns.into(),
+                    stream: String::new(),
+                    item: source.into(),
+                },
+                ':',
+            ),
+            false,
+        ),
         SourceKind::Image => {
             let r = StreamRef::parse(source, '@', ns)
                 .ok_or_else(|| err(format!("invalid image stream image {source:?}")))?;
@@ -226,17 +268,26 @@ pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
             from["namespace"] = src_ref.namespace.clone().into();
         }
         let name = format!("{}:{}", dest.stream, dest.item);
+        let mut tag = json!({
+            "name": dest.item,
+            "reference": args.reference,
+            "importPolicy": {
+                "insecure": args.insecure,
+                "scheduled": args.scheduled,
+                "importMode": import_mode,
+            },
+            "referencePolicy": {"type": policy},
+            "from": from,
+        });
+        if from_kind == "DockerImage" {
+            // Generation 0 marks the source as changed, so the tag is (re-)imported.
+            tag["generation"] = 0.into();
+        }
         let body = json!({
             "kind": "ImageStreamTag",
             "apiVersion": "image.openshift.io/v1",
             "metadata": {"name": name, "namespace": dest.namespace},
-            "tag": {
-                "name": dest.item,
-                "reference": args.reference,
-                "importPolicy": {},
-                "referencePolicy": {"type": policy},
-                "from": from,
-            },
+            "tag": tag,
         });
         client.put(
             &format!("namespaces/{}/imagestreamtags/{name}", dest.namespace),
@@ -247,15 +298,18 @@ pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
         } else {
             display(&src_ref, sep, ns)
         };
-        let verb = if tracking {
-            "set up to track"
+        let shown_dest = display(dest, ':', ns);
+        let line = if tracking {
+            format!("Tag {shown_dest} set up to track {shown_src}.")
+        } else if args.scheduled && dest.namespace != ns {
+            format!("Tag {shown_dest} set to {shown_src} periodically.")
+        } else if args.scheduled {
+            format!("Tag {shown_dest} set to import {shown_src} periodically.")
         } else {
-            "set to"
+            format!("Tag {shown_dest} set to {shown_src}.")
         };
-        out.push_str(&format!(
-            "Tag {} {verb} {shown_src}.\n",
-            display(dest, ':', ns)
-        ));
+        out.push_str(&line);
+        out.push('\n');
     }
     Ok(out)
 }

@@ -165,6 +165,17 @@ pub fn process(
                 generation,
             }),
             "ImageStreamTag" => {
+                if let Some(other) = other_stream(stream, &from_ns, &from.name) {
+                    causes.push(Cause::invalid(
+                        field,
+                        &from.name,
+                        &format!(
+                            "tracking tags are limited to a single image stream; \
+                             tag the image of {other} by id (ImageStreamImage) instead"
+                        ),
+                    ));
+                    continue;
+                }
                 let (source, src_tag) = source_stream(tx, stream, &from_ns, &from.name, ':')?;
                 let Some(source) = source else {
                     causes.push(Cause::not_found(field, &from.name));
@@ -232,6 +243,16 @@ pub fn process(
         }));
     }
     Ok(())
+}
+
+/// `Some("<ns>/<stream>:<tag>")` when an ImageStreamTag source lies in another stream: such a
+/// tag would track across streams, which the seed rules out.
+fn other_stream(this: &ImageStream, from_ns: &str, from_name: &str) -> Option<String> {
+    let stream = from_name
+        .split_once(':')
+        .map_or(this.metadata.name.as_str(), |(s, _)| s);
+    (stream != this.metadata.name || from_ns != this.metadata.namespace)
+        .then(|| format!("{from_ns}/{from_name}"))
 }
 
 /// The stream a `from` name (`<x>` or `<stream><sep><x>`) points into, and its `<x>`. A bare

@@ -108,6 +108,14 @@ def run_fails(cmd: Iterable, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def berth_binary() -> str:
+    """The berth binary under test, as an absolute path (the server runs in its own directory)."""
+    binary = str(Path(os.environ.get("BERTH_BIN") or REPO_ROOT / "target" / "debug" / "berth").resolve())
+    if not os.access(binary, os.X_OK):
+        raise AssertionError(f"berth binary not found at {binary} (cargo build first, or set BERTH_BIN)")
+    return binary
+
+
 # ---- hashing ------------------------------------------------------------------------------------
 
 def sha256_bytes(b: bytes) -> str:
@@ -372,10 +380,7 @@ class Registry:
         env.setdefault("NO_COLOR", "1")
         if self.is_berth:
             env.setdefault("RUST_LOG", "info")
-            # Absolute, because the server is started with its own working directory.
-            binary = str(Path(os.environ.get("BERTH_BIN") or REPO_ROOT / "target" / "debug" / "berth").resolve())
-            if not os.access(binary, os.X_OK):
-                raise AssertionError(f"berth binary not found at {binary} (cargo build first, or set BERTH_BIN)")
+            binary = berth_binary()
             self.data_dir.mkdir(parents=True, exist_ok=True)
             cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
         elif self.impl == "docker-registry":

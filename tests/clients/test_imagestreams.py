@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from clientlib import OCI_INDEX, REPORT, sha256_bytes
+from clientlib import OCI_INDEX, REPORT, berth_binary, run, sha256_bytes
 
 API = "/apis/image.openshift.io/v1"
 NS = "isns"
@@ -308,3 +308,23 @@ def test_watch_sees_push(registry, skopeo, images):
         resp.close()
         for t in pushers:
             t.join(60)
+
+
+# ---- 5. rollback with the CLI changes what clients pull -----------------------------------------
+
+def test_cli_rollback_changes_what_skopeo_pulls(registry, skopeo, images):
+    """`berth tag stream@<old id> stream:latest` (spec §3.10): skopeo then gets the old image
+    by tag, with no re-push."""
+    first = push(skopeo, images, "busybox", f"{NS}/rollback:latest")
+    second = push(skopeo, images, "busybox-arm64", f"{NS}/rollback:latest")
+    assert first != second
+    assert sha256_bytes(skopeo.inspect_raw(f"{NS}/rollback:latest")) == second
+
+    berth = [berth_binary(), "--server", registry.url(""), "-n", NS]
+    out = run(berth + ["tag", f"rollback@{first}", "rollback:latest"]).stdout
+    assert out == f"Tag rollback:latest set to rollback@{first}.\n", out
+    assert sha256_bytes(skopeo.inspect_raw(f"{NS}/rollback:latest")) == first
+    assert skopeo.inspect(f"{NS}/rollback:latest")["Architecture"] == "amd64"
+
+    items = history(get_stream(registry, NS, "rollback"), "latest")
+    assert [i["image"] for i in items] == [first, second, first]

@@ -362,9 +362,30 @@ async fn istags_and_isimages() {
         .unwrap();
     assert_eq!(isimage["image"]["metadata"]["name"], a);
 
-    // Tag another stream's image in: pullable from this stream afterwards.
+    // Tracking another stream's tag is refused (tracking is limited to one stream) ...
     let (b, _) = s.push_image("team/base", "1.0", "b").await;
     let body = json!({"metadata": {"name": "app:base"}, "tag": {"name": "base", "from": {"kind": "ImageStreamTag", "name": "base:1.0"}}});
+    let r = send_json(
+        &s,
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreamtags/app:base"),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let status: Value = r.json().await.unwrap();
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("tracking tags are limited to a single image stream"),
+        "{message}"
+    );
+    assert_eq!(
+        s.get("/v2/team/app/manifests/base").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // ... but its image can be tagged in by id: pullable from this stream afterwards.
+    let body = json!({"metadata": {"name": "app:base"}, "tag": {"name": "base", "from": {"kind": "ImageStreamImage", "name": format!("base@{b}")}}});
     let r = send_json(
         &s,
         Method::PUT,
