@@ -20,6 +20,14 @@ pub struct Config {
     pub max_manifest_bytes: usize,
     /// Upload sessions untouched this long are discarded.
     pub upload_max_age_secs: u64,
+    /// How often tags with `importPolicy.scheduled` are re-imported; 0 turns scheduling off.
+    pub scheduled_import_interval_secs: u64,
+    /// At most this many scheduled imports start per minute (pending imports are not limited).
+    pub max_scheduled_imports_per_minute: u32,
+    /// Extra PEM roots trusted when importing from other registries (besides the system's).
+    pub import_ca_bundle: Option<PathBuf>,
+    /// Connect and read timeout of calls to other registries.
+    pub import_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -30,6 +38,10 @@ impl Default for Config {
             public_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
             upload_max_age_secs: 7 * 24 * 3600,
+            scheduled_import_interval_secs: 15 * 60,
+            max_scheduled_imports_per_minute: 60,
+            import_ca_bundle: None,
+            import_timeout_secs: 30,
         }
     }
 }
@@ -66,6 +78,12 @@ pub struct ServeArgs {
     /// Largest manifest accepted, in bytes.
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
+    /// Seconds between scheduled re-imports (default 900; 0 disables them).
+    #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
+    pub scheduled_import_interval_secs: Option<u64>,
+    /// PEM file of extra CA certificates trusted when importing.
+    #[arg(long, env = "BERTH_IMPORT_CA_BUNDLE")]
+    pub import_ca_bundle: Option<PathBuf>,
 }
 
 impl Config {
@@ -96,6 +114,12 @@ impl Config {
         }
         if let Some(v) = args.max_manifest_bytes {
             config.max_manifest_bytes = v;
+        }
+        if let Some(v) = args.scheduled_import_interval_secs {
+            config.scheduled_import_interval_secs = v;
+        }
+        if let Some(v) = &args.import_ca_bundle {
+            config.import_ca_bundle = Some(v.clone());
         }
         Ok(config)
     }

@@ -11,7 +11,9 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod imagestream;
+pub mod importer;
 pub mod registry;
+pub mod secrets;
 pub mod server;
 
 use std::sync::Arc;
@@ -56,12 +58,22 @@ impl Server {
             .clone()
             .unwrap_or_else(|| addr.to_string());
         let registry = open_registry(&config, public_host.clone())?;
+        let importer = importer::Importer::new(
+            registry.clone(),
+            importer::fetch::RemoteSettings {
+                ca_bundle: config.import_ca_bundle.clone(),
+                timeout: Duration::from_secs(config.import_timeout_secs.max(1)),
+            },
+        );
         Ok(Server {
             listener,
             state: Arc::new(http::State {
-                api: http::imagestream::Api::new(imagestream::service::ImageStreams::new(
-                    registry.clone(),
-                ))?,
+                pull_through: importer::pullthrough::PullThrough::new(importer.clone()),
+                api: http::imagestream::Api::new(
+                    imagestream::service::ImageStreams::new(registry.clone()),
+                    importer.clone(),
+                )?,
+                importer,
                 registry,
                 public_host,
             }),
@@ -93,6 +105,13 @@ impl Server {
                 }
             }
         });
+        let controller = importer::controller::spawn(
+            self.state.importer.clone(),
+            importer::controller::Schedule {
+                interval: Duration::from_secs(self.config.scheduled_import_interval_secs),
+                max_per_minute: self.config.max_scheduled_imports_per_minute,
+            },
+        );
         let api_state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -100,6 +119,7 @@ impl Server {
         };
         server::run(self.listener, self.state.clone(), shutdown).await;
         janitor.abort();
+        controller.abort();
         let meta = self.state.registry.metadata().clone();
         tokio::task::spawn_blocking(move || meta.flush()).await??;
         tracing::info!("stopped");

@@ -18,6 +18,12 @@ enum Command {
     Serve(ServeArgs),
     /// Display image streams, image stream tags or images (like `oc get`).
     Get(berth::cli::GetArgs),
+    /// Show the details of an image stream, tag or image (like `oc describe`).
+    Describe(berth::cli::DescribeArgs),
+    /// Import images from another registry into an image stream (like `oc import-image`).
+    ImportImage(berth::cli::import::ImportImageArgs),
+    /// Create objects: `create secret docker-registry|generic` (registry credentials).
+    Create(berth::cli::secret::CreateArgs),
     /// Tag existing images into image streams (like `oc tag`).
     Tag(berth::cli::TagArgs),
 }
@@ -28,7 +34,10 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Get(args) => client_verb(conn, |c| berth::cli::get(c, &args)),
+        Command::Describe(args) => client_verb(conn, |c| berth::cli::describe::run(c, &args)),
         Command::Tag(args) => client_verb(conn, |c| berth::cli::tag::run(c, &args)),
+        Command::ImportImage(args) => client_verb(conn, |c| berth::cli::import::run(c, &args)),
+        Command::Create(args) => client_verb(conn, |c| berth::cli::secret::run(c, &args)),
     }
 }
 

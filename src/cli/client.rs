@@ -10,7 +10,7 @@ pub const API_PREFIX: &str = "/apis/image.openshift.io/v1";
 
 pub struct Client {
     http: Http,
-    base: String,
+    server: String,
 }
 
 impl Client {
@@ -20,14 +20,20 @@ impl Client {
             .map_err(|e| CliError::Other(format!("building the HTTP client: {e}")))?;
         Ok(Client {
             http,
-            base: format!("{}{API_PREFIX}", server.trim_end_matches('/')),
+            server: server.trim_end_matches('/').to_string(),
         })
     }
 
-    /// `path` is relative to the API group version, e.g. `namespaces/ns/imagestreams/app`.
+    /// `path` is relative to the image API group version (`namespaces/ns/imagestreams/app`),
+    /// or absolute on the server when it starts with `/` (`/api/v1/namespaces/ns/secrets`).
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = if path.starts_with('/') {
+            format!("{}{path}", self.server)
+        } else {
+            format!("{}{API_PREFIX}/{path}", self.server)
+        };
         self.http
-            .request(method, format!("{}/{path}", self.base))
+            .request(method, url)
             .header("accept", "application/json")
     }
 
@@ -37,6 +43,10 @@ impl Client {
 
     pub fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         send(self.request(Method::PUT, path).json(body))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        send(self.request(Method::POST, path).json(body))
     }
 
     pub fn delete(&self, path: &str) -> Result<Value, CliError> {

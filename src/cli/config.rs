@@ -1,7 +1,7 @@
 //! The client configuration file: which server and namespace the verbs use by default.
 //!
 //! Precedence, highest first: the `--server`/`-n` flags, `BERTH_SERVER`/`BERTH_NAMESPACE`,
-//! the file, the built-in defaults. The file lives at `$BERTH_CONFIG`, else
+//! the file, the built-in defaults. The file lives at `$BERTH_CLIENT_CONFIG`, else
 //! `$XDG_CONFIG_HOME/berth/config.toml`, else `~/.config/berth/config.toml`:
 //!
 //! ```toml
@@ -28,7 +28,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// Where the file is looked for, or `None` when no home directory is known.
     pub fn path() -> Option<PathBuf> {
-        if let Some(p) = std::env::var_os("BERTH_CONFIG").filter(|p| !p.is_empty()) {
+        if let Some(p) = std::env::var_os("BERTH_CLIENT_CONFIG").filter(|p| !p.is_empty()) {
             return Some(PathBuf::from(p));
         }
         let base = std::env::var_os("XDG_CONFIG_HOME")

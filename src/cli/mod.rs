@@ -1,4 +1,5 @@
-//! The client verbs of `berth`, modelled on `oc`: `get` (spec §7.3) and `tag` (§3.7).
+//! The client verbs of `berth`, modelled on `oc`: `get` (spec §7.3), `describe` (§7.1-7.2)
+//! and `tag` (§3.7).
 //!
 //! Every verb talks to a running server over `/apis/image.openshift.io/v1` with a blocking
 //! HTTP client. Kubernetes `Status` errors are printed as kubectl does,
@@ -6,8 +7,11 @@
 
 pub mod client;
 pub mod config;
+pub mod describe;
+pub mod import;
 pub mod jsonpath;
 pub mod printer;
+pub mod secret;
 pub mod tag;
 
 use std::fmt;
@@ -19,6 +23,7 @@ use serde_json::{json, Value};
 
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_NAMESPACE, DEFAULT_SERVER};
+pub use describe::DescribeArgs;
 pub use tag::TagArgs;
 
 /// Where the client verbs connect (global flags; see [`config`] for the defaults' sources).

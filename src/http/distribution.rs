@@ -12,7 +12,8 @@ use super::error::{ApiError, Code};
 use super::range::{self, RangeRequest};
 use super::response::{self as resp, Response};
 use super::{ReqBody, State};
-use crate::registry::{manifest, Page, RepositoryName};
+use crate::importer::pullthrough::Fetch;
+use crate::registry::{self, manifest, Page, RepositoryName};
 
 const API_VERSION: &str = "registry/2.0";
 
@@ -211,8 +212,28 @@ async fn get_blob(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let reg = &state.registry;
-    let size = reg.blob_size(repo, digest).await?;
     let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let size = match reg.blob_size(repo, digest).await {
+        Err(registry::Error::BlobUnknown) => {
+            // An imported image's blob: fetch it from the source. A plain GET streams it as
+            // it arrives; HEAD and ranges are answered once it is stored.
+            let streaming = !head && requested.is_none();
+            match state.pull_through.fetch(repo, digest, streaming).await? {
+                None => return Err(registry::Error::BlobUnknown.into()),
+                Some(Fetch::Stored) => reg.blob_size(repo, digest).await?,
+                Some(Fetch::Streaming { length, stream }) => {
+                    let mut r = http::Response::new(resp::stream(stream));
+                    if let Some(length) = length {
+                        resp::set(&mut r, header::CONTENT_LENGTH, &length.to_string());
+                    }
+                    resp::set(&mut r, header::CONTENT_TYPE, "application/octet-stream");
+                    resp::set(&mut r, "docker-content-digest", &digest.to_string());
+                    return Ok(r);
+                }
+            }
+        }
+        other => other?,
+    };
     let wanted = if head {
         RangeRequest::Full
     } else {

@@ -154,6 +154,12 @@ impl From<registry::Error> for ApiError {
             }
             E::NameUnknown(_) => ApiError::new(S::NOT_FOUND, Code::NameUnknown, msg),
             E::TooLarge(_) => ApiError::new(S::PAYLOAD_TOO_LARGE, Code::SizeInvalid, msg),
+            E::Upstream {
+                too_many_requests: true,
+                ..
+            } => ApiError::new(S::TOO_MANY_REQUESTS, Code::TooManyRequests, msg),
+            // No OCI code means "the upstream failed"; the status says it is not our content.
+            E::Upstream { .. } => ApiError::new(S::BAD_GATEWAY, Code::BlobUnknown, msg),
             E::Storage(e) => {
                 // Logged once here; the client learns only that it was our fault.
                 tracing::error!(error = %e, "storage failure");

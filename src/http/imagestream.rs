@@ -22,7 +22,10 @@ use super::ReqBody;
 use crate::imagestream::service::{decorate, ImageStreams};
 use crate::imagestream::types::ImageStream;
 use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error};
+use crate::importer::stream_import::ImageStreamImport;
+use crate::importer::Importer;
 use crate::registry::Namespace;
+use crate::secrets::Secret;
 
 /// Largest object body accepted on the API (Kubernetes' own limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -31,13 +34,17 @@ const WATCH_BACKLOG: usize = 4096;
 
 pub struct Api {
     pub streams: ImageStreams,
+    pub importer: Importer,
     stream_hub: Arc<Hub>,
     image_hub: Arc<Hub>,
 }
 
 impl Api {
     /// Builds the API over `streams` and subscribes its watch hubs to committed changes.
-    pub fn new(streams: ImageStreams) -> Result<Self, crate::imagestream::Error> {
+    pub fn new(
+        streams: ImageStreams,
+        importer: Importer,
+    ) -> Result<Self, crate::imagestream::Error> {
         let rv = streams.resource_version()?;
         let stream_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
         let image_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
@@ -68,6 +75,7 @@ impl Api {
             }));
         Ok(Api {
             streams,
+            importer,
             stream_hub,
             image_hub,
         })
@@ -97,6 +105,7 @@ fn resource_named(plural: &str) -> Resource {
         "imagestreamimages" => Resource::ImageStreamImages,
         "imagestreammappings" => Resource::ImageStreamMappings,
         "imagestreamimports" => Resource::ImageStreamImports,
+        "secrets" => Resource::Secrets,
         _ => Resource::ImageStreams,
     }
 }
@@ -106,6 +115,8 @@ fn resource_of_kind(kind: &str) -> Resource {
         "ImageStreamTag" => Resource::ImageStreamTags,
         "ImageStreamMapping" => Resource::ImageStreamMappings,
         "Image" => Resource::Images,
+        "ImageStreamImport" => Resource::ImageStreamImports,
+        "Secret" => Resource::Secrets,
         _ => Resource::ImageStreams,
     }
 }
@@ -407,10 +418,45 @@ pub async fn handle(
             s.create_mapping(namespace.as_str(), mapping).await?;
             Ok(status::success(StatusCode::CREATED))
         }
-        ApiEndpoint::CreateImageStreamImport { .. } => Err(StatusError::method_not_allowed(
-            Some(Resource::ImageStreamImports),
-            "create (importing from other registries is not available yet)",
-        )),
+        ApiEndpoint::CreateImageStreamImport { namespace } => {
+            let isi: ImageStreamImport = read_json(body).await?;
+            let done = api
+                .importer
+                .import_stream(namespace.as_str(), isi, server_address)
+                .await?;
+            object(StatusCode::CREATED, &done)
+        }
+        ApiEndpoint::ListSecrets { namespace } => {
+            let items = api.importer.secrets().list(namespace.as_str())?;
+            Ok(resp::json(
+                StatusCode::OK,
+                &Resource::Secrets.list(s.resource_version()?, to_values(items)),
+            ))
+        }
+        ApiEndpoint::CreateSecret { namespace } => {
+            let secret: Secret = read_json(body).await?;
+            let created = api
+                .importer
+                .secrets()
+                .create(namespace.as_str(), secret)
+                .await?;
+            object(StatusCode::CREATED, &created)
+        }
+        ApiEndpoint::GetSecret { namespace, name } => object(
+            StatusCode::OK,
+            &api.importer.secrets().get(namespace.as_str(), &name)?,
+        ),
+        ApiEndpoint::DeleteSecret { namespace, name } => {
+            api.importer
+                .secrets()
+                .delete(namespace.as_str(), &name)
+                .await?;
+            Ok(status::success_with_details(
+                StatusCode::OK,
+                Resource::Secrets,
+                &name,
+            ))
+        }
         ApiEndpoint::ListImages { options } => {
             let (items, rv) = s.list_images()?;
             Ok(list(

@@ -40,6 +40,9 @@ pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Er
 /// Everything a handler may use.
 pub struct State {
     pub registry: Registry,
+    /// Imports (the ImageStreamImport API) and pull-through of imported images' blobs.
+    pub importer: crate::importer::Importer,
+    pub pull_through: crate::importer::pullthrough::PullThrough,
     /// The image.openshift.io/v1 API and its watch hubs.
     pub api: imagestream::Api,
     /// Registry host written into references (`<host>/<ns>/<stream>@<digest>`).

@@ -4,7 +4,7 @@
 use super::error::Error;
 use super::history::{add_tag_event, update_tracking_tags};
 use super::store::{ensure_image, load_stream, save_stream, Change, TxResult};
-use super::types::{now_rfc3339, Image, ImageStream, ObjectMeta, TagEvent, MANAGED_ANNOTATION};
+use super::types::{now_rfc3339, Image, ImageStream, ObjectMeta, TagEvent};
 use berth_storage::{TxError, Txn};
 
 /// A new, empty stream (generation 1), as the registry creates on a first push.
@@ -55,11 +55,7 @@ pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change
         }
     };
     let existed = ensure_image(tx, image, changes)?;
-    let managed = image
-        .metadata
-        .annotations
-        .get(MANAGED_ANNOTATION)
-        .is_some_and(|v| v == "true");
+    let managed = image.is_managed();
     let reference = if (existed && managed) || image.docker_image_reference.is_empty() {
         format!("{public_host}/{ns}/{name}@{}", image.metadata.name)
     } else {

@@ -7,10 +7,12 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod image;
+pub mod import;
 pub mod mapping;
 pub mod service;
 pub mod spec_tags;
 pub mod store;
+pub mod tag_order;
 pub mod types;
 
 pub use error::{Cause, CauseKind, Error, Result};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Error;
 use super::types::{Image, ImageStream};
-use crate::registry::records::{keys as reg_keys, Link, TagRecord};
+use crate::registry::records::{keys as reg_keys, Link, PullThroughRecord, TagRecord};
 use crate::registry::{RepositoryName, Tag};
 
 impl Record for ImageStream {
@@ -215,10 +215,19 @@ fn link_image_content(
         .config_digest
         .iter()
         .chain(image.docker_image_layers.iter().map(|l| &l.name));
+    // An imported image's blobs stay at its source until first pulled (pull-through).
+    let source = (!image.is_managed())
+        .then(|| image.docker_image_reference.split_once('@'))
+        .flatten()
+        .map(|(repository, _)| PullThroughRecord {
+            source: repository.to_string(),
+        });
     for blob in blobs {
         if let Ok(d) = blob.parse::<Digest>() {
             if tx.get(&reg_keys::blob(&d))?.is_some() {
                 tx.put(&reg_keys::repo_blob(repo, &d), &encode(&Link {}))?;
+            } else if let Some(source) = &source {
+                tx.put(&reg_keys::pull_through(repo, &d), &encode(source))?;
             }
         }
     }

@@ -267,6 +267,17 @@ impl Default for Image {
     }
 }
 
+impl Image {
+    /// Whether this registry holds the image's content (pushed here), as opposed to an image
+    /// imported from elsewhere.
+    pub fn is_managed(&self) -> bool {
+        self.metadata
+            .annotations
+            .get(MANAGED_ANNOTATION)
+            .is_some_and(|v| v == "true")
+    }
+}
+
 fn metadata_version() -> String {
     "1.0".into()
 }

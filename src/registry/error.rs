@@ -27,6 +27,12 @@ pub enum Error {
     NameUnknown(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Pull-through could not get a blob from the registry an image was imported from.
+    #[error("{message}")]
+    Upstream {
+        too_many_requests: bool,
+        message: String,
+    },
     #[error("storage failure: {0}")]
     Storage(#[from] berth_storage::Error),
 }

@@ -9,4 +9,6 @@ mod service;
 
 pub use error::{Error, Result};
 pub use names::{NameError, Namespace, Reference, RepositoryName, StreamName, Tag};
-pub use service::{Limits, Page, PushedManifest, Referrer, Registry, StoredManifest};
+pub use service::{
+    store_manifest, Limits, Page, PushedManifest, Referrer, Registry, StoredManifest,
+};

@@ -59,6 +59,9 @@ pub mod keys {
     pub fn repositories() -> Vec<u8> {
         prefix(&["repo"])
     }
+    pub fn pull_through(r: &RepositoryName, d: &Digest) -> Vec<u8> {
+        key(&["pullthrough", r.as_str(), &d.to_string()])
+    }
     pub fn upload(id: &berth_storage::UploadId) -> Vec<u8> {
         key(&["upload", id.as_str()])
     }
@@ -104,6 +107,17 @@ pub struct ManifestRecord {
 }
 impl Record for ManifestRecord {
     const KIND: &'static str = "manifest";
+    const VERSION: u8 = 1;
+}
+
+/// A blob a repository may serve but does not hold: it belongs to an imported image and is
+/// fetched from `source` (`registry/repository`) on first pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullThroughRecord {
+    pub source: String,
+}
+impl Record for PullThroughRecord {
+    const KIND: &'static str = "pullthrough";
     const VERSION: u8 = 1;
 }
 

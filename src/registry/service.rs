@@ -689,6 +689,26 @@ impl Registry {
     }
 }
 
+/// Keeps a manifest's exact bytes (once: manifests are content-addressed). The importer's way
+/// to hold the manifests of images whose blobs stay at their source.
+pub fn store_manifest<E>(
+    tx: &mut dyn Txn,
+    digest: &Digest,
+    media_type: &str,
+    content: &str,
+) -> Result<(), TxError<E>> {
+    let key = keys::manifest(digest);
+    if tx.get(&key)?.is_none() {
+        let record = ManifestRecord {
+            media_type: media_type.to_string(),
+            content: content.to_string(),
+            subject: None,
+        };
+        tx.put(&key, &encode(&record))?;
+    }
+    Ok(())
+}
+
 fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {
     if tx.get(key)?.is_none() {
         tx.put(

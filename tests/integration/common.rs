@@ -13,6 +13,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The configuration it runs with (a restart keeps it).
+    config: Config,
 }
 
 impl TestServer {
@@ -31,7 +33,9 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let server = berth::Server::bind(config).await.expect("server binds");
+        let server = berth::Server::bind(config.clone())
+            .await
+            .expect("server binds");
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -51,6 +55,7 @@ impl TestServer {
             dir,
             stop: Some(stop),
             task: Some(task),
+            config,
         }
     }
 
@@ -58,7 +63,14 @@ impl TestServer {
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        Self::start_in(dir, |_| {}).await
+        let config = self.config.clone();
+        Self::start_in(dir, |c| {
+            *c = Config {
+                data_dir: c.data_dir.clone(),
+                ..config
+            }
+        })
+        .await
     }
 
     pub async fn stop(&mut self) {

@@ -3,5 +3,8 @@
 
 mod cli;
 mod common;
+mod describe;
 mod distribution;
 mod imagestreams;
+mod import;
+mod remote;

@@ -84,7 +84,13 @@ const IMAGE_RESOURCES: &[ApiResource] = &[
 ];
 
 /// Core-group resources berth serves; none yet (namespaces and secrets may come later).
-const CORE_RESOURCES: &[ApiResource] = &[];
+const CORE_RESOURCES: &[ApiResource] = &[ApiResource {
+    name: "secrets",
+    resource: Resource::Secrets,
+    verbs: &["create", "delete", "get", "list"],
+    short_names: &[],
+    categories: &[],
+}];
 
 impl ApiResource {
     fn to_json(&self) -> Value {
@@ -338,7 +344,8 @@ mod tests {
         );
         let r = core_resources();
         assert_eq!(r["groupVersion"], "v1");
-        assert_eq!(r["resources"], json!([]));
+        assert_eq!(resource(&r, "secrets")["kind"], "Secret");
+        assert_eq!(resource(&r, "secrets")["namespaced"], true);
         let ver = version();
         assert_eq!(ver["major"], "1");
         assert!(ver["gitVersion"].as_str().unwrap().starts_with("v1."));

@@ -123,6 +123,25 @@ pub enum ApiEndpoint {
         namespace: Namespace,
     },
 
+    /// `GET /api/v1/namespaces/{ns}/secrets`
+    ListSecrets {
+        namespace: Namespace,
+    },
+    /// `POST /api/v1/namespaces/{ns}/secrets`
+    CreateSecret {
+        namespace: Namespace,
+    },
+    /// `GET /api/v1/namespaces/{ns}/secrets/{name}` (values blanked)
+    GetSecret {
+        namespace: Namespace,
+        name: String,
+    },
+    /// `DELETE /api/v1/namespaces/{ns}/secrets/{name}`
+    DeleteSecret {
+        namespace: Namespace,
+        name: String,
+    },
+
     /// `GET images`
     ListImages {
         options: ListOptions,
@@ -172,6 +191,10 @@ impl ApiEndpoint {
             | E::WatchImages { .. }
             | E::GetImage { .. }
             | E::DeleteImage { .. } => Resource::Images,
+            E::ListSecrets { .. }
+            | E::CreateSecret { .. }
+            | E::GetSecret { .. }
+            | E::DeleteSecret { .. } => Resource::Secrets,
         })
     }
 }
@@ -340,6 +363,9 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         "/apis" => return discovery(ApiEndpoint::Groups),
         _ => {}
     }
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        return core(method, rest);
+    }
     let rest = path
         .strip_prefix("/apis/")
         .and_then(|r| r.strip_prefix(GROUP))
@@ -369,6 +395,38 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         ["namespaces", ns, resource, tail @ ..] => namespaced(method, ns, resource, tail, &q),
         _ => Err(StatusError::path_not_found()),
     }
+}
+
+/// The core group: only namespaced secrets.
+fn core(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
+    use ApiEndpoint as E;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (ns, name) = match segments.as_slice() {
+        ["namespaces", ns, "secrets"] => (*ns, None),
+        ["namespaces", ns, "secrets", name] if !name.is_empty() => (*ns, Some(*name)),
+        _ => return Err(StatusError::path_not_found()),
+    };
+    let allowed: &[Method] = match name {
+        None => &[Method::GET, Method::POST],
+        Some(_) => &[Method::GET, Method::DELETE],
+    };
+    if !allowed.contains(method) {
+        return Err(not_allowed(method, Some(Resource::Secrets)));
+    }
+    let namespace = validate_namespace("metadata.namespace", ns)
+        .map_err(|e| StatusError::invalid(Resource::Secrets, ns, vec![e]))?;
+    Ok(match (name, method.clone()) {
+        (None, Method::GET) => E::ListSecrets { namespace },
+        (None, _) => E::CreateSecret { namespace },
+        (Some(name), Method::GET) => E::GetSecret {
+            namespace,
+            name: name.to_string(),
+        },
+        (Some(name), _) => E::DeleteSecret {
+            namespace,
+            name: name.to_string(),
+        },
+    })
 }
 
 fn only_get(

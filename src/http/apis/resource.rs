@@ -19,6 +19,8 @@ pub enum Resource {
     ImageStreamImports,
     /// Core-group namespaces: only named in errors (`namespaces "x" not found`).
     Namespaces,
+    /// Core-group secrets: registry credentials for imports.
+    Secrets,
 }
 
 impl Resource {
@@ -32,6 +34,7 @@ impl Resource {
             Resource::ImageStreamMappings => "imagestreammappings",
             Resource::ImageStreamImports => "imagestreamimports",
             Resource::Namespaces => "namespaces",
+            Resource::Secrets => "secrets",
         }
     }
 
@@ -44,6 +47,7 @@ impl Resource {
             Resource::ImageStreamMappings => "imagestreammapping",
             Resource::ImageStreamImports => "imagestreamimport",
             Resource::Namespaces => "namespace",
+            Resource::Secrets => "secret",
         }
     }
 
@@ -57,13 +61,14 @@ impl Resource {
             Resource::ImageStreamMappings => "ImageStreamMapping",
             Resource::ImageStreamImports => "ImageStreamImport",
             Resource::Namespaces => "Namespace",
+            Resource::Secrets => "Secret",
         }
     }
 
     /// The API group; empty for the core group.
     pub fn group(self) -> &'static str {
         match self {
-            Resource::Namespaces => "",
+            Resource::Namespaces | Resource::Secrets => "",
             _ => GROUP,
         }
     }

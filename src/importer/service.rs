@@ -1,0 +1,124 @@
+//! `Importer`: imports a stream's DockerImage tags and records the outcome (spec §3.8).
+
+use std::sync::Arc;
+
+use super::fetch::{
+    self, Fetched, ImportMode, ImportSource, RemoteSettings, PREFER_ARCH, PREFER_OS,
+};
+use crate::imagestream::import::{record, ImportFailure, REPOSITORY_CHECK_ANNOTATION};
+use crate::imagestream::store::{load_stream, save_stream};
+use crate::imagestream::types::{now_rfc3339, TagReference};
+use crate::imagestream::Error;
+use crate::registry::Registry;
+use crate::secrets::Secrets;
+
+#[derive(Clone)]
+pub struct Importer {
+    registry: Registry,
+    secrets: Secrets,
+    settings: Arc<RemoteSettings>,
+}
+
+impl Importer {
+    pub fn new(registry: Registry, settings: RemoteSettings) -> Self {
+        Importer {
+            secrets: Secrets::new(registry.clone()),
+            registry,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// Fetches one image as namespace `ns` sees its registry.
+    pub async fn fetch(&self, ns: &str, source: &ImportSource) -> Result<Fetched, ImportFailure> {
+        fetch::fetch(&self.secrets, &self.settings, ns, source).await
+    }
+
+    /// Imports spec tag `spec` of `ns/name` and records the outcome. Returns whether the
+    /// stream changed (a repeat import of an unchanged image changes nothing).
+    pub async fn import_tag(
+        &self,
+        ns: &str,
+        name: &str,
+        spec: &TagReference,
+    ) -> Result<bool, Error> {
+        let Some(source) = source_of(spec) else {
+            return Ok(false);
+        };
+        let outcome = match ImportMode::parse(&spec.import_policy.import_mode) {
+            Some(mode) => self.fetch(ns, &ImportSource { mode, ..source }).await,
+            None => Err(ImportFailure {
+                reason: "Invalid".into(),
+                message: format!(
+                    "invalid import mode {:?}, valid modes are '', 'Legacy', 'PreserveOriginal'",
+                    spec.import_policy.import_mode
+                ),
+            }),
+        };
+        match &outcome {
+            Ok(f) => tracing::info!(
+                stream = %format!("{ns}/{name}"), tag = %spec.name, image = %f.digest(),
+                "imported"
+            ),
+            Err(e) => tracing::info!(
+                stream = %format!("{ns}/{name}"), tag = %spec.name, reason = %e.reason,
+                message = %e.message, "import failed"
+            ),
+        }
+        let (ns, name, spec) = (ns.to_string(), name.to_string(), spec.clone());
+        self.registry
+            .write_changes_as(move |tx, changes| {
+                let Some(old) = load_stream(tx, &ns, &name)? else {
+                    return Ok(false);
+                };
+                let mut stream = old.clone();
+                let result = outcome
+                    .as_ref()
+                    .map(|f| (f.reference.clone(), f.digest().to_string()))
+                    .map_err(Clone::clone);
+                if !record(&mut stream, &spec, result) {
+                    return Ok(false);
+                }
+                if let Ok(fetched) = &outcome {
+                    fetch::store::<Error>(tx, fetched, changes)?;
+                }
+                stream
+                    .metadata
+                    .annotations
+                    .insert(REPOSITORY_CHECK_ANNOTATION.into(), now_rfc3339());
+                save_stream(tx, Some(&old), &mut stream, changes)?;
+                Ok(true)
+            })
+            .await
+    }
+}
+
+/// What a DockerImage spec tag imports (`None` for any other tag).
+pub fn source_of(spec: &TagReference) -> Option<ImportSource> {
+    let from = spec.from.as_ref().filter(|f| f.kind == "DockerImage")?;
+    let annotation = |k: &str| {
+        spec.annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    Some(ImportSource {
+        from: from.name.clone(),
+        insecure: spec.import_policy.insecure,
+        mode: ImportMode::Legacy,
+        prefer_os: annotation(PREFER_OS),
+        prefer_arch: annotation(PREFER_ARCH),
+    })
+}

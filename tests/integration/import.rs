@@ -1,0 +1,700 @@
+//! Imports from another registry (a second berth on 127.0.0.1 here; Debian's docker-registry
+//! in `peer_import.rs`): the ImageStreamImport API, background and scheduled imports of
+//! DockerImage tags, import modes, failure conditions, pull-through, and the CLI verbs.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::{header, image_manifest, sha256, TestServer, OCI_INDEX, OCI_MANIFEST};
+
+const API: &str = "/apis/image.openshift.io/v1";
+
+fn host(s: &TestServer) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+async fn post(s: &TestServer, path: &str, body: &Value) -> reqwest::Response {
+    s.req(Method::POST, path).json(body).send().await.unwrap()
+}
+
+async fn stream(s: &TestServer, ns: &str, name: &str) -> Value {
+    let r = s
+        .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+fn status_tag<'a>(is: &'a Value, tag: &str) -> &'a Value {
+    is["status"]["tags"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tag"] == tag))
+        .unwrap_or(&Value::Null)
+}
+
+fn history(is: &Value, tag: &str) -> Vec<String> {
+    status_tag(is, tag)["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| i["image"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `check` on the stream until it holds (imports run in the background).
+async fn eventually(
+    s: &TestServer,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s
+            .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
+            .await;
+        if r.status() == StatusCode::OK {
+            let is: Value = r.json().await.unwrap();
+            if check(&is) {
+                return is;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {is:#}");
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}: stream status {}", r.status());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pushes a single-layer image for `arch`; returns (manifest digest, layer digest, layer).
+async fn push_arch(
+    s: &TestServer,
+    repo: &str,
+    reference: &str,
+    arch: &str,
+) -> (String, String, Vec<u8>) {
+    let config =
+        format!(r#"{{"architecture":"{arch}","os":"linux","config":{{"Cmd":["/bin/{arch}"]}}}}"#);
+    // Unique per push, so pushing the same tag twice makes a new image.
+    static PUSHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = PUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let layer = format!("layer {n} for {arch} in {repo}:{reference}").into_bytes();
+    let cd = s.push_blob(repo, config.as_bytes()).await;
+    let ld = s.push_blob(repo, &layer).await;
+    let manifest = image_manifest(&cd, config.len(), &[(&ld, layer.len())], "");
+    let r = s
+        .put_manifest(repo, reference, OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    (sha256(&manifest), ld, layer)
+}
+
+/// Pushes amd64 and arm64 images and an index of both under `tag`; returns
+/// (index digest, amd64 digest, arm64 digest).
+async fn push_index(s: &TestServer, repo: &str, tag: &str) -> (String, String, String) {
+    let (amd, _, _) = push_arch(s, repo, "amd64-child", "amd64").await;
+    let (arm, _, _) = push_arch(s, repo, "arm64-child", "arm64").await;
+    let entry = |d: &str, arch: &str| {
+        json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1,
+               "platform": {"architecture": arch, "os": "linux"}})
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [entry(&arm, "arm64"), entry(&amd, "amd64")],
+    }))
+    .unwrap();
+    let r = s.put_manifest(repo, tag, OCI_INDEX, &index).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    (sha256(&index), amd, arm)
+}
+
+fn import_request(name: &str, from: &str, to: &str, import: bool, policy: Value) -> Value {
+    json!({
+        "kind": "ImageStreamImport", "apiVersion": "image.openshift.io/v1",
+        "metadata": {"name": name},
+        "spec": {"import": import, "images": [{
+            "from": {"kind": "DockerImage", "name": from},
+            "to": {"name": to},
+            "importPolicy": policy,
+        }]},
+    })
+}
+
+/// The platform a Legacy import picks on this machine when nothing is preferred.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
+}
+
+#[tokio::test]
+async fn import_api_dry_run_import_and_pull_through() {
+    let mut src = TestServer::start().await;
+    let (digest, layer_digest, layer) = push_arch(&src, "lib/app", "v1", "amd64").await;
+    let from = format!("{}/lib/app:v1", host(&src));
+    let dst = TestServer::start().await;
+    let path = format!("{API}/namespaces/team/imagestreamimports");
+
+    // A dry run reports the image and stores nothing.
+    let r = post(
+        &dst,
+        &path,
+        &import_request("app", &from, "v1", false, json!({"insecure": true})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let isi: Value = r.json().await.unwrap();
+    assert_eq!(
+        isi["status"]["images"][0]["status"]["status"], "Success",
+        "{isi:#}"
+    );
+    assert_eq!(
+        isi["status"]["images"][0]["image"]["metadata"]["name"],
+        digest.as_str()
+    );
+    assert!(isi["status"]["import"].is_null());
+    assert_eq!(
+        dst.get(&format!("{API}/namespaces/team/imagestreams/app"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Plain HTTP needs the insecure flag.
+    let isi: Value = post(
+        &dst,
+        &path,
+        &import_request("app", &from, "v1", false, json!({})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let status = &isi["status"]["images"][0]["status"];
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(
+        status["message"],
+        format!(
+            "the repository {}/lib/app is HTTP only and requires the insecure flag to import",
+            host(&src)
+        )
+    );
+
+    // An invalid import mode is refused with the field.
+    let r = post(
+        &dst,
+        &path,
+        &import_request("app", &from, "v1", true, json!({"importMode": "legacy"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let s: Value = r.json().await.unwrap();
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.images[0].importPolicy.importMode"),
+        "{s}"
+    );
+
+    // The import creates the stream, the tag and the (unmanaged) Image.
+    let r = post(
+        &dst,
+        &path,
+        &import_request("app", &from, "v1", true, json!({"insecure": true})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let isi: Value = r.json().await.unwrap();
+    let is = &isi["status"]["import"];
+    let top = &status_tag(is, "v1")["items"][0];
+    assert_eq!(top["image"], digest.as_str());
+    assert_eq!(
+        top["dockerImageReference"],
+        format!("{}/lib/app@{digest}", host(&src))
+    );
+    let image: Value = dst
+        .get(&format!("{API}/images/{digest}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(image["metadata"]["annotations"]["openshift.io/image.managed"].is_null());
+    assert_eq!(image["dockerImageMetadata"]["Architecture"], "amd64");
+
+    // The manifest is served by tag; the layer is pulled through from the source ...
+    let r = dst.get("/v2/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), Some(digest.as_str()));
+    let r = dst.get(&format!("/v2/team/app/blobs/{layer_digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "docker-content-digest"),
+        Some(layer_digest.as_str())
+    );
+    assert_eq!(r.bytes().await.unwrap(), layer);
+    let config_digest = image["dockerImageConfigDigest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = dst
+        .head(&format!("/v2/team/app/blobs/{config_digest}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // ... and served locally once the source is gone.
+    src.stop().await;
+    let r = dst.get(&format!("/v2/team/app/blobs/{layer_digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), layer);
+    let r = dst
+        .get(&format!("/v2/team/app/blobs/{config_digest}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A blob that was never part of the image is still unknown.
+    let r = dst
+        .get(&format!("/v2/team/app/blobs/{}", sha256(b"nope")))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn concurrent_pulls_fetch_a_blob_once() {
+    let src = TestServer::start().await;
+    let big = vec![7u8; 8 * 1024 * 1024];
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cd = src.push_blob("lib/big", config).await;
+    let ld = src.push_blob("lib/big", &big).await;
+    let manifest = image_manifest(&cd, config.len(), &[(&ld, big.len())], "");
+    assert_eq!(
+        src.put_manifest("lib/big", "v1", OCI_MANIFEST, &manifest)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let dst = TestServer::start().await;
+    let from = format!("{}/lib/big:v1", host(&src));
+    let r = post(
+        &dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &import_request("big", &from, "v1", true, json!({"insecure": true})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let pulls = (0..6).map(|_| {
+        let (client, url) = (
+            dst.client.clone(),
+            dst.url(&format!("/v2/team/big/blobs/{ld}")),
+        );
+        tokio::spawn(async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            sha256(&r.bytes().await.unwrap())
+        })
+    });
+    for p in pulls {
+        assert_eq!(p.await.unwrap(), ld);
+    }
+}
+
+#[tokio::test]
+async fn docker_tags_import_in_the_background_and_on_schedule() {
+    let src = TestServer::start().await;
+    let (first, _, _) = push_arch(&src, "lib/web", "latest", "amd64").await;
+    let dst = TestServer::start_with(|c| c.scheduled_import_interval_secs = 1).await;
+    let from = format!("{}/lib/web:latest", host(&src));
+
+    // What `berth tag --scheduled --insecure <remote> web:latest` sends.
+    let body = json!({
+        "kind": "ImageStreamTag", "apiVersion": "image.openshift.io/v1",
+        "metadata": {"name": "web:latest"},
+        "tag": {"name": "latest", "generation": 0,
+                "from": {"kind": "DockerImage", "name": from},
+                "importPolicy": {"insecure": true, "scheduled": true}},
+    });
+    let r = dst
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreamtags/web:latest"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // A tracker of latest follows what the import brings.
+    let alias = json!({"metadata": {"name": "web:stable"},
+        "tag": {"name": "stable", "from": {"kind": "ImageStreamTag", "name": "latest"}}});
+    dst.req(
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreamtags/web:stable"),
+    )
+    .json(&alias)
+    .send()
+    .await
+    .unwrap();
+
+    let is = eventually(&dst, "team", "web", "the first import", |is| {
+        !history(is, "latest").is_empty()
+    })
+    .await;
+    assert_eq!(history(&is, "latest"), [first.as_str()]);
+    assert!(is["metadata"]["annotations"]["openshift.io/image.dockerRepositoryCheck"].is_string());
+
+    // Ticks without a change at the source change nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let is = stream(&dst, "team", "web").await;
+    assert_eq!(history(&is, "latest"), [first.as_str()]);
+
+    // A restart keeps the schedule; a new image at the source is picked up.
+    let dst = dst.restart().await;
+    let (second, _, _) = push_arch(&src, "lib/web", "latest", "amd64").await;
+    let is = eventually(&dst, "team", "web", "the scheduled re-import", |is| {
+        history(is, "latest").len() == 2
+    })
+    .await;
+    assert_eq!(history(&is, "latest"), [second.clone(), first.clone()]);
+    let is = eventually(&dst, "team", "web", "the tracker", |is| {
+        history(is, "stable").first() == Some(&second)
+    })
+    .await;
+    assert_eq!(history(&is, "stable")[0], second);
+    let r = dst.head("/v2/team/web/manifests/latest").await;
+    assert_eq!(header(&r, "docker-content-digest"), Some(second.as_str()));
+}
+
+#[tokio::test]
+async fn failed_imports_set_the_condition() {
+    let dst = TestServer::start().await;
+    let body = json!({
+        "metadata": {"name": "gone:v1"},
+        "tag": {"name": "v1", "from": {"kind": "DockerImage", "name": "127.0.0.1:9/x/y:1"},
+                "importPolicy": {"insecure": true}},
+    });
+    let r = dst
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreamtags/gone:v1"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let is = eventually(&dst, "team", "gone", "the failure condition", |is| {
+        !status_tag(is, "v1")["conditions"].is_null()
+    })
+    .await;
+    let c = &status_tag(&is, "v1")["conditions"][0];
+    assert_eq!(c["type"], "ImportSuccess");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "InternalError");
+    assert!(!c["message"].as_str().unwrap().is_empty());
+    assert_eq!(c["generation"], is["spec"]["tags"][0]["generation"]);
+
+    // A missing tag at a reachable source is NotFound.
+    let src = TestServer::start().await;
+    let body = json!({
+        "metadata": {"name": "gone:v2"},
+        "tag": {"name": "v2", "from": {"kind": "DockerImage", "name": format!("{}/lib/none:1", host(&src))},
+                "importPolicy": {"insecure": true}},
+    });
+    dst.req(
+        Method::PUT,
+        &format!("{API}/namespaces/team/imagestreamtags/gone:v2"),
+    )
+    .json(&body)
+    .send()
+    .await
+    .unwrap();
+    let is = eventually(&dst, "team", "gone", "NotFound", |is| {
+        !status_tag(is, "v2")["conditions"].is_null()
+    })
+    .await;
+    let c = &status_tag(&is, "v2")["conditions"][0];
+    assert_eq!(c["reason"], "NotFound");
+    assert_eq!(
+        c["message"],
+        format!(
+            "dockerimage.image.openshift.io \"{}/lib/none:1\" not found",
+            host(&src)
+        )
+    );
+}
+
+#[tokio::test]
+async fn manifest_lists_by_import_mode() {
+    let src = TestServer::start().await;
+    let (index, amd, arm) = push_index(&src, "lib/multi", "latest").await;
+    let dst = TestServer::start().await;
+    let from = format!("{}/lib/multi:latest", host(&src));
+    let path = format!("{API}/namespaces/team/imagestreamimports");
+    let native = if host_arch() == "arm64" { &arm } else { &amd };
+
+    // Legacy: one platform, recorded by its own digest.
+    let isi: Value = post(
+        &dst,
+        &path,
+        &import_request("multi", &from, "legacy", true, json!({"insecure": true})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        isi["status"]["images"][0]["image"]["metadata"]["name"],
+        native.as_str(),
+        "{isi:#}"
+    );
+    assert!(isi["status"]["images"][0]["image"]["dockerImageManifests"].is_null());
+
+    // Legacy with a preferred platform (tag annotation).
+    let prefer = json!({"importer.image.openshift.io/prefer-arch": "arm64"});
+    let body = json!({"metadata": {"name": "multi:arm", "annotations": prefer}, "tag": {"name": "arm",
+        "annotations": prefer,
+        "from": {"kind": "DockerImage", "name": from}, "importPolicy": {"insecure": true}}});
+    let r = dst
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreamtags/multi:arm"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let is = eventually(&dst, "team", "multi", "the preferred platform", |is| {
+        !history(is, "arm").is_empty()
+    })
+    .await;
+    assert_eq!(history(&is, "arm"), [arm.as_str()]);
+
+    // PreserveOriginal: the list is the Image; each child is an Image of its own.
+    let isi: Value = post(
+        &dst,
+        &path,
+        &import_request(
+            "multi",
+            &from,
+            "all",
+            true,
+            json!({"insecure": true, "importMode": "PreserveOriginal"}),
+        ),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let status = &isi["status"]["images"][0];
+    assert_eq!(
+        status["image"]["metadata"]["name"],
+        index.as_str(),
+        "{isi:#}"
+    );
+    assert_eq!(
+        status["image"]["dockerImageManifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(status["manifests"].as_array().unwrap().len(), 2);
+    let is = stream(&dst, "team", "multi").await;
+    assert_eq!(history(&is, "all"), [index.as_str()]);
+    let r = dst.get("/v2/team/multi/manifests/all").await;
+    assert_eq!(header(&r, "docker-content-digest"), Some(index.as_str()));
+    assert_eq!(
+        dst.head(&format!("/v2/team/multi/manifests/{arm}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let child: Value = dst
+        .get(&format!("{API}/images/{arm}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(child["dockerImageMetadata"]["Architecture"], "arm64");
+
+    // Switching the import mode of a tag swaps it between single and multi on the next import.
+    let is = stream(&dst, "team", "multi").await;
+    let mut spec = is.clone();
+    for t in spec["spec"]["tags"].as_array_mut().unwrap() {
+        if t["name"] == "legacy" {
+            t["importPolicy"]["importMode"] = "PreserveOriginal".into();
+        }
+    }
+    let r = dst
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreams/multi"),
+        )
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let is = eventually(&dst, "team", "multi", "the mode switch", |is| {
+        history(is, "legacy").len() == 2
+    })
+    .await;
+    assert_eq!(history(&is, "legacy"), [index.clone(), native.clone()]);
+}
+
+/// Runs the berth binary against `s` in namespace `team`.
+async fn berth(s: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let base = s.base.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["--server", &base, "-n", "team"])
+            .args(&args)
+            .env_remove("BERTH_SERVER")
+            .env_remove("BERTH_NAMESPACE")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn cli_import_image_tag_and_secrets() {
+    let src = TestServer::start().await;
+    let (index, amd, arm) = push_index(&src, "lib/busybox", "latest").await;
+    let dst = TestServer::start().await;
+    let from = format!("{}/lib/busybox:latest", host(&src));
+
+    // Without --confirm nothing is created.
+    let (code, _, err) = berth(
+        &dst,
+        &[
+            "import-image",
+            "busybox:latest",
+            &format!("--from={from}"),
+            "--insecure",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--confirm"), "{err}");
+
+    let (code, out, err) = berth(
+        &dst,
+        &[
+            "import-image",
+            "busybox:latest",
+            &format!("--from={from}"),
+            "--confirm",
+            "--insecure",
+            "--import-mode=PreserveOriginal",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("imagestream.image.openshift.io/busybox imported\n"),
+        "{out}"
+    );
+    assert!(out.contains("Manifests:"), "{out}");
+    assert!(out.contains(&format!("linux/amd64\t{amd}")), "{out}");
+    assert!(out.contains(&format!("linux/arm64\t{arm}")), "{out}");
+    assert!(out.contains(&index), "{out}");
+
+    // The seed's jsonpath prints one os/arch per line.
+    let (code, out, _) = berth(
+        &dst,
+        &[
+            "get",
+            "istag",
+            "busybox:latest",
+            "-o",
+            "jsonpath={range .image.dockerImageManifests[*]}{.os}/{.architecture}{'\\n'}{end}",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(out, "linux/arm64\nlinux/amd64\n");
+
+    // Re-importing an existing tag needs no --from or --confirm.
+    let (code, out, err) = berth(&dst, &["import-image", "busybox:latest"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported"), "{out}");
+
+    // berth tag with a registry source now imports.
+    let (code, out, _) = berth(&dst, &["tag", "--insecure", &from, "busybox:tagged"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out, format!("Tag busybox:tagged set to {from}.\n"));
+    let is = eventually(&dst, "team", "busybox", "the tag's import", |is| {
+        !history(is, "tagged").is_empty()
+    })
+    .await;
+    let native = if host_arch() == "arm64" { &arm } else { &amd };
+    assert_eq!(history(&is, "tagged"), [native.as_str()]);
+
+    // Secrets: created from flags, never read back in clear.
+    let (code, out, err) = berth(
+        &dst,
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "pull",
+            "--docker-server=registry.example.com:5000",
+            "--docker-username=me",
+            "--docker-password=hunter22",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "secret/pull created\n");
+    let r = dst.get("/api/v1/namespaces/team/secrets/pull").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("hunter22"), "{text}");
+    let secret: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(secret["data"][".dockerconfigjson"], "");
+    let list: Value = dst
+        .get("/api/v1/namespaces/team/secrets")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["kind"], "SecretList");
+    assert!(
+        !list.to_string().contains("aHVudGVyMjI"),
+        "no base64 of the password either"
+    );
+    let (code, _, err) = berth(
+        &dst,
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "pull",
+            "--docker-server=x:1",
+            "--docker-username=a",
+            "--docker-password=b",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("AlreadyExists"), "{err}");
+}
