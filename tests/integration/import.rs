@@ -698,3 +698,190 @@ async fn cli_import_image_tag_and_secrets() {
     assert_eq!(code, 1);
     assert!(err.contains("AlreadyExists"), "{err}");
 }
+
+// ---- against Debian's docker-registry
+
+mod peer_registry {
+    use super::*;
+    use crate::peer::{push_image, DockerRegistry, Pusher, PASSWORD, USER};
+    use berth::importer::remote::{MEDIA_DOCKER_MANIFEST, MEDIA_OCI_MANIFEST};
+
+    async fn import(dst: &TestServer, name: &str, from: &str, to: &str, policy: Value) -> Value {
+        let r = post(
+            dst,
+            &format!("{API}/namespaces/team/imagestreamimports"),
+            &import_request(name, from, to, true, policy),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn single_and_multi_arch_and_pull_through_after_the_source_stops() {
+        let reg = DockerRegistry::start(false).await;
+        let p = Pusher::new(&reg, false);
+        let v2 = push_image(&p, "lib/app", "v1", "amd64", MEDIA_DOCKER_MANIFEST).await;
+        let arm = push_image(&p, "lib/app", "arm", "arm64", MEDIA_OCI_MANIFEST).await;
+        let amd = push_image(&p, "lib/app", "amd", "amd64", MEDIA_OCI_MANIFEST).await;
+        let entry = |d: &berth_storage::Digest, len: usize, arch: &str| {
+            json!({"mediaType": OCI_MANIFEST, "digest": d.to_string(), "size": len,
+                   "platform": {"architecture": arch, "os": "linux"}})
+        };
+        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [entry(&amd.digest, amd.manifest.len(), "amd64"),
+                          entry(&arm.digest, arm.manifest.len(), "arm64")]}))
+        .unwrap();
+        let index_digest = p.manifest("lib/app", "multi", OCI_INDEX, &index).await;
+        let dst = TestServer::start().await;
+        let insecure = json!({"insecure": true});
+
+        // Docker schema 2, byte for byte.
+        let isi = import(
+            &dst,
+            "app",
+            &format!("{}/lib/app:v1", reg.host()),
+            "v1",
+            insecure.clone(),
+        )
+        .await;
+        assert_eq!(
+            isi["status"]["images"][0]["image"]["metadata"]["name"],
+            v2.digest.to_string(),
+            "{isi:#}"
+        );
+        let r = dst.get("/v2/team/app/manifests/v1").await;
+        assert_eq!(header(&r, "content-type"), Some(MEDIA_DOCKER_MANIFEST));
+        assert_eq!(r.bytes().await.unwrap(), v2.manifest);
+
+        // Multi-arch, both modes.
+        let from = format!("{}/lib/app:multi", reg.host());
+        let isi = import(&dst, "app", &from, "legacy", insecure.clone()).await;
+        let native = if host_arch() == "arm64" {
+            &arm.digest
+        } else {
+            &amd.digest
+        };
+        assert_eq!(
+            isi["status"]["images"][0]["image"]["metadata"]["name"],
+            native.to_string()
+        );
+        let isi = import(
+            &dst,
+            "app",
+            &from,
+            "multi",
+            json!({"insecure": true, "importMode": "PreserveOriginal"}),
+        )
+        .await;
+        assert_eq!(
+            isi["status"]["images"][0]["image"]["metadata"]["name"],
+            index_digest.to_string()
+        );
+        let platforms: Vec<&str> = isi["status"]["images"][0]["image"]["dockerImageManifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["architecture"].as_str().unwrap())
+            .collect();
+        assert_eq!(platforms, ["amd64", "arm64"]);
+
+        // The first pull goes through to the source; with the source stopped, later pulls are
+        // served locally.
+        let layer = format!("/v2/team/app/blobs/{}", v2.layer_digest);
+        let r = dst.get(&layer).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap(), v2.layer);
+        drop(reg);
+        let r = dst.get(&layer).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap(), v2.layer);
+        // A blob never pulled while the source was up cannot be served now.
+        let r = dst
+            .get(&format!("/v2/team/app/blobs/{}", v2.config_digest))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn basic_auth_uses_the_namespace_secret_for_that_host_and_port() {
+        let reg = DockerRegistry::start(true).await;
+        let p = Pusher::new(&reg, true);
+        let pushed = push_image(&p, "private/app", "v1", "amd64", MEDIA_OCI_MANIFEST).await;
+        let dst = TestServer::start().await;
+        let from = format!("{}/private/app:v1", reg.host());
+        let insecure = json!({"insecure": true});
+
+        let isi = import(&dst, "app", &from, "v1", insecure.clone()).await;
+        let status = &isi["status"]["images"][0]["status"];
+        assert_eq!(status["reason"], "Unauthorized", "{isi:#}");
+        assert_eq!(
+            status["message"],
+            format!("you may not have access to the container image \"{from}\"")
+        );
+        let is = stream(&dst, "team", "app").await;
+        let c = &status_tag(&is, "v1")["conditions"][0];
+        assert_eq!(
+            (c["type"].as_str(), c["reason"].as_str()),
+            (Some("ImportSuccess"), Some("Unauthorized"))
+        );
+
+        // A secret for the host without its port is not used (the seed's note).
+        let secret = |name: &str, server: &str| {
+            json!({"metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json!({"auths": {server: {"username": USER, "password": PASSWORD}}}).to_string()}})
+        };
+        let r = post(
+            &dst,
+            "/api/v1/namespaces/team/secrets",
+            &secret("noport", "127.0.0.1"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let isi = import(&dst, "app", &from, "v1", insecure.clone()).await;
+        assert_eq!(
+            isi["status"]["images"][0]["status"]["reason"],
+            "Unauthorized"
+        );
+
+        let r = post(
+            &dst,
+            "/api/v1/namespaces/team/secrets",
+            &secret("withport", &reg.host()),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let created: Value = r.json().await.unwrap();
+        assert!(!created.to_string().contains("s3cret"), "{created}");
+        let isi = import(&dst, "app", &from, "v1", insecure).await;
+        assert_eq!(
+            isi["status"]["images"][0]["status"]["status"], "Success",
+            "{isi:#}"
+        );
+        assert_eq!(
+            isi["status"]["images"][0]["image"]["metadata"]["name"],
+            pushed.digest.to_string()
+        );
+        let is = stream(&dst, "team", "app").await;
+        assert!(status_tag(&is, "v1")["conditions"].is_null(), "{is:#}");
+        // Pull-through authenticates with the same secret.
+        let r = dst
+            .get(&format!("/v2/team/app/blobs/{}", pushed.layer_digest))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap(), pushed.layer);
+        // Another namespace has no such secret.
+        let r = post(
+            &dst,
+            &format!("{API}/namespaces/other/imagestreamimports"),
+            &import_request("app", &from, "v1", false, json!({"insecure": true})),
+        )
+        .await;
+        let isi: Value = r.json().await.unwrap();
+        assert_eq!(
+            isi["status"]["images"][0]["status"]["reason"],
+            "Unauthorized"
+        );
+    }
+}

@@ -7,4 +7,5 @@ mod describe;
 mod distribution;
 mod imagestreams;
 mod import;
+mod peer;
 mod remote;
