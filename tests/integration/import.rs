@@ -402,6 +402,14 @@ async fn failed_imports_set_the_condition() {
     assert!(!c["message"].as_str().unwrap().is_empty());
     assert_eq!(c["generation"], is["spec"]["tags"][0]["generation"]);
 
+    // describe shows the failure as oc does.
+    let (code, out, _) = berth(&dst, &["describe", "is/gone"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("! error: Import failed (InternalError): "),
+        "{out}"
+    );
+
     // A missing tag at a reachable source is NotFound.
     let src = TestServer::start().await;
     let body = json!({
@@ -884,4 +892,52 @@ mod peer_registry {
             "Unauthorized"
         );
     }
+}
+
+#[tokio::test]
+async fn repository_import_takes_fifty_tags_in_priority_order() {
+    let src = TestServer::start().await;
+    let (digest, manifest) = src.push_image("lib/many", "latest", "many").await;
+    for i in 0..52 {
+        let r = src
+            .put_manifest("lib/many", &format!("1.{i}"), OCI_MANIFEST, &manifest)
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let dst = TestServer::start().await;
+    let body = json!({
+        "metadata": {"name": "many"},
+        "spec": {"import": false, "repository": {
+            "from": {"kind": "DockerImage", "name": format!("{}/lib/many", host(&src))},
+            "importPolicy": {"insecure": true}}},
+    });
+    let r = post(
+        &dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let isi: Value = r.json().await.unwrap();
+    let repo = &isi["status"]["repository"];
+    assert_eq!(repo["status"]["status"], "Success", "{repo:#}");
+    let images = repo["images"].as_array().unwrap();
+    assert_eq!(images.len(), 50);
+    assert_eq!(images[0]["tag"], "latest");
+    assert_eq!(images[1]["tag"], "1.51", "minor versions newest first");
+    assert!(images
+        .iter()
+        .all(|i| i["image"]["metadata"]["name"] == digest.as_str()));
+    assert_eq!(repo["additionalTags"], json!(["1.2", "1.1", "1.0"]));
+
+    // A repository reference with a tag is refused.
+    let mut bad = body.clone();
+    bad["spec"]["repository"]["from"]["name"] = format!("{}/lib/many:latest", host(&src)).into();
+    let r = post(
+        &dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &bad,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
