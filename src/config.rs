@@ -28,6 +28,28 @@ pub struct Config {
     pub import_ca_bundle: Option<PathBuf>,
     /// Connect and read timeout of calls to other registries.
     pub import_timeout_secs: u64,
+    /// PEM certificate chain (server certificate first) to serve HTTPS with; needs `tls_key`.
+    /// Both are re-read on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: client certificates are requested and verified against it, but optional.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Require credentials (users, tokens, role bindings). Off by default: then only a loopback
+    /// listen address is allowed, and every local client may do anything.
+    pub auth: bool,
+    /// The first admin's password: at start, user `admin_user` (cluster-admin) is created with
+    /// it if missing. Setting it turns `auth` on. There is no default password.
+    pub admin_password: Option<String>,
+    pub admin_user: String,
+    /// Namespaces anyone may pull from without credentials (when auth is on).
+    pub anonymous_pull_namespaces: Vec<String>,
+    /// Lifetime of registry tokens issued by `/auth/token`.
+    pub token_ttl_secs: u64,
+    /// The token audience (`service`) this registry answers for.
+    pub token_service: String,
+    /// Allow a non-loopback listen address without auth (not for production).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for Config {
@@ -42,7 +64,24 @@ impl Default for Config {
             max_scheduled_imports_per_minute: 60,
             import_ca_bundle: None,
             import_timeout_secs: 30,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            auth: false,
+            admin_password: None,
+            admin_user: "admin".into(),
+            anonymous_pull_namespaces: Vec::new(),
+            token_ttl_secs: 300,
+            token_service: "berth".into(),
+            insecure_no_auth: false,
         }
+    }
+}
+
+impl Config {
+    /// Whether requests must carry credentials.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth || self.admin_password.is_some()
     }
 }
 
@@ -84,6 +123,24 @@ pub struct ServeArgs {
     /// PEM file of extra CA certificates trusted when importing.
     #[arg(long, env = "BERTH_IMPORT_CA_BUNDLE")]
     pub import_ca_bundle: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key; reloaded on SIGHUP).
+    #[arg(long, env = "BERTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle for optional client certificates (verified when presented).
+    #[arg(long, env = "BERTH_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Require authentication (see also BERTH_ADMIN_PASSWORD).
+    #[arg(long, env = "BERTH_AUTH")]
+    pub auth: bool,
+    /// Password of the first admin, created at start if missing (turns auth on).
+    #[arg(long, env = "BERTH_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Allow listening on a non-loopback address without authentication.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl Config {
@@ -120,6 +177,20 @@ impl Config {
         }
         if let Some(v) = &args.import_ca_bundle {
             config.import_ca_bundle = Some(v.clone());
+        }
+        if let Some(v) = &args.tls_cert {
+            config.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &args.tls_key {
+            config.tls_key = Some(v.clone());
+        }
+        if let Some(v) = &args.tls_client_ca {
+            config.tls_client_ca = Some(v.clone());
+        }
+        config.auth |= args.auth;
+        config.insecure_no_auth |= args.insecure_no_auth;
+        if let Some(v) = &args.admin_password {
+            config.admin_password = Some(v.clone());
         }
         Ok(config)
     }

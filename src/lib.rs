@@ -5,8 +5,10 @@
 //! - [`registry`]: the distribution domain (names, manifests, blobs, tags, referrers); no HTTP.
 //! - [`http`]: the only module that knows HTTP: endpoint parsing, handlers, wire errors.
 //! - [`server`]: the accept loop with graceful shutdown.
+//! - [`tls`]: HTTPS (rustls), certificate reload, client-certificate identities.
 //! - storage lives in the `berth-storage` crate (metadata store and blob store traits).
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -15,6 +17,7 @@ pub mod importer;
 pub mod registry;
 pub mod secrets;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,16 +44,67 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
     )?)
 }
 
+/// Builds the authentication settings; creates the first admin when asked to.
+async fn start_auth(
+    config: &Config,
+    registry: &Registry,
+) -> anyhow_like::Result<http::auth::AuthSettings> {
+    let auth = auth::Auth::new(registry.clone())?;
+    let enabled = config.auth_enabled();
+    if let Some(password) = &config.admin_password {
+        if auth.get_user(&config.admin_user).is_err() {
+            auth.create_user(
+                &config.admin_user,
+                Some(password),
+                vec![auth::ClusterRole::ClusterAdmin],
+            )
+            .await?;
+            tracing::info!(user = %config.admin_user, "created the first admin");
+        }
+    }
+    if enabled && !auth.has_users()? {
+        return Err(
+            "authentication is on but no user exists: set BERTH_ADMIN_PASSWORD (or \
+                    admin_password) to create the first admin"
+                .into(),
+        );
+    }
+    if !enabled {
+        tracing::warn!(
+            "authentication is off: every client that reaches this server may do anything \
+             (loopback only; turn it on with --auth or BERTH_ADMIN_PASSWORD)"
+        );
+    }
+    Ok(http::auth::AuthSettings {
+        auth,
+        enabled,
+        anonymous_pull: config.anonymous_pull_namespaces.clone(),
+        service: config.token_service.clone(),
+        token_ttl: config.token_ttl_secs.max(1),
+    })
+}
+
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: TcpListener,
     state: Arc<http::State>,
     config: Config,
+    tls: Option<tls::Tls>,
 }
 
 impl Server {
     /// Opens the stores and binds the listener (port 0 picks a free port).
     pub async fn bind(config: Config) -> anyhow_like::Result<Server> {
+        // Certificate problems fail start-up before anything is bound or opened.
+        let tls = tls::Tls::from_config(&config)?;
+        if !config.auth_enabled() && !config.listen.ip().is_loopback() && !config.insecure_no_auth {
+            return Err(format!(
+                "refusing to listen on {} without authentication: turn auth on (--auth, or \
+                 BERTH_ADMIN_PASSWORD for the first admin) or pass --insecure-no-auth",
+                config.listen
+            )
+            .into());
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let public_host = config
@@ -65,9 +119,12 @@ impl Server {
                 timeout: Duration::from_secs(config.import_timeout_secs.max(1)),
             },
         );
+        let auth = start_auth(&config, &registry).await?;
         Ok(Server {
             listener,
             state: Arc::new(http::State {
+                auth,
+                https: tls.is_some(),
                 pull_through: importer::pullthrough::PullThrough::new(importer.clone()),
                 api: http::imagestream::Api::new(
                     imagestream::service::ImageStreams::new(registry.clone()),
@@ -78,7 +135,14 @@ impl Server {
                 public_host,
             }),
             config,
+            tls,
         })
+    }
+
+    /// The served TLS certificate when TLS is configured; `reload()` re-reads it (what SIGHUP
+    /// does).
+    pub fn tls_certificate(&self) -> Option<Arc<tls::ReloadableCert>> {
+        self.tls.as_ref().map(tls::Tls::certificate)
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -91,6 +155,14 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow_like::Result<()> {
         let addr = self.listener.local_addr()?;
+        let reloader = self.tls.as_ref().map(|tls| {
+            tracing::info!(
+                cert = %tls.certificate().cert_path().display(),
+                client_ca = %tls.client_ca().map(|p| p.display().to_string()).unwrap_or_default(),
+                "tls enabled (SIGHUP reloads the certificate)"
+            );
+            tls::spawn_reload_on_sighup(tls.certificate())
+        });
         tracing::info!(%addr, data_dir = %self.config.data_dir.display(), "listening");
         let state = self.state.clone();
         let max_age = Duration::from_secs(self.config.upload_max_age_secs);
@@ -117,7 +189,11 @@ impl Server {
             shutdown.await;
             api_state.api.close();
         };
-        server::run(self.listener, self.state.clone(), shutdown).await;
+        let acceptor = self.tls.as_ref().map(tls::Tls::acceptor);
+        server::run(self.listener, self.state.clone(), acceptor, shutdown).await;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         janitor.abort();
         controller.abort();
         let meta = self.state.registry.metadata().clone();

@@ -26,6 +26,14 @@ enum Command {
     Create(berth::cli::secret::CreateArgs),
     /// Tag existing images into image streams (like `oc tag`).
     Tag(berth::cli::TagArgs),
+    /// Log in: store an access token for the server in the client config.
+    Login(berth::cli::login::LoginArgs),
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Print the user the client is authenticated as.
+    Whoami,
+    /// Administration: users, service accounts, tokens, role bindings.
+    Adm(berth::cli::adm::AdmArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +46,10 @@ fn main() -> std::process::ExitCode {
         Command::Tag(args) => client_verb(conn, |c| berth::cli::tag::run(c, &args)),
         Command::ImportImage(args) => client_verb(conn, |c| berth::cli::import::run(c, &args)),
         Command::Create(args) => client_verb(conn, |c| berth::cli::secret::run(c, &args)),
+        Command::Login(args) => client_verb(conn, |c| berth::cli::login::login(c, &args)),
+        Command::Logout => client_verb(conn, berth::cli::login::logout),
+        Command::Whoami => client_verb(conn, berth::cli::login::whoami),
+        Command::Adm(args) => client_verb(conn, |c| berth::cli::adm::run(c, &args)),
     }
 }
 

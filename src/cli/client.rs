@@ -4,24 +4,70 @@ use reqwest::blocking::{Client as Http, RequestBuilder};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::CliError;
+use super::{CliError, Connection};
 
 pub const API_PREFIX: &str = "/apis/image.openshift.io/v1";
 
 pub struct Client {
     http: Http,
     server: String,
+    credentials: Credentials,
+}
+
+/// What a request authenticates with.
+#[derive(Clone)]
+pub enum Credentials {
+    None,
+    Bearer(String),
+    Basic { user: String, password: String },
 }
 
 impl Client {
-    pub fn new(server: &str) -> Result<Client, CliError> {
-        let http = Http::builder()
+    /// A client of the connection's server, with its token.
+    pub fn new(conn: &Connection) -> Result<Client, CliError> {
+        let credentials = match &conn.token {
+            Some(t) => Credentials::Bearer(t.clone()),
+            None => Credentials::None,
+        };
+        Client::with(
+            &conn.server,
+            conn.certificate_authority.as_deref(),
+            credentials,
+        )
+    }
+
+    /// A client of `server`, trusting `ca` (PEM) besides the system's roots.
+    pub fn with(
+        server: &str,
+        ca: Option<&std::path::Path>,
+        credentials: Credentials,
+    ) -> Result<Client, CliError> {
+        let mut builder = Http::builder();
+        if let Some(path) = ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                CliError::Other(format!(
+                    "reading certificate authority {}: {e}",
+                    path.display()
+                ))
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| CliError::Other(format!("invalid certificate authority: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::Other(format!("building the HTTP client: {e}")))?;
         Ok(Client {
             http,
             server: server.trim_end_matches('/').to_string(),
+            credentials,
         })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     /// `path` is relative to the image API group version (`namespaces/ns/imagestreams/app`),
@@ -32,9 +78,15 @@ impl Client {
         } else {
             format!("{}{API_PREFIX}/{path}", self.server)
         };
-        self.http
+        let req = self
+            .http
             .request(method, url)
-            .header("accept", "application/json")
+            .header("accept", "application/json");
+        match &self.credentials {
+            Credentials::None => req,
+            Credentials::Bearer(t) => req.bearer_auth(t),
+            Credentials::Basic { user, password } => req.basic_auth(user, Some(password)),
+        }
     }
 
     pub fn get(&self, path: &str) -> Result<Value, CliError> {

@@ -23,6 +23,12 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub struct ClientConfig {
     pub server: Option<String>,
     pub namespace: Option<String>,
+    /// The access token `berth login` stored (the file is kept private, mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -53,6 +59,35 @@ impl ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// Writes the file (creating its directory), readable by its owner only: it holds a token.
+    pub fn save(&self, path: &Path) -> Result<(), CliError> {
+        let fail = |e: std::io::Error| {
+            CliError::Other(format!("writing client config {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let text = toml::to_string(self)
+            .map_err(|e| CliError::Other(format!("encoding client config: {e}")))?;
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&tmp).map_err(fail)?;
+            f.write_all(text.as_bytes()).map_err(fail)?;
+            f.sync_all().map_err(fail)?;
+        }
+        #[cfg(unix)]
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(fail)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +104,17 @@ mod tests {
         std::fs::write(&p, "sever = \"typo\"\n").unwrap();
         let e = ClientConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+        let c = ClientConfig {
+            token: Some("berth_x_y".into()),
+            ..c
+        };
+        c.save(&p).unwrap();
+        assert_eq!(ClientConfig::load(&p).unwrap(), c);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

@@ -31,7 +31,7 @@ pub struct DescribeArgs {
 /// Runs `berth describe` and returns what it prints on stdout.
 pub fn run(conn: &Connection, args: &DescribeArgs) -> Result<String, CliError> {
     let (resource, name) = target(args)?;
-    let client = Client::new(&conn.server)?;
+    let client = Client::new(conn)?;
     let object = client.get(&resource.path(&conn.namespace, Some(&name)))?;
     let now = SystemTime::now();
     Ok(match resource {

@@ -43,7 +43,7 @@ fn err(m: impl Into<String>) -> CliError {
 /// Runs `berth import-image` and returns what it prints.
 pub fn run(conn: &Connection, args: &ImportImageArgs) -> Result<String, CliError> {
     let ns = conn.namespace.as_str();
-    let client = Client::new(&conn.server)?;
+    let client = Client::new(conn)?;
     let (stream, tag) = match args.name.split_once(':') {
         Some((s, t)) => (s, t),
         None => (args.name.as_str(), "latest"),

@@ -5,11 +5,13 @@
 //! HTTP client. Kubernetes `Status` errors are printed as kubectl does,
 //! `Error from server (Reason): message`, and end the process with exit code 1.
 
+pub mod adm;
 pub mod client;
 pub mod config;
 pub mod describe;
 pub mod import;
 pub mod jsonpath;
+pub mod login;
 pub mod printer;
 pub mod secret;
 pub mod tag;
@@ -35,18 +37,23 @@ pub struct ConnectionArgs {
     /// The namespace of namespaced resources [default: from the client config, else default].
     #[arg(short = 'n', long, global = true, env = "BERTH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// An access token [default: the one `berth login` stored].
+    #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long, global = true, env = "BERTH_CERTIFICATE_AUTHORITY")]
+    pub certificate_authority: Option<std::path::PathBuf>,
 }
 
 impl ConnectionArgs {
     /// Fills what the flags and environment left open from the client config file.
     pub fn resolve(self) -> Result<Connection, CliError> {
-        let file = match (&self.server, &self.namespace) {
-            (Some(_), Some(_)) => ClientConfig::default(),
-            _ => match ClientConfig::path() {
-                Some(p) => ClientConfig::load(&p)?,
-                None => ClientConfig::default(),
-            },
+        let file = match ClientConfig::path() {
+            Some(p) => ClientConfig::load(&p)?,
+            None => ClientConfig::default(),
         };
+        // A stored token belongs to the server it was issued by.
+        let same_server = self.server.is_none() || self.server == file.server;
         Ok(Connection {
             server: self
                 .server
@@ -56,6 +63,8 @@ impl ConnectionArgs {
                 .namespace
                 .or(file.namespace)
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            token: self.token.or(file.token.filter(|_| same_server)),
+            certificate_authority: self.certificate_authority.or(file.certificate_authority),
         })
     }
 }
@@ -65,6 +74,8 @@ impl ConnectionArgs {
 pub struct Connection {
     pub server: String,
     pub namespace: String,
+    pub token: Option<String>,
+    pub certificate_authority: Option<std::path::PathBuf>,
 }
 
 /// A failed client verb.
@@ -216,7 +227,7 @@ impl Output {
 pub fn get(conn: &Connection, args: &GetArgs) -> Result<String, CliError> {
     let resource = Resource::parse(&args.resource)?;
     let output = Output::parse(args.output.as_deref())?;
-    let client = Client::new(&conn.server)?;
+    let client = Client::new(conn)?;
     let ns = &conn.namespace;
     let (objects, single) = match &args.name {
         Some(name) => {

@@ -125,7 +125,7 @@ pub fn run(conn: &Connection, args: &CreateArgs) -> Result<String, CliError> {
         "type": kind,
         "data": data,
     });
-    Client::new(&conn.server)?.post(
+    Client::new(conn)?.post(
         &format!("/api/v1/namespaces/{}/secrets", conn.namespace),
         &body,
     )?;

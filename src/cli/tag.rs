@@ -141,7 +141,7 @@ fn parse_dest(d: &str, ns: &str) -> Result<StreamRef, CliError> {
 /// Runs `berth tag` and returns what it prints on stdout.
 pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
     let ns = conn.namespace.as_str();
-    let client = Client::new(&conn.server)?;
+    let client = Client::new(conn)?;
     if args.delete {
         if args.alias {
             return Err(err("--alias and --delete may not be both specified"));

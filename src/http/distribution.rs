@@ -7,11 +7,13 @@ use http_body_util::BodyExt;
 
 use berth_storage::{ByteStream, Digest, UploadId};
 
+use super::auth::Caller;
 use super::endpoint::{Endpoint, UploadStart};
 use super::error::{ApiError, Code};
 use super::range::{self, RangeRequest};
 use super::response::{self as resp, Response};
 use super::{ReqBody, State};
+use crate::auth::Action;
 use crate::importer::pullthrough::Fetch;
 use crate::registry::{self, manifest, Page, RepositoryName};
 
@@ -21,6 +23,7 @@ pub async fn handle(
     state: &State,
     endpoint: Endpoint,
     req: http::Request<ReqBody>,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
     let reg = &state.registry;
     let (parts, body) = req.into_parts();
@@ -32,7 +35,12 @@ pub async fn handle(
             Ok(r)
         }
         Endpoint::Catalog { n, last } => {
-            let page = reg.list_repositories(n, last.as_deref())?;
+            // Only the repositories of namespaces the caller may pull from.
+            let page = reg.list_repositories_where(n, last.as_deref(), |repo| {
+                let ns = repo.split('/').next().unwrap_or_default();
+                caller.may_ignoring_scope(&state.auth, &Action::View(ns.to_string()))
+                    || caller.may_ignoring_scope(&state.auth, &Action::ReadAll)
+            })?;
             let mut r = resp::json(
                 StatusCode::OK,
                 &serde_json::json!({ "repositories": page.items }),
@@ -66,6 +74,14 @@ pub async fn handle(
                 Ok(blob_created(&repo, &digest))
             }
             UploadStart::Mount { digest, from } => {
+                // Mounting reads the source: without that right it is an ordinary upload.
+                let from = from.filter(|f| {
+                    caller.may(
+                        &state.auth,
+                        &Action::View(f.namespace().as_str().to_string()),
+                        Some(f.as_str()),
+                    )
+                });
                 if let Some(from) = from {
                     if reg.mount_blob(&repo, &digest, &from).await? {
                         return Ok(blob_created(&repo, &digest));

@@ -17,8 +17,10 @@ use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
 use super::apis::status::{self, FieldError, StatusError};
 use super::apis::watch::{EventType, Watch, WatchEvent};
+use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
 use super::ReqBody;
+use crate::auth::Action;
 use crate::imagestream::service::{decorate, ImageStreams};
 use crate::imagestream::types::ImageStream;
 use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error};
@@ -258,7 +260,14 @@ pub async fn handle(
     endpoint: ApiEndpoint,
     req: http::Request<ReqBody>,
     server_address: &str,
+    caller: &Caller,
+    auth: &AuthSettings,
 ) -> Result<Response, StatusError> {
+    // Lists across namespaces show only what the caller may view.
+    let visible = |ns: &str| {
+        caller.may(auth, &Action::View(ns.to_string()), None)
+            || caller.may(auth, &Action::ReadAll, None)
+    };
     if let Some(r) = discovery::respond(&endpoint, server_address) {
         return Ok(r);
     }
@@ -271,7 +280,8 @@ pub async fn handle(
     let s = &api.streams;
     match endpoint {
         ApiEndpoint::ListImageStreams { namespace, options } => {
-            let (items, rv) = s.list(namespace.as_ref().map(|n| n.as_str()))?;
+            let (mut items, rv) = s.list(namespace.as_ref().map(|n| n.as_str()))?;
+            items.retain(|i| visible(&i.metadata.namespace));
             Ok(list(
                 "ImageStreamList",
                 selected(to_values(items), &options, true),
@@ -350,8 +360,11 @@ pub async fn handle(
                 Some(ns) => vec![ns.as_str().to_string()],
                 None => {
                     let (all, _) = s.list(None)?;
-                    let mut n: Vec<String> =
-                        all.into_iter().map(|i| i.metadata.namespace).collect();
+                    let mut n: Vec<String> = all
+                        .into_iter()
+                        .map(|i| i.metadata.namespace)
+                        .filter(|ns| visible(ns))
+                        .collect();
                     n.dedup();
                     n
                 }

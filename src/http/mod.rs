@@ -4,6 +4,8 @@
 //! server in `crate::server` feeds it connections, and tests can call it directly.
 
 pub mod apis;
+pub mod auth;
+pub mod auth_api;
 pub mod distribution;
 pub mod endpoint;
 pub mod error;
@@ -47,6 +49,9 @@ pub struct State {
     pub api: imagestream::Api,
     /// Registry host written into references (`<host>/<ns>/<stream>@<digest>`).
     pub public_host: String,
+    pub auth: auth::AuthSettings,
+    /// Whether clients reach this server over HTTPS (for the token realm).
+    pub https: bool,
 }
 
 /// Serves one request and logs it (method, path, status, bytes, duration).
@@ -76,30 +81,151 @@ pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
 }
 
 async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, ApiError> {
-    if apis::path::is_api_path(req.uri().path()) {
-        let endpoint = apis::path::parse(req.method(), req.uri().path(), req.uri().query());
-        let result = match endpoint {
-            Ok(endpoint) => {
-                imagestream::handle(&state.api, endpoint, req, &state.public_host).await
+    let path = req.uri().path().to_string();
+    let client_cert = req
+        .extensions()
+        .get::<crate::server::ClientCertificate>()
+        .map(|c| c.common_name.clone());
+    let caller = auth::authenticate(&state.auth, req.headers(), client_cert.as_deref()).await;
+    let realm = auth::realm_base(req.headers(), &state.public_host, state.https);
+    if path.starts_with("/auth/") {
+        return Ok(auth_api::handle(state, caller, req).await);
+    }
+    if apis::path::is_api_path(&path) {
+        let caller = match caller {
+            // Registry tokens carry repository scopes only; the API takes access tokens.
+            Ok(auth::Caller::User(id)) if id.scope.is_some() => {
+                let why = "registry tokens are not accepted here: use an access token";
+                return Ok(apis::status::StatusError::unauthorized(Some(why)).into_response());
             }
+            Ok(c) => c,
+            Err(why) => {
+                return Ok(apis::status::StatusError::unauthorized(Some(why)).into_response())
+            }
+        };
+        let endpoint = apis::path::parse(req.method(), &path, req.uri().query());
+        let result = match endpoint {
+            Ok(endpoint) => match denied_api(state, &caller, &endpoint) {
+                Some(e) => Err(e),
+                None => {
+                    imagestream::handle(
+                        &state.api,
+                        endpoint,
+                        req,
+                        &state.public_host,
+                        &caller,
+                        &state.auth,
+                    )
+                    .await
+                }
+            },
             Err(e) => Err(e),
         };
         return Ok(result.unwrap_or_else(apis::status::StatusError::into_response));
     }
-    let endpoint = endpoint::parse(req.method(), req.uri().path(), req.uri().query())?;
-    match endpoint {
-        Endpoint::Healthz => Ok(response::json(
-            StatusCode::OK,
-            &serde_json::json!({"status": "ok"}),
-        )),
-        Endpoint::Readyz => {
-            // Ready means the metadata store answers.
-            state.registry.check_store().map_err(ApiError::from)?;
-            Ok(response::json(
-                StatusCode::OK,
-                &serde_json::json!({"status": "ready"}),
-            ))
-        }
-        other => distribution::handle(state, other, req).await,
+    let endpoint = endpoint::parse(req.method(), &path, req.uri().query())?;
+    if matches!(endpoint, Endpoint::Healthz | Endpoint::Readyz) {
+        return health(state, &endpoint);
     }
+    let caller = match caller {
+        Ok(c) => c,
+        Err(why) => {
+            let scope = auth::v2_repository(&endpoint)
+                .map(|repo| auth::v2_scope(repo, &auth::v2_actions(&endpoint, |_| true)));
+            return Ok(auth::v2_challenge(&state.auth, &realm, scope, why));
+        }
+    };
+    if let Some(refusal) = denied_v2(state, &caller, &endpoint, &realm) {
+        return Ok(refusal);
+    }
+    distribution::handle(state, endpoint, req, &caller).await
+}
+
+/// `/healthz` (the process answers) and `/readyz` (the store answers): no credentials needed.
+fn health(state: &State, endpoint: &Endpoint) -> Result<Response, ApiError> {
+    if *endpoint == Endpoint::Readyz {
+        // Ready means the metadata store answers.
+        state.registry.check_store().map_err(ApiError::from)?;
+        return Ok(response::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready"}),
+        ));
+    }
+    Ok(response::json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "ok"}),
+    ))
+}
+
+/// The refusal for a registry request the caller may not make: a challenge for anonymous
+/// callers and for tokens whose scope is too narrow (so clients fetch a wider one), DENIED for
+/// users who lack the role.
+fn denied_v2(
+    state: &State,
+    caller: &auth::Caller,
+    endpoint: &Endpoint,
+    realm: &str,
+) -> Option<Response> {
+    let streams = &state.api.streams;
+    let actions = auth::v2_actions(endpoint, |repo| {
+        streams
+            .get(repo.namespace().as_str(), repo.stream().as_str())
+            .is_ok()
+    });
+    let repo = auth::v2_repository(endpoint);
+    let scoped = matches!(caller, auth::Caller::User(id) if id.scope.is_some());
+    if matches!(endpoint, Endpoint::ApiVersion | Endpoint::Catalog { .. }) {
+        let catalog = matches!(endpoint, Endpoint::Catalog { .. });
+        let refused = matches!(caller, auth::Caller::Anonymous)
+            || (catalog
+                && scoped
+                && !caller.may(&state.auth, &crate::auth::Action::ReadAll, None)
+                && !has_catalog_scope(caller));
+        return refused.then(|| {
+            let scope = catalog.then(|| "registry:catalog:*".to_string());
+            auth::v2_challenge(&state.auth, realm, scope, "authentication required")
+        });
+    }
+    let repo_name = repo.map(|r| r.to_string());
+    for action in &actions {
+        if caller.may(&state.auth, action, repo_name.as_deref()) {
+            continue;
+        }
+        let may_unscoped = match caller {
+            auth::Caller::User(id) => crate::auth::allowed(id, action),
+            _ => false,
+        };
+        if matches!(caller, auth::Caller::Anonymous) || (scoped && may_unscoped) {
+            let scope = repo.map(|r| auth::v2_scope(r, &actions));
+            return Some(auth::v2_challenge(
+                &state.auth,
+                realm,
+                scope,
+                "authentication required",
+            ));
+        }
+        return Some(auth::v2_denied());
+    }
+    None
+}
+
+fn has_catalog_scope(caller: &auth::Caller) -> bool {
+    matches!(caller, auth::Caller::User(id) if id.scope.as_ref().is_some_and(|s| s.iter().any(|a| a.kind == "registry" && a.name == "catalog")))
+}
+
+fn denied_api(
+    state: &State,
+    caller: &auth::Caller,
+    endpoint: &apis::path::ApiEndpoint,
+) -> Option<apis::status::StatusError> {
+    for action in auth::api_actions(endpoint) {
+        if caller.may(&state.auth, &action, None) {
+            continue;
+        }
+        if matches!(caller, auth::Caller::Anonymous) {
+            return Some(apis::status::StatusError::unauthorized(None));
+        }
+        return Some(auth::api_forbidden(caller, endpoint, &action));
+    }
+    None
 }

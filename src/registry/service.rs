@@ -656,6 +656,34 @@ impl Registry {
         self.page(&keys::repositories(), n, last)
     }
 
+    /// [`Registry::list_repositories`] restricted to the repositories `keep` accepts (the
+    /// caller's view of the catalog); pages stay full.
+    pub fn list_repositories_where(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Page> {
+        let n = n.unwrap_or(self.limits.max_page).min(self.limits.max_page);
+        let mut items = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        loop {
+            let page = self.page(&keys::repositories(), Some(n), cursor.as_deref())?;
+            cursor = page.items.last().cloned();
+            for item in page.items {
+                if items.len() == n {
+                    return Ok(Page { items, more: true });
+                }
+                if keep(&item) {
+                    items.push(item);
+                }
+            }
+            if !page.more {
+                return Ok(Page { items, more: false });
+            }
+        }
+    }
+
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     pub fn referrers(
         &self,

@@ -353,8 +353,10 @@ def diff_id_of(blob: bytes) -> str:
 class Registry:
     """A registry process listening on 127.0.0.1, its log drained into log_path."""
 
-    def __init__(self, impl: str, workdir: Path):
+    def __init__(self, impl: str, workdir: Path, extra_args: Iterable = (), env: Optional[dict] = None):
         self.impl = impl
+        self.extra_args = [str(a) for a in extra_args]  # appended to `berth serve`
+        self.extra_env = dict(env or {})  # added to the server's environment (e.g. BERTH_ADMIN_PASSWORD)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{impl}.log"
@@ -377,12 +379,14 @@ class Registry:
 
     def start(self, timeout: float = 60) -> "Registry":
         env = dict(os.environ)
+        env.update(self.extra_env)
         env.setdefault("NO_COLOR", "1")
         if self.is_berth:
             env.setdefault("RUST_LOG", "info")
             binary = berth_binary()
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+            cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
+                   *self.extra_args]
         elif self.impl == "docker-registry":
             port = free_port()
             cfg = self.workdir / "config.yml"

@@ -1,6 +1,7 @@
 //! In-process integration tests: a real berth server on 127.0.0.1:0 with sled on a temp dir,
 //! driven over HTTP.
 
+mod auth;
 mod cli;
 mod common;
 mod describe;
@@ -9,3 +10,4 @@ mod imagestreams;
 mod import;
 mod peer;
 mod remote;
+mod tls;

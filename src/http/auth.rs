@@ -1,0 +1,399 @@
+//! Authentication of a request's credentials and the actions each endpoint needs: one place
+//! where both APIs meet the rule set of `crate::auth::policy`.
+
+use base64::Engine;
+use http::{header, HeaderMap, StatusCode};
+
+use super::apis::path::ApiEndpoint;
+use super::apis::resource::Resource;
+use super::apis::status::StatusError;
+use super::endpoint::Endpoint;
+use super::error::{ApiError, Code};
+use super::response::{self as resp, Response};
+use crate::auth::jwt::Access;
+use crate::auth::{allowed, Action, Auth, Identity};
+use crate::registry::{Reference, RepositoryName};
+
+/// How the server authenticates, from its configuration.
+pub struct AuthSettings {
+    pub auth: Auth,
+    /// Off: the zero-config default (loopback only), where every client may do anything.
+    pub enabled: bool,
+    /// Namespaces anyone may pull from without credentials.
+    pub anonymous_pull: Vec<String>,
+    /// The `service` (token audience) this registry answers for.
+    pub service: String,
+    /// Lifetime of registry tokens, in seconds.
+    pub token_ttl: u64,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Authentication is off.
+    Open,
+    Anonymous,
+    User(Identity),
+}
+
+/// A repository action in the terms of a registry token's scope.
+fn scope_action(action: &Action) -> &'static str {
+    match action {
+        Action::View(_) => "pull",
+        Action::DeleteTag(_) | Action::DeleteManifest(_) => "delete",
+        _ => "push",
+    }
+}
+
+impl Caller {
+    /// Whether the caller may do `action` (on `repo`, for scope-limited registry tokens).
+    pub fn may(&self, settings: &AuthSettings, action: &Action, repo: Option<&str>) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Anonymous => {
+                matches!(action, Action::View(ns) if settings.anonymous_pull.contains(ns))
+            }
+            Caller::User(id) => allowed(id, action) && within_scope(id, action, repo),
+        }
+    }
+
+    /// [`Caller::may`] with the caller's full rights, not limited by a token's scope (for
+    /// filtering listings the token was granted as a whole).
+    pub fn may_ignoring_scope(&self, settings: &AuthSettings, action: &Action) -> bool {
+        unscoped(self).may(settings, action, None)
+    }
+
+    pub fn user(&self) -> &str {
+        match self {
+            Caller::Open => "system:anonymous-admin",
+            Caller::Anonymous => "system:anonymous",
+            Caller::User(id) => &id.user,
+        }
+    }
+}
+
+/// A registry token only grants what its `access` names.
+fn within_scope(id: &Identity, action: &Action, repo: Option<&str>) -> bool {
+    let Some(scope) = &id.scope else {
+        return true;
+    };
+    let (kind, name, wanted) = match (action, repo) {
+        (Action::ReadAll, _) => ("registry", "catalog", "*"),
+        (_, Some(repo)) => ("repository", repo, scope_action(action)),
+        _ => return false,
+    };
+    scope.iter().any(|a| {
+        a.kind == kind && a.name == name && a.actions.iter().any(|x| x == wanted || x == "*")
+    })
+}
+
+/// Reads the request's credentials. `Err` means credentials were sent but are not valid.
+pub async fn authenticate(
+    settings: &AuthSettings,
+    headers: &HeaderMap,
+    client_cert: Option<&str>,
+) -> Result<Caller, &'static str> {
+    if !settings.enabled {
+        return Ok(Caller::Open);
+    }
+    let auth = &settings.auth;
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = match value.map(|v| v.split_once(' ').unwrap_or((v, ""))) {
+        None => match client_cert {
+            Some(cn) => auth.get_user(cn).ok(),
+            None => return Ok(Caller::Anonymous),
+        },
+        Some((scheme, creds)) if scheme.eq_ignore_ascii_case("basic") => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(creds.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or("malformed Basic credentials")?;
+            let (name, password) = decoded
+                .split_once(':')
+                .ok_or("malformed Basic credentials")?;
+            auth.check_password(name, password)
+                .await
+                .map_err(|_| "authentication failed")?
+        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let token = token.trim();
+            if let Some(u) = auth
+                .check_token(token)
+                .map_err(|_| "authentication failed")?
+            {
+                Some(u)
+            } else {
+                let claims = auth
+                    .keys()
+                    .verify(token, &settings.service)
+                    .ok_or("invalid or expired token")?;
+                if claims.sub.is_empty() {
+                    // An anonymous token grants nothing beyond anonymous access.
+                    return Ok(Caller::Anonymous);
+                }
+                let user = auth.get_user(&claims.sub).map_err(|_| "unknown user")?;
+                let mut id = auth.identity(&user).map_err(|_| "authentication failed")?;
+                id.scope = Some(claims.access);
+                return Ok(Caller::User(id));
+            }
+        }
+        Some(_) => return Err("unsupported authorization scheme"),
+    };
+    let user = user.ok_or("invalid credentials")?;
+    Ok(Caller::User(
+        auth.identity(&user).map_err(|_| "authentication failed")?,
+    ))
+}
+
+// ---- /v2
+
+/// The actions a registry request needs; `None` for endpoints anyone authenticated may use.
+pub fn v2_actions(
+    endpoint: &Endpoint,
+    stream_exists: impl Fn(&RepositoryName) -> bool,
+) -> Vec<Action> {
+    let ns = |repo: &RepositoryName| repo.namespace().as_str().to_string();
+    match endpoint {
+        Endpoint::Healthz | Endpoint::Readyz | Endpoint::ApiVersion | Endpoint::Catalog { .. } => {
+            Vec::new()
+        }
+        Endpoint::GetBlob { repo, .. }
+        | Endpoint::GetManifest { repo, .. }
+        | Endpoint::ListTags { repo, .. }
+        | Endpoint::Referrers { repo, .. } => vec![Action::View(ns(repo))],
+        Endpoint::DeleteBlob { repo, .. } => vec![Action::DeleteTag(ns(repo))],
+        Endpoint::StartUpload { repo, .. }
+        | Endpoint::UploadStatus { repo, .. }
+        | Endpoint::PatchUpload { repo, .. }
+        | Endpoint::FinishUpload { repo, .. }
+        | Endpoint::CancelUpload { repo, .. } => vec![Action::Push(ns(repo))],
+        Endpoint::PutManifest { repo, .. } => {
+            let mut v = vec![Action::Push(ns(repo))];
+            if !stream_exists(repo) {
+                v.push(Action::CreateStream(ns(repo)));
+            }
+            v
+        }
+        Endpoint::DeleteManifest { repo, reference } => match reference {
+            Reference::Tag(_) => vec![Action::DeleteTag(ns(repo))],
+            Reference::Digest(_) => vec![Action::DeleteManifest(ns(repo))],
+        },
+    }
+}
+
+/// The repository a registry request addresses.
+pub fn v2_repository(endpoint: &Endpoint) -> Option<&RepositoryName> {
+    match endpoint {
+        Endpoint::GetBlob { repo, .. }
+        | Endpoint::DeleteBlob { repo, .. }
+        | Endpoint::StartUpload { repo, .. }
+        | Endpoint::UploadStatus { repo, .. }
+        | Endpoint::PatchUpload { repo, .. }
+        | Endpoint::FinishUpload { repo, .. }
+        | Endpoint::CancelUpload { repo, .. }
+        | Endpoint::GetManifest { repo, .. }
+        | Endpoint::PutManifest { repo, .. }
+        | Endpoint::DeleteManifest { repo, .. }
+        | Endpoint::ListTags { repo, .. }
+        | Endpoint::Referrers { repo, .. } => Some(repo),
+        _ => None,
+    }
+}
+
+/// 401 with the challenge that starts the Docker token flow for `scope`.
+pub fn v2_challenge(
+    settings: &AuthSettings,
+    realm_base: &str,
+    scope: Option<String>,
+    why: &str,
+) -> Response {
+    let mut value = format!(
+        "Bearer realm=\"{realm_base}/auth/token\",service=\"{}\"",
+        settings.service
+    );
+    if let Some(scope) = scope {
+        value.push_str(&format!(",scope=\"{scope}\""));
+    }
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, why).into_response();
+    resp::set(&mut r, header::WWW_AUTHENTICATE, &value);
+    r
+}
+
+pub fn v2_denied() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        Code::Denied,
+        "requested access to the resource is denied",
+    )
+    .into_response()
+}
+
+/// The scope string a challenge for `actions` on `repo` asks for.
+pub fn v2_scope(repo: &RepositoryName, actions: &[Action]) -> String {
+    let mut names: Vec<&str> = actions.iter().map(scope_action).collect();
+    if names.contains(&"push") && !names.contains(&"pull") {
+        names.insert(0, "pull");
+    }
+    names.dedup();
+    format!("repository:{repo}:{}", names.join(","))
+}
+
+// ---- /apis
+
+/// The actions an API request needs. Lists across namespaces need nothing here: they are
+/// filtered to what the caller may view.
+pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
+    use ApiEndpoint as E;
+    let ns = |n: &crate::registry::Namespace| n.as_str().to_string();
+    match endpoint {
+        E::Version
+        | E::CoreVersions
+        | E::CoreResources
+        | E::Groups
+        | E::Group
+        | E::GroupResources => Vec::new(),
+        E::ListImageStreams {
+            namespace: None, ..
+        }
+        | E::ListImageStreamTags {
+            namespace: None, ..
+        } => Vec::new(),
+        E::WatchImageStreams {
+            namespace: None, ..
+        } => vec![Action::ReadAll],
+        E::ListImageStreams {
+            namespace: Some(n), ..
+        }
+        | E::WatchImageStreams {
+            namespace: Some(n), ..
+        }
+        | E::ListImageStreamTags {
+            namespace: Some(n), ..
+        }
+        | E::GetImageStream { namespace: n, .. }
+        | E::GetImageStreamStatus { namespace: n, .. }
+        | E::GetImageStreamTag { namespace: n, .. }
+        | E::GetImageStreamImage { namespace: n, .. } => vec![Action::View(ns(n))],
+        E::CreateImageStream { namespace } => vec![Action::CreateStream(ns(namespace))],
+        E::ReplaceImageStream { namespace, .. }
+        | E::PatchImageStream { namespace, .. }
+        | E::ReplaceImageStreamStatus { namespace, .. }
+        | E::CreateImageStreamMapping { namespace } => vec![Action::Push(ns(namespace))],
+        E::CreateImageStreamTag { namespace, .. } | E::ReplaceImageStreamTag { namespace, .. } => {
+            vec![
+                Action::Push(ns(namespace)),
+                Action::CreateStream(ns(namespace)),
+            ]
+        }
+        E::DeleteImageStream { namespace, .. } | E::DeleteImageStreamTag { namespace, .. } => {
+            vec![Action::DeleteTag(ns(namespace))]
+        }
+        E::CreateImageStreamImport { namespace } => {
+            vec![
+                Action::Import(ns(namespace)),
+                Action::CreateStream(ns(namespace)),
+            ]
+        }
+        E::ListImages { .. } | E::WatchImages { .. } | E::GetImage { .. } => {
+            vec![Action::ReadImages]
+        }
+        E::DeleteImage { .. } => vec![Action::DeleteImages],
+        E::ListSecrets { namespace }
+        | E::CreateSecret { namespace }
+        | E::GetSecret { namespace, .. }
+        | E::DeleteSecret { namespace, .. } => vec![Action::Secrets(ns(namespace))],
+    }
+}
+
+/// Kubernetes' 403 for a refused API request.
+pub fn api_forbidden(caller: &Caller, endpoint: &ApiEndpoint, action: &Action) -> StatusError {
+    let resource = endpoint.resource().unwrap_or(Resource::ImageStreams);
+    let group = resource.group();
+    let mut msg = format!(
+        "User {:?} cannot {} resource {:?} in API group {:?}",
+        caller.user(),
+        action.verb(),
+        resource.plural(),
+        group
+    );
+    match action.namespace() {
+        Some(ns) => msg.push_str(&format!(" in the namespace {ns:?}")),
+        None => msg.push_str(" at the cluster scope"),
+    }
+    if action
+        .namespace()
+        .is_some_and(|ns| crate::auth::policy::RESERVED_NAMESPACES.contains(&ns))
+    {
+        msg.push_str(" (a reserved namespace: only cluster-admins write there)");
+    }
+    StatusError::forbidden(resource, "", msg)
+}
+
+/// The scheme and host clients reach this server by (for the token realm).
+pub fn realm_base(headers: &HeaderMap, public_host: &str, tls: bool) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '"', ' ']))
+        .unwrap_or(public_host);
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+/// Scopes of a token request, restricted to what `caller` may do (never widened).
+pub fn grant(settings: &AuthSettings, caller: &Caller, requested: &[Access]) -> Vec<Access> {
+    requested
+        .iter()
+        .filter_map(|a| {
+            let actions: Vec<String> = match a.kind.as_str() {
+                "repository" => {
+                    let repo = RepositoryName::parse(&a.name).ok()?;
+                    let ns = repo.namespace().as_str().to_string();
+                    let wanted: Vec<&str> = if a.actions.iter().any(|x| x == "*") {
+                        vec!["pull", "push", "delete"]
+                    } else {
+                        a.actions.iter().map(String::as_str).collect()
+                    };
+                    wanted
+                        .into_iter()
+                        .filter(|w| {
+                            let needs: &[Action] = match *w {
+                                "pull" => &[Action::View(ns.clone())],
+                                "push" => &[Action::Push(ns.clone())],
+                                "delete" => &[Action::DeleteTag(ns.clone())],
+                                _ => &[],
+                            };
+                            !needs.is_empty()
+                                && needs
+                                    .iter()
+                                    .all(|n| unscoped(caller).may(settings, n, None))
+                        })
+                        .map(str::to_string)
+                        .collect()
+                }
+                "registry" if a.name == "catalog" && !matches!(caller, Caller::Anonymous) => {
+                    vec!["*".to_string()]
+                }
+                _ => Vec::new(),
+            };
+            (!actions.is_empty()).then(|| Access {
+                kind: a.kind.clone(),
+                name: a.name.clone(),
+                actions,
+            })
+        })
+        .collect()
+}
+
+/// The caller's own rights, without the limits of the token it came with.
+fn unscoped(caller: &Caller) -> Caller {
+    match caller {
+        Caller::User(id) => Caller::User(Identity {
+            scope: None,
+            ..id.clone()
+        }),
+        other => other.clone(),
+    }
+}
