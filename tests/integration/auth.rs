@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::common::TestServer;
 
 const API: &str = "/apis/image.openshift.io/v1";
-const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
 const PASSWORD: &str = "user-password-1";
 
 #[derive(Clone, Copy, Debug)]
@@ -94,7 +94,7 @@ async fn bind(s: &TestServer, ns: &str, user: &str, role: &str) {
 }
 
 /// Pushes an image as admin (a throwaway server-side identity keeps the helpers simple).
-async fn push_as_admin(s: &TestServer, repo: &str, tag: &str, seed: &str) -> String {
+pub async fn push_as_admin(s: &TestServer, repo: &str, tag: &str, seed: &str) -> String {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
     let layer = format!("layer {seed}");
     let mut digests = Vec::new();

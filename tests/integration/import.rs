@@ -941,3 +941,66 @@ async fn repository_import_takes_fifty_tags_in_priority_order() {
     .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Another berth with access control as the source: the importer follows its token flow with
+/// the credentials of a namespace secret.
+#[tokio::test]
+async fn imports_from_a_berth_with_token_auth() {
+    use crate::auth::{push_as_admin, ADMIN_PASSWORD};
+    let src = TestServer::start_with(|c| c.admin_password = Some(ADMIN_PASSWORD.into())).await;
+    let digest = push_as_admin(&src, "private/app", "v1", "token-source").await;
+    let dst = TestServer::start().await;
+    let from = format!("{}/private/app:v1", host(&src));
+    let path = format!("{API}/namespaces/team/imagestreamimports");
+
+    let isi: Value = post(
+        &dst,
+        &path,
+        &import_request("app", &from, "v1", false, json!({"insecure": true})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        isi["status"]["images"][0]["status"]["reason"], "Unauthorized",
+        "{isi:#}"
+    );
+
+    let secret = json!({"metadata": {"name": "src"}, "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json!({"auths": {host(&src): {"username": "admin", "password": ADMIN_PASSWORD}}}).to_string()}});
+    assert_eq!(
+        post(&dst, "/api/v1/namespaces/team/secrets", &secret)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let isi: Value = post(
+        &dst,
+        &path,
+        &import_request("app", &from, "v1", true, json!({"insecure": true})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        isi["status"]["images"][0]["status"]["status"], "Success",
+        "{isi:#}"
+    );
+    assert_eq!(
+        isi["status"]["images"][0]["image"]["metadata"]["name"],
+        digest.as_str()
+    );
+    // Pull-through uses the same credentials.
+    let manifest: Value = dst
+        .get("/v2/team/app/manifests/v1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let r = dst.get(&format!("/v2/team/app/blobs/{layer}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), "layer token-source".as_bytes());
+}
