@@ -850,27 +850,10 @@ async fn anonymous_pull_per_namespace() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// Runs the berth binary with a private client config.
+/// Runs the berth binary with a private client config: (exit code, stdout, stderr).
 async fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let config = config.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(&args)
-            .env("BERTH_CLIENT_CONFIG", &config)
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_NAMESPACE")
-            .env_remove("BERTH_TOKEN")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    })
-    .await
-    .unwrap()
+    let r = crate::common::run_berth(args, &[("BERTH_CLIENT_CONFIG", config.as_os_str())]).await;
+    (r.code, r.stdout, r.stderr)
 }
 
 #[tokio::test]

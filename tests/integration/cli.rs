@@ -1,40 +1,10 @@
 //! The client verbs (`berth get`, `berth tag`) run as the real binary against a test server.
 
-use std::process::Command;
+use crate::common::{ok, Run, TestServer};
 
-use crate::common::TestServer;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `berth --server <base> -n ns <args>` off the async runtime.
+/// Runs `berth --server <base> -n ns <args>`.
 async fn berth(server: &TestServer, args: &[&str]) -> Run {
-    let base = server.base.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["--server", &base, "-n", "ns"])
-            .args(&args)
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_NAMESPACE")
-            .output()
-            .expect("berth runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn ok(r: &Run) -> &str {
-    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    &r.stdout
+    crate::common::berth_in(server, "ns", args).await
 }
 
 #[tokio::test]
@@ -354,20 +324,10 @@ async fn client_config_file_supplies_server_and_namespace() {
         format!("server = \"{}\"\nnamespace = \"team\"\n", server.base),
     )
     .unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["get", "is", "-o", "name"])
-            .env("BERTH_CLIENT_CONFIG", &config)
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_NAMESPACE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{:?}", out);
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "imagestream.image.openshift.io/app\n"
-    );
+    let r = crate::common::run_berth(
+        &["get", "is", "-o", "name"],
+        &[("BERTH_CLIENT_CONFIG", config.as_os_str())],
+    )
+    .await;
+    assert_eq!(ok(&r), "imagestream.image.openshift.io/app\n");
 }

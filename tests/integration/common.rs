@@ -235,3 +235,51 @@ pub async fn error_code(r: Response) -> String {
         .expect("errors[0].code")
         .to_string()
 }
+
+/// What a run of the berth binary printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The output of a run that must have succeeded.
+pub fn ok(r: &Run) -> &str {
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    &r.stdout
+}
+
+/// Runs the berth binary off the async runtime. Connection settings of the environment are
+/// dropped and no user client config is read, unless `env` sets them.
+pub async fn run_berth(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, std::ffi::OsString)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_os_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(&args)
+            .env_remove("BERTH_SERVER")
+            .env_remove("BERTH_NAMESPACE")
+            .env_remove("BERTH_TOKEN")
+            .env("BERTH_CLIENT_CONFIG", "/nonexistent/berth-test/config.toml")
+            .envs(env)
+            .output()
+            .expect("berth runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// `berth --server <server> -n <ns> <args>`.
+pub async fn berth_in(server: &TestServer, ns: &str, args: &[&str]) -> Run {
+    let mut all = vec!["--server", server.base.as_str(), "-n", ns];
+    all.extend_from_slice(args);
+    run_berth(&all, &[]).await
+}

@@ -3,43 +3,14 @@
 //! normalised first; `BLESS=1 cargo test --test integration describe` rewrites the files.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use reqwest::StatusCode;
 
-use crate::common::{image_manifest, sha256, TestServer, OCI_INDEX, OCI_MANIFEST};
+use crate::common::{image_manifest, ok, sha256, Run, TestServer, OCI_INDEX, OCI_MANIFEST};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `berth --server <base> -n ns <args>` off the async runtime.
+/// Runs `berth --server <base> -n ns <args>`.
 async fn berth(server: &TestServer, args: &[&str]) -> Run {
-    let base = server.base.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["--server", &base, "-n", "ns"])
-            .args(&args)
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_NAMESPACE")
-            .output()
-            .expect("berth runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn ok(r: &Run) -> &str {
-    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
-    &r.stdout
+    crate::common::berth_in(server, "ns", args).await
 }
 
 /// An image config with everything `describe` shows.

@@ -2,7 +2,6 @@
 //! in `peer_import.rs`): the ImageStreamImport API, background and scheduled imports of
 //! DockerImage tags, import modes, failure conditions, pull-through, and the CLI verbs.
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -560,26 +559,10 @@ async fn manifest_lists_by_import_mode() {
     assert_eq!(history(&is, "legacy"), [index.clone(), native.clone()]);
 }
 
-/// Runs the berth binary against `s` in namespace `team`.
+/// Runs the berth binary against `s` in namespace `team`: (exit code, stdout, stderr).
 async fn berth(s: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let base = s.base.clone();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["--server", &base, "-n", "team"])
-            .args(&args)
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_NAMESPACE")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    })
-    .await
-    .unwrap()
+    let r = crate::common::berth_in(s, "team", args).await;
+    (r.code, r.stdout, r.stderr)
 }
 
 #[tokio::test]
