@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::describe::{image_details, image_stream};
+use super::tag::{import_mode, reference_policy};
 use super::{CliError, Client, Connection};
 
 #[derive(Args, Debug)]
@@ -48,20 +49,8 @@ pub fn run(conn: &Connection, args: &ImportImageArgs) -> Result<String, CliError
         Some((s, t)) => (s, t),
         None => (args.name.as_str(), "latest"),
     };
-    let import_mode = match args.import_mode.as_deref() {
-        None | Some("") => "",
-        Some(m @ ("Legacy" | "PreserveOriginal")) => m,
-        Some(_) => {
-            return Err(err(
-                "valid ImportMode values are Legacy or PreserveOriginal",
-            ))
-        }
-    };
-    let policy = match args.reference_policy.as_str() {
-        "source" => "Source",
-        "local" => "Local",
-        _ => return Err(err("reference policy must be set to 'source' or 'local'")),
-    };
+    let import_mode = import_mode(args.import_mode.as_deref())?;
+    let policy = reference_policy(&args.reference_policy)?;
     let existing = match client.get(&format!("namespaces/{ns}/imagestreams/{stream}")) {
         Ok(s) => Some(s),
         Err(CliError::Server { reason, .. }) if reason == "NotFound" => None,

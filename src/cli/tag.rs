@@ -115,6 +115,26 @@ fn source_kind(flag: Option<&str>, source: &str) -> Result<SourceKind, CliError>
     })
 }
 
+/// `--import-mode`: empty (Legacy), `Legacy` or `PreserveOriginal`, case-sensitive.
+pub fn import_mode(flag: Option<&str>) -> Result<&str, CliError> {
+    match flag {
+        None | Some("") => Ok(""),
+        Some(m @ ("Legacy" | "PreserveOriginal")) => Ok(m),
+        Some(_) => Err(err(
+            "valid ImportMode values are Legacy or PreserveOriginal",
+        )),
+    }
+}
+
+/// `--reference-policy`: `source` or `local`, as the API spells them.
+pub fn reference_policy(flag: &str) -> Result<&'static str, CliError> {
+    match flag {
+        "source" => Ok("Source"),
+        "local" => Ok("Local"),
+        _ => Err(err("reference policy must be set to 'source' or 'local'")),
+    }
+}
+
 fn valid_tag(t: &str) -> bool {
     let mut chars = t.chars();
     t.len() <= 128
@@ -179,20 +199,8 @@ pub fn run(conn: &Connection, args: &TagArgs) -> Result<String, CliError> {
             ))
         }
     };
-    let policy = match args.reference_policy.as_str() {
-        "source" => "Source",
-        "local" => "Local",
-        _ => return Err(err("reference policy must be set to 'source' or 'local'")),
-    };
-    let import_mode = match args.import_mode.as_deref() {
-        None | Some("") => "",
-        Some(m @ ("Legacy" | "PreserveOriginal")) => m,
-        Some(_) => {
-            return Err(err(
-                "valid ImportMode values are Legacy or PreserveOriginal",
-            ))
-        }
-    };
+    let policy = reference_policy(&args.reference_policy)?;
+    let import_mode = import_mode(args.import_mode.as_deref())?;
     let import_flags = args.scheduled || args.insecure;
     if import_flags && args.alias {
         return Err(err(

@@ -138,9 +138,21 @@ pub fn save_stream(
     }
     names.sort_unstable();
     names.dedup();
+    // Top images by tag, looked up once: streams can have thousands of tags.
+    let tops = |s: &ImageStream| -> std::collections::HashMap<String, String> {
+        s.status
+            .tags
+            .iter()
+            .filter_map(|t| {
+                let image = &t.items.first()?.image;
+                (!image.is_empty()).then(|| (t.tag.clone(), image.clone()))
+            })
+            .collect()
+    };
+    let (old_tops, new_tops) = (old.map(tops).unwrap_or_default(), tops(new));
     for name in names {
-        let before = old.and_then(|o| o.current_image(name));
-        let after = new.current_image(name);
+        let before = old_tops.get(name).map(String::as_str);
+        let after = new_tops.get(name).map(String::as_str);
         if before == after {
             continue;
         }

@@ -149,32 +149,22 @@ pub async fn fetch(
             let child = choose_platform(&parsed.manifests, source).ok_or_else(|| {
                 invalid(format!("the manifest list {} is empty", reference.exact()))
             })?;
-            let m = remote
-                .get_manifest(&child.digest.to_string())
-                .await
-                .map_err(failure)?;
-            let child_parsed = parse(&m)?;
-            if child_parsed.kind != Kind::Image {
-                return Err(invalid(format!(
-                    "{} is a list of lists, which cannot be imported",
-                    reference.exact()
-                )));
-            }
-            single(&remote, &repository, m, &child_parsed).await
+            single_child(&remote, &repository, child)
+                .await?
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{} is a list of lists, which cannot be imported",
+                        reference.exact()
+                    ))
+                })
         }
         (Kind::Index, ImportMode::PreserveOriginal) => {
             let mut manifests = vec![top.clone()];
             let mut children = Vec::new();
             for child in &parsed.manifests {
-                let m = remote
-                    .get_manifest(&child.digest.to_string())
-                    .await
-                    .map_err(failure)?;
-                let child_parsed = parse(&m)?;
-                if child_parsed.kind != Kind::Image {
+                let Some(f) = single_child(&remote, &repository, child).await? else {
                     continue;
-                }
-                let f = single(&remote, &repository, m, &child_parsed).await?;
+                };
                 children.push(f.image);
                 manifests.extend(f.manifests);
             }
@@ -195,6 +185,23 @@ pub async fn fetch(
 fn parse(m: &RemoteManifest) -> Result<Manifest, ImportFailure> {
     manifest::parse(Some(&m.media_type), &m.body)
         .map_err(|e| invalid(format!("the manifest {} cannot be imported: {e}", m.digest)))
+}
+
+/// The image manifest a list entry names (`None` when it is itself a list).
+async fn single_child(
+    remote: &Remote,
+    repository: &str,
+    child: &Descriptor,
+) -> Result<Option<Fetched>, ImportFailure> {
+    let m = remote
+        .get_manifest(&child.digest.to_string())
+        .await
+        .map_err(failure)?;
+    let parsed = parse(&m)?;
+    if parsed.kind != Kind::Image {
+        return Ok(None);
+    }
+    single(remote, repository, m, &parsed).await.map(Some)
 }
 
 /// An image manifest with its config read for metadata.

@@ -43,13 +43,21 @@ pub struct Subscription {
 
 pub struct Hub {
     capacity: usize,
+    /// The backlog also stays under this many (approximate) bytes: events of big objects are
+    /// whole copies, and thousands of them would otherwise hold gigabytes.
+    budget: usize,
     state: Mutex<State>,
 }
+
+/// Default memory budget of one hub's backlog.
+pub const DEFAULT_BUDGET: usize = 64 * 1024 * 1024;
 
 struct State {
     /// `None` once closed: new receivers then end at once.
     sender: Option<broadcast::Sender<WatchEvent>>,
     buffer: VecDeque<WatchEvent>,
+    /// Sum of the buffered events' weights.
+    weight: usize,
     /// Every event newer than `floor` is in `buffer` or still to come.
     floor: u64,
     latest: u64,
@@ -64,14 +72,21 @@ impl Hub {
     /// A hub for a store already at `current_rv` (e.g. after a restart): nothing at or before
     /// it was ever buffered, so resuming from an older version is [`TooOld`].
     pub fn starting_at(capacity: usize, current_rv: u64) -> Self {
+        Self::with_budget(capacity, DEFAULT_BUDGET, current_rv)
+    }
+
+    /// [`Hub::starting_at`] with a memory budget for the backlog, in bytes.
+    pub fn with_budget(capacity: usize, budget: usize, current_rv: u64) -> Self {
         // The broadcast channel needs room for at least one event.
         let capacity = capacity.max(1);
         let (sender, _) = broadcast::channel(capacity);
         Hub {
             capacity,
+            budget,
             state: Mutex::new(State {
                 sender: Some(sender),
-                buffer: VecDeque::with_capacity(capacity),
+                weight: 0,
+                buffer: VecDeque::new(),
                 floor: current_rv,
                 latest: current_rv,
             }),
@@ -97,11 +112,16 @@ impl Hub {
             );
         }
         s.latest = s.latest.max(event.resource_version);
-        if s.buffer.len() == self.capacity {
-            if let Some(evicted) = s.buffer.pop_front() {
-                s.floor = s.floor.max(evicted.resource_version);
-            }
+        while s.buffer.len() >= self.capacity
+            || (!s.buffer.is_empty() && s.weight + event.weight > self.budget)
+        {
+            let Some(evicted) = s.buffer.pop_front() else {
+                break;
+            };
+            s.weight -= evicted.weight;
+            s.floor = s.floor.max(evicted.resource_version);
         }
+        s.weight += event.weight;
         s.buffer.push_back(event.clone());
         // No receivers is not an error: nobody is watching.
         let _ = sender.send(event);
@@ -154,6 +174,19 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backlog_stays_within_its_memory_budget() {
+        let hub = Hub::with_budget(100, 10_000, 0);
+        for rv in 1..=50 {
+            let big = json!({"metadata": {"name": "x"}, "blob": "y".repeat(1000)});
+            hub.publish(WatchEvent::new(EventType::Modified, rv, big));
+        }
+        let s = hub.lock();
+        assert!(s.weight <= 10_000, "{}", s.weight);
+        assert!(s.buffer.len() < 50 && !s.buffer.is_empty());
+        assert_eq!(s.floor, 50 - s.buffer.len() as u64);
+    }
     use crate::http::apis::watch::EventType;
     use serde_json::json;
     use tokio::sync::broadcast::error::TryRecvError;

@@ -68,14 +68,28 @@ pub struct WatchEvent {
     pub resource_version: u64,
     /// The full wire object (ImageStream, Image, ...), with `kind` and `apiVersion` set.
     pub object: Arc<Value>,
+    /// About how many bytes the object holds (what a watch backlog budgets by).
+    pub weight: usize,
+}
+
+/// Roughly the memory a JSON value takes: its text plus a small cost per node.
+fn approximate_size(v: &Value) -> usize {
+    16 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(approximate_size).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + approximate_size(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl WatchEvent {
     pub fn new(kind: EventType, resource_version: u64, object: impl Into<Arc<Value>>) -> Self {
+        let object = object.into();
         WatchEvent {
             kind,
             resource_version,
-            object: object.into(),
+            weight: approximate_size(&object),
+            object,
         }
     }
 
