@@ -203,31 +203,56 @@ pub fn v2_repository(endpoint: &Endpoint) -> Option<&RepositoryName> {
     }
 }
 
-/// 401 with the challenge that starts the Docker token flow for `scope`.
+/// The access a refusal concerns, as distribution spells it in an error's `detail` (docker
+/// retries errors whose detail is empty, for up to a minute).
+fn access_detail(scope: Option<&str>) -> serde_json::Value {
+    let detail: Vec<serde_json::Value> = scope
+        .map(Access::parse_scopes)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|a| {
+            a.actions.into_iter().map(
+                move |action| serde_json::json!({"Type": a.kind, "Name": a.name, "Action": action}),
+            )
+        })
+        .collect();
+    serde_json::Value::Array(detail)
+}
+
+/// 401 with the challenge that starts the Docker token flow for `scope`. `insufficient`: the
+/// request carried credentials that do not cover the scope (RFC 6750's `insufficient_scope`).
 pub fn v2_challenge(
     settings: &AuthSettings,
     realm_base: &str,
     scope: Option<String>,
     why: &str,
+    insufficient: bool,
 ) -> Response {
     let mut value = format!(
         "Bearer realm=\"{realm_base}/auth/token\",service=\"{}\"",
         settings.service
     );
-    if let Some(scope) = scope {
+    if let Some(scope) = &scope {
         value.push_str(&format!(",scope=\"{scope}\""));
     }
-    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, why).into_response();
+    if insufficient {
+        value.push_str(",error=\"insufficient_scope\"");
+    }
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, why)
+        .with_detail(access_detail(scope.as_deref()))
+        .into_response();
     resp::set(&mut r, header::WWW_AUTHENTICATE, &value);
     r
 }
 
-pub fn v2_denied() -> Response {
+/// 403 DENIED for `scope` (the caller is known and lacks the role).
+pub fn v2_denied(scope: Option<String>) -> Response {
     ApiError::new(
         StatusCode::FORBIDDEN,
         Code::Denied,
         "requested access to the resource is denied",
     )
+    .with_detail(access_detail(scope.as_deref()))
     .into_response()
 }
 

@@ -132,10 +132,11 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
         Err(why) => {
             let scope = auth::v2_repository(&endpoint)
                 .map(|repo| auth::v2_scope(repo, &auth::v2_actions(&endpoint, |_| true)));
-            return Ok(auth::v2_challenge(&state.auth, &realm, scope, why));
+            return Ok(auth::v2_challenge(&state.auth, &realm, scope, why, false));
         }
     };
-    if let Some(refusal) = denied_v2(state, &caller, &endpoint, &realm) {
+    let credentials_sent = req.headers().contains_key(http::header::AUTHORIZATION);
+    if let Some(refusal) = denied_v2(state, &caller, &endpoint, &realm, credentials_sent) {
         return Ok(refusal);
     }
     distribution::handle(state, endpoint, req, &caller).await
@@ -165,6 +166,7 @@ fn denied_v2(
     caller: &auth::Caller,
     endpoint: &Endpoint,
     realm: &str,
+    credentials_sent: bool,
 ) -> Option<Response> {
     let streams = &state.api.streams;
     let actions = auth::v2_actions(endpoint, |repo| {
@@ -183,7 +185,13 @@ fn denied_v2(
                 && !has_catalog_scope(caller));
         return refused.then(|| {
             let scope = catalog.then(|| "registry:catalog:*".to_string());
-            auth::v2_challenge(&state.auth, realm, scope, "authentication required")
+            auth::v2_challenge(
+                &state.auth,
+                realm,
+                scope,
+                "authentication required",
+                credentials_sent,
+            )
         });
     }
     let repo_name = repo.map(|r| r.to_string());
@@ -195,16 +203,17 @@ fn denied_v2(
             auth::Caller::User(id) => crate::auth::allowed(id, action),
             _ => false,
         };
+        let scope = repo.map(|r| auth::v2_scope(r, &actions));
         if matches!(caller, auth::Caller::Anonymous) || (scoped && may_unscoped) {
-            let scope = repo.map(|r| auth::v2_scope(r, &actions));
             return Some(auth::v2_challenge(
                 &state.auth,
                 realm,
                 scope,
                 "authentication required",
+                credentials_sent,
             ));
         }
-        return Some(auth::v2_denied());
+        return Some(auth::v2_denied(scope));
     }
     None
 }

@@ -1,0 +1,342 @@
+//! berth-bench: berth and CNCF Distribution (Debian's docker-registry 2.8) side by side on the
+//! same machine, in the same run, repetitions alternating A B A B. See BENCHMARKS.md.
+//!
+//! ```sh
+//! cargo build --release -p berth -p berth-bench
+//! cargo run --release -p berth-bench -- [--quick] [--out benches/results]
+//! ```
+
+mod client;
+mod limits;
+mod report;
+mod results;
+mod server;
+mod stats;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use client::Registry;
+use report::{MemorySample, Report};
+use server::{Kind, Server};
+use workloads::{Bench, Plan};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmarks berth against CNCF Distribution (docker-registry) side by side")]
+struct Args {
+    /// Small sizes and counts: a smoke test for CI (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// The berth binary; by default `berth` next to this program in the same target directory.
+    #[arg(long)]
+    berth_bin: Option<PathBuf>,
+    /// The peer registry binary.
+    #[arg(long, default_value = "/usr/bin/docker-registry")]
+    peer_bin: PathBuf,
+    /// Where the servers' fresh data directories (and the fsync probe) go; one filesystem.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Write results.json and chart.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Workloads to run, e.g. `1,4,8` (1-3 run together); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u32>,
+    /// Repetitions per server of the workloads other than 1-3 (default 5, quick 2).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Repetitions per server of workloads 1-3 (default 3, quick 2).
+    #[arg(long)]
+    big_reps: Option<usize>,
+    /// Tags of workload 6's repository (default 10000, quick 500).
+    #[arg(long)]
+    tags: Option<usize>,
+    /// Tags x history entries of workload 8's image stream (default 1000x10, quick 100x3).
+    #[arg(long, value_parser = parse_dims)]
+    stream: Option<(usize, usize)>,
+    /// Setups of workloads 6 and 8 stop pushing once berth's RSS passes this (MiB): they
+    /// keep one copy of the whole stream per watch event, and the machine is shared.
+    #[arg(long, default_value_t = 3072)]
+    rss_cap_mib: u64,
+    /// A command put in front of berth, for profiling: e.g. `--berth-wrapper 'perf record -g -o
+    /// /tmp/perf.data --'` or `--berth-wrapper 'valgrind --tool=massif'`.
+    #[arg(long, allow_hyphen_values = true)]
+    berth_wrapper: Option<String>,
+    /// Skip measuring the machine limits.
+    #[arg(long)]
+    no_limits: bool,
+    /// Only redraw `--out`/chart.svg from this results.json; runs nothing.
+    #[arg(long)]
+    replot: Option<PathBuf>,
+}
+
+fn parse_dims(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once('x')
+        .ok_or("expected TAGSxHISTORY, e.g. 1000x10")?;
+    let n = |v: &str| v.trim().parse::<usize>().map_err(|e| e.to_string());
+    Ok((n(a)?.max(1), n(b)?.max(1)))
+}
+
+/// Starts a fresh pair: berth first, then the peer.
+fn start_pair(
+    args: &Args,
+    berth_bin: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<Vec<Server>, String> {
+    let wrapper: Vec<String> = args
+        .berth_wrapper
+        .as_deref()
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let berth = server::start_berth(berth_bin, work, &wrapper)?;
+    let peer = server::start_peer(&args.peer_bin, work)?;
+    for s in [&berth, &peer] {
+        eprintln!("{} at {} (pid {})", s.kind.label(), s.base, s.pid());
+    }
+    Ok(vec![berth, peer])
+}
+
+fn registries(servers: &[Server], http: &reqwest::Client) -> (Vec<(Kind, Registry)>, u32) {
+    let regs = servers
+        .iter()
+        .map(|s| (s.kind, Registry::new(http.clone(), s.base.clone())))
+        .collect();
+    let pid = servers
+        .iter()
+        .find(|s| s.kind == Kind::Berth)
+        .map_or(0, Server::pid);
+    (regs, pid)
+}
+
+fn default_berth_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("berth")))
+        .unwrap_or_else(|| PathBuf::from("target/release/berth"))
+}
+
+fn peer_version(bin: &std::path::Path) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.split_whitespace()
+                .last()
+                .map(|v| format!("docker-registry {v}"))
+        })
+        .unwrap_or_else(|| "docker-registry".to_string())
+}
+
+fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
+    let get = |k: Kind| {
+        servers
+            .iter()
+            .find(|s| s.kind == k)
+            .map(Server::memory)
+            .unwrap_or((0, 0))
+    };
+    let (berth_hwm, berth_rss) = get(Kind::Berth);
+    let (peer_hwm, peer_rss) = get(Kind::Peer);
+    let load1 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    MemorySample {
+        after: after.to_string(),
+        load1,
+        berth_hwm,
+        berth_rss,
+        peer_hwm,
+        peer_rss,
+    }
+}
+
+fn plan_line(p: &Plan) -> String {
+    format!(
+        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; {} repetitions per server elsewhere.\n",
+        p.big_layer >> 20,
+        p.big_reps,
+        p.images,
+        p.manifest_secs,
+        p.tags,
+        p.mixed_ops,
+        p.stream_tags,
+        p.stream_history,
+        p.reps
+    )
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(json) = &args.replot {
+        let out = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
+        return match report::replot(json, &out.join("chart.svg")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let started = Instant::now();
+    let work = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let berth_bin = args.berth_bin.clone().unwrap_or_else(default_berth_bin);
+    if !berth_bin.exists() {
+        eprintln!(
+            "berth-bench: no berth binary at {} (build it: cargo build --release -p berth, or pass --berth-bin)",
+            berth_bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if !args.peer_bin.exists() {
+        eprintln!(
+            "berth-bench: no peer at {} (apt-get install -y docker-registry, or pass --peer-bin)",
+            args.peer_bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut plan = Plan::new(args.quick);
+    if let Some(r) = args.reps {
+        plan.reps = r.max(1);
+    }
+    if let Some(r) = args.big_reps {
+        plan.big_reps = r.max(1);
+    }
+    if let Some(t) = args.tags {
+        plan.tags = t.max(1);
+    }
+    if let Some((t, h)) = args.stream {
+        plan.stream_tags = t;
+        plan.stream_history = h;
+    }
+    let wanted = |w: u32| args.only.is_empty() || args.only.contains(&w);
+
+    let limits = if args.no_limits {
+        None
+    } else {
+        eprintln!("measuring machine limits...");
+        match limits::measure(&work, args.quick).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("berth-bench: machine limits: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+
+    let mut servers = match start_pair(&args, &berth_bin, &work) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (regs, pid) = registries(&servers, &client::http_client());
+    let mut bench = Bench::new(plan.clone(), regs, pid, args.rss_cap_mib << 20);
+    let mut memory = vec![memory_sample("start", &servers)];
+
+    bench.setup_pool().await;
+    memory.push(memory_sample("setup and warm-up", &servers));
+    if wanted(1) || wanted(2) || wanted(3) {
+        bench.big_layer().await;
+        memory.push(memory_sample("1-3 big layer", &servers));
+    }
+    if wanted(4) {
+        bench.push_images().await;
+        memory.push(memory_sample("4 push images", &servers));
+    }
+    if wanted(5) {
+        bench.manifests().await;
+        memory.push(memory_sample("5 manifests", &servers));
+    }
+    if wanted(7) {
+        bench.mixed().await;
+        memory.push(memory_sample("7 mixed", &servers));
+    }
+    // 6 and 8 build big image streams; each gets a fresh pair of servers so what they keep in
+    // memory does not weigh on the other workloads (and each server's peak is its own).
+    for (w, name) in [
+        (6, "6 tags/list (fresh servers)"),
+        (8, "8 image streams (fresh servers)"),
+    ] {
+        if !wanted(w) {
+            continue;
+        }
+        // Idle keep-alive connections go with the old registries' clients.
+        bench.set_servers(Vec::new(), 0);
+        drop(servers);
+        servers = match start_pair(&args, &berth_bin, &work) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (regs, pid) = registries(&servers, &client::http_client());
+        bench.set_servers(regs, pid);
+        if w == 6 {
+            bench.tags_list().await;
+        } else {
+            bench.image_streams().await;
+        }
+        memory.push(memory_sample(name, &servers));
+    }
+
+    let report = Report {
+        quick: args.quick,
+        cores,
+        peer_version: peer_version(&args.peer_bin),
+        plan: &plan,
+        limits: limits.as_ref(),
+        results: &bench.results,
+        memory: &memory,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    };
+    println!("{}", plan_line(&plan));
+    println!("{}", report::tables(&report));
+    println!("total time: {:.0} s", report.elapsed_s);
+    if !bench.results.errors.is_empty() {
+        println!("\nfailures:");
+        for e in &bench.results.errors {
+            println!("- {e}");
+        }
+    }
+    if let Some(out) = &args.out {
+        let written = std::fs::create_dir_all(out)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                report::write_json(&out.join("results.json"), &report).map_err(|e| e.to_string())
+            })
+            .and_then(|()| {
+                let sub = report::subtitle(&report.peer_version, cores, args.quick);
+                report::write_chart(&out.join("chart.svg"), &bench.results.rows, &sub)
+            });
+        match written {
+            Ok(()) => println!("wrote {0}/results.json and {0}/chart.svg", out.display()),
+            Err(e) => {
+                eprintln!("berth-bench: writing {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    drop(servers);
+    // A wrong or failed answer from berth fails the run (the smoke test's point); the peer's
+    // failures are reported only.
+    if bench.results.berth_failures() > 0 {
+        eprintln!(
+            "berth-bench: berth failed {} operations",
+            bench.results.berth_failures()
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
