@@ -14,6 +14,8 @@
 #   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
 #   clients      .venv/bin/pytest tests/clients -v (skopeo, podman, buildah, docker, oras, 1 GiB blob,
 #                concurrency against a real `berth serve`)
+#   bench        target/debug/berth-bench --quick (benchmark smoke test: every answer checked,
+#                against docker-registry; the published figures come from a release run)
 #   compose      docker-compose -f docker-compose.yml config -q
 # The exit status is non-zero if any step failed or was skipped (a missing tool counts as failure).
 set -uo pipefail
@@ -27,14 +29,14 @@ export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
 # Client tests start the server from their own temp directories, so the path must be absolute.
 case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$PWD/$BERTH_BIN" ;; esac
 
-all_steps=(deps build unit conformance clients compose)
+all_steps=(deps build unit conformance clients bench compose)
 if [ $# -eq 0 ]; then
   steps=("${all_steps[@]}")
 else
   steps=()
   for a in "$@"; do
     case "$a" in
-      deps|build|unit|conformance|clients|compose) steps+=("$a") ;;
+      deps|build|unit|conformance|clients|bench|compose) steps+=("$a") ;;
       unit+integration|test) steps+=(unit) ;;
       -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
       *) echo "test.sh: unknown step '$a' (steps: ${all_steps[*]})" >&2; exit 2 ;;
@@ -136,6 +138,19 @@ step_clients() {
     124) record clients FAILED "timed out after 1500 s" ;;
     *) record clients FAILED "${line:-pytest exited $rc}" ;;
   esac
+}
+
+step_bench() {
+  banner "bench: berth-bench --quick (smoke test; see BENCHMARKS.md)"
+  need_build bench || return
+  local bin=$tdir/debug/berth-bench
+  if [ ! -x "$bin" ]; then record bench SKIPPED "$bin not built"; return; fi
+  if [ ! -x /usr/bin/docker-registry ]; then record bench SKIPPED "docker-registry not installed"; return; fi
+  local log="$logdir/bench.log"
+  timeout 900 "$bin" --quick --berth-bin "$BERTH_BIN" --out "$logdir/bench" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then record bench ok "quick run, results in $logdir/bench"
+  else record bench FAILED "berth-bench --quick exited $rc"; fi
 }
 
 step_compose() {
