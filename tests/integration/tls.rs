@@ -589,3 +589,60 @@ async fn sighup_reloads_the_certificate_of_berth_serve() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// With auth on, a verified client certificate authenticates as the user its CN names.
+#[tokio::test]
+async fn a_client_certificate_authenticates_as_its_common_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("berth test ca");
+    let clients = Ca::new("berth clients ca");
+    let (cert, key) = write_pair(dir.path(), &ca.issue("s", 1, Usage::Server));
+    let client_ca = write(dir.path(), "clients.crt", &clients.pem());
+    let server = TlsServer::start(|c| {
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+        c.tls_client_ca = Some(client_ca);
+        c.admin_password = Some("admin-password-1".into());
+    })
+    .await;
+    let base = format!("https://{}", server.addr);
+    let admin = https_client(Some(&ca), None);
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/auth/v1/users",
+            serde_json::json!({"name": "alice"}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/auth/v1/namespaces/team/rolebindings/alice",
+            serde_json::json!({"role": "view"}),
+        ),
+    ] {
+        let r = admin
+            .request(method, format!("{base}{path}"))
+            .basic_auth("admin", Some("admin-password-1"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let streams = format!("{base}/apis/image.openshift.io/v1/namespaces/team/imagestreams");
+    let alice = https_client(Some(&ca), Some(&clients.issue("alice", 10, Usage::Client)));
+    assert_eq!(alice.get(&streams).send().await.unwrap().status(), 200);
+    let who: serde_json::Value = alice
+        .get(format!("{base}/auth/v1/whoami"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["name"], "alice");
+    // No certificate, no credentials: anonymous. A CN that names no user: anonymous too.
+    assert_eq!(admin.get(&streams).send().await.unwrap().status(), 401);
+    let nobody = https_client(Some(&ca), Some(&clients.issue("nobody", 11, Usage::Client)));
+    assert_eq!(nobody.get(&streams).send().await.unwrap().status(), 401);
+    server.stop().await;
+}
