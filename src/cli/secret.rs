@@ -32,12 +32,13 @@ pub enum SecretKind {
 #[derive(Args, Debug)]
 pub struct DockerRegistryArgs {
     pub name: String,
-    /// The registry, host[:port] exactly as imports name it (the port must match).
+    /// The registry, host[:port] exactly as imports name it (the port must match). (Not
+    /// `--server`: that flag names the berth server every verb talks to.)
     #[arg(long = "docker-server")]
     pub docker_server: Option<String>,
-    #[arg(long = "docker-username")]
+    #[arg(long = "docker-username", visible_alias = "username")]
     pub docker_username: Option<String>,
-    #[arg(long = "docker-password")]
+    #[arg(long = "docker-password", visible_alias = "password")]
     pub docker_password: Option<String>,
     #[arg(long = "docker-email", default_value = "")]
     pub docker_email: String,
