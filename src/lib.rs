@@ -31,7 +31,10 @@ use registry::{Limits, Registry};
 
 /// Opens the stores under `config.data_dir` and builds the registry.
 pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Result<Registry> {
-    let meta = SledMetadata::open(&config.data_dir.join("metadata"))?;
+    let meta = SledMetadata::open_with_cache(
+        &config.data_dir.join("metadata"),
+        Some(config.metadata_cache_mib.max(1) << 20),
+    )?;
     let blobs = FsBlobStore::open(&config.data_dir)?;
     Ok(Registry::new(
         Arc::new(meta),

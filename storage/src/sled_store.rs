@@ -21,10 +21,21 @@ pub struct SledMetadata {
 }
 
 impl SledMetadata {
-    /// Opens (creating as needed) the database in the directory `path`.
+    /// Opens (creating as needed) the database in the directory `path`, with sled's default
+    /// page cache (1 GiB).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_cache(path, None)
+    }
+
+    /// [`SledMetadata::open`] with a page cache of at most `cache_bytes` (sled's default when
+    /// `None`): the cache is most of a registry's resident memory.
+    pub fn open_with_cache(path: &Path, cache_bytes: Option<u64>) -> Result<Self> {
         std::fs::create_dir_all(path)?;
-        let db = sled::Config::new().path(path).open().map_err(from_sled)?;
+        let mut config = sled::Config::new().path(path);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes);
+        }
+        let db = config.open().map_err(from_sled)?;
         Ok(Self { db })
     }
 
