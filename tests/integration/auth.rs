@@ -93,43 +93,11 @@ async fn bind(s: &TestServer, ns: &str, user: &str, role: &str) {
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
 }
 
-/// Pushes an image as admin (a throwaway server-side identity keeps the helpers simple).
+/// Pushes an image (layer `layer of <seed>`) with the admin's credentials.
 pub async fn push_as_admin(s: &TestServer, repo: &str, tag: &str, seed: &str) -> String {
-    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
-    let layer = format!("layer {seed}");
-    let mut digests = Vec::new();
-    for data in [config.as_bytes(), layer.as_bytes()] {
-        let digest = crate::common::sha256(data);
-        let r = s
-            .req(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-            )
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
-            .body(data.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::CREATED,
-            "{}",
-            r.text().await.unwrap()
-        );
-        digests.push(digest);
-    }
-    let manifest =
-        crate::common::image_manifest(&digests[0], config.len(), &[(&digests[1], layer.len())], "");
-    let r = s
-        .req(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("content-type", crate::common::OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
+    s.push_image_as(Some(("admin", ADMIN_PASSWORD)), repo, tag, seed)
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    crate::common::sha256(&manifest)
+        .0
 }
 
 /// A server with one user per role: viewer/editor/nsadmin in namespace `a`.
@@ -349,7 +317,7 @@ async fn role_operation_matrix() {
     assert_eq!(names, ["a"]);
 
     // A mount from a namespace the caller may not read becomes an ordinary upload.
-    let layer = crate::common::sha256(b"layer in-b");
+    let layer = crate::common::sha256(b"layer of in-b");
     let r = Editor
         .sign(s.req(
             Method::POST,
@@ -395,7 +363,10 @@ async fn paths_are_not_a_way_around_authorization() {
         "/v2/b/app/manifests/v1/".into(),
         "/v2//b/app/manifests/v1".into(),
         format!("/v2/a/app/manifests/{in_b}"),
-        format!("/v2/a/app/blobs/{}", crate::common::sha256(b"layer in-b")),
+        format!(
+            "/v2/a/app/blobs/{}",
+            crate::common::sha256(b"layer of in-b")
+        ),
         format!("{API}/namespaces/b/imagestreams/app"),
         format!("{API}/namespaces/b/imagestreams/app/"),
         format!("{API}/namespaces/B/imagestreams/app"),
@@ -423,7 +394,7 @@ async fn paths_are_not_a_way_around_authorization() {
             .await
             .unwrap();
         assert!(
-            !body.contains("layer in-b") && !body.contains("\"seed\""),
+            !body.contains("layer of in-b") && !body.contains("\"seed\""),
             "{path}: {body}"
         );
     }

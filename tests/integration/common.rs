@@ -110,18 +110,35 @@ impl TestServer {
         self.req(Method::DELETE, path).send().await.unwrap()
     }
 
+    /// A request with Basic credentials when `user` is given.
+    fn req_as(&self, user: Basic<'_>, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.req(method, path);
+        match user {
+            Some((name, password)) => req.basic_auth(name, Some(password)),
+            None => req,
+        }
+    }
+
     /// Pushes a blob with POST + PUT and returns its digest.
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        self.push_blob_as(None, repo, data).await
+    }
+
+    async fn push_blob_as(&self, user: Basic<'_>, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
         let r = self
-            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .req_as(user, Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         let loc = location(&r);
         let r = self
-            .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+            .req_as(
+                user,
+                Method::PUT,
+                &with_query(&loc, &format!("digest={digest}")),
+            )
             .body(data.to_vec())
             .send()
             .await
@@ -142,24 +159,51 @@ impl TestServer {
         media_type: &str,
         body: &[u8],
     ) -> Response {
-        self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-            .header("content-type", media_type)
-            .body(body.to_vec())
-            .send()
+        self.put_manifest_as(None, repo, reference, media_type, body)
             .await
-            .unwrap()
     }
 
-    /// Pushes a config and one layer, then an OCI manifest under `reference`; returns the
-    /// manifest digest and bytes.
+    async fn put_manifest_as(
+        &self,
+        user: Basic<'_>,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.req_as(
+            user,
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{reference}"),
+        )
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// Pushes a config and one layer (`layer of <seed>`), then an OCI manifest under
+    /// `reference`; returns the manifest digest and bytes.
     pub async fn push_image(&self, repo: &str, reference: &str, seed: &str) -> (String, Vec<u8>) {
+        self.push_image_as(None, repo, reference, seed).await
+    }
+
+    /// [`TestServer::push_image`] with Basic credentials (for servers with auth on).
+    pub async fn push_image_as(
+        &self,
+        user: Basic<'_>,
+        repo: &str,
+        reference: &str,
+        seed: &str,
+    ) -> (String, Vec<u8>) {
         let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
         let layer = format!("layer of {seed}");
-        let cd = self.push_blob(repo, config.as_bytes()).await;
-        let ld = self.push_blob(repo, layer.as_bytes()).await;
+        let cd = self.push_blob_as(user, repo, config.as_bytes()).await;
+        let ld = self.push_blob_as(user, repo, layer.as_bytes()).await;
         let manifest = image_manifest(&cd, config.len(), &[(&ld, layer.len())], "");
         let r = self
-            .put_manifest(repo, reference, OCI_MANIFEST, &manifest)
+            .put_manifest_as(user, repo, reference, OCI_MANIFEST, &manifest)
             .await;
         assert_eq!(
             r.status(),
@@ -170,6 +214,9 @@ impl TestServer {
         (sha256(&manifest), manifest)
     }
 }
+
+/// Optional Basic credentials: (user, password).
+pub type Basic<'a> = Option<(&'a str, &'a str)>;
 
 impl Drop for TestServer {
     fn drop(&mut self) {
@@ -282,4 +329,36 @@ pub async fn berth_in(server: &TestServer, ns: &str, args: &[&str]) -> Run {
     let mut all = vec!["--server", server.base.as_str(), "-n", ns];
     all.extend_from_slice(args);
     run_berth(&all, &[]).await
+}
+
+/// An image stream as the API serves it (asserting 200).
+pub async fn stream(s: &TestServer, ns: &str, name: &str) -> serde_json::Value {
+    let r = s
+        .get(&format!(
+            "/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{name}"
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// `status.tags[tag]` of a stream, or null.
+pub fn status_tag<'a>(is: &'a serde_json::Value, tag: &str) -> &'a serde_json::Value {
+    is["status"]["tags"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tag"] == tag))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// The image ids of a tag's history, newest first (empty when the tag has none).
+pub fn history(is: &serde_json::Value, tag: &str) -> Vec<String> {
+    status_tag(is, tag)["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| i["image"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -9,31 +9,6 @@ use crate::common::*;
 
 const API: &str = "/apis/image.openshift.io/v1";
 
-async fn stream(s: &TestServer, ns: &str, name: &str) -> Value {
-    let r = s
-        .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
-
-fn history(is: &Value, tag: &str) -> Vec<String> {
-    is["status"]["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tag"] == tag)
-        .map(|t| {
-            t["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["image"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn send_json(s: &TestServer, method: Method, path: &str, body: &Value) -> reqwest::Response {
     s.req(method, path).json(body).send().await.unwrap()
 }

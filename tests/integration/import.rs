@@ -7,7 +7,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{header, image_manifest, sha256, TestServer, OCI_INDEX, OCI_MANIFEST};
+use crate::common::{
+    header, history, image_manifest, sha256, status_tag, stream, TestServer, OCI_INDEX,
+    OCI_MANIFEST,
+};
 
 const API: &str = "/apis/image.openshift.io/v1";
 
@@ -17,33 +20,6 @@ fn host(s: &TestServer) -> String {
 
 async fn post(s: &TestServer, path: &str, body: &Value) -> reqwest::Response {
     s.req(Method::POST, path).json(body).send().await.unwrap()
-}
-
-async fn stream(s: &TestServer, ns: &str, name: &str) -> Value {
-    let r = s
-        .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
-
-fn status_tag<'a>(is: &'a Value, tag: &str) -> &'a Value {
-    is["status"]["tags"]
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["tag"] == tag))
-        .unwrap_or(&Value::Null)
-}
-
-fn history(is: &Value, tag: &str) -> Vec<String> {
-    status_tag(is, tag)["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| i["image"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Polls `check` on the stream until it holds (imports run in the background).
@@ -985,5 +961,5 @@ async fn imports_from_a_berth_with_token_auth() {
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     let r = dst.get(&format!("/v2/team/app/blobs/{layer}")).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.bytes().await.unwrap(), "layer token-source".as_bytes());
+    assert_eq!(r.bytes().await.unwrap(), "layer of token-source".as_bytes());
 }
