@@ -88,11 +88,15 @@ pub struct Keys {
     set: RwLock<KeySet>,
 }
 
-/// Key ids sort by creation: a zero-padded time then randomness.
+/// Key ids sort by creation: a zero-padded time in nanoseconds (two rotations within one
+/// second must still sort in order), then randomness.
 fn new_kid() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     format!(
-        "{:012}-{}",
-        now(),
+        "{nanos:021}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
 }

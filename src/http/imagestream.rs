@@ -23,7 +23,7 @@ use super::ReqBody;
 use crate::auth::Action;
 use crate::imagestream::service::{decorate, ImageStreams};
 use crate::imagestream::types::ImageStream;
-use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error};
+use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error, Reach};
 use crate::importer::stream_import::ImageStreamImport;
 use crate::importer::Importer;
 use crate::registry::Namespace;
@@ -150,11 +150,34 @@ impl From<Error> for StatusError {
                 &name,
                 causes.into_iter().map(field_error).collect(),
             ),
+            Error::Forbidden {
+                resource,
+                name,
+                message,
+            } => StatusError::forbidden(resource_named(resource), &name, message),
             Error::BadRequest(m) => StatusError::bad_request(m),
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")
             }
+        }
+    }
+}
+
+/// The caller's reading rights, for the content-reachability rule of the writes it makes.
+fn reach_of(caller: &Caller, auth: &AuthSettings) -> Reach {
+    match caller {
+        Caller::Open => Reach::trusted(),
+        Caller::User(id) if crate::auth::allowed(id, &Action::ManageUsers) => Reach::trusted(),
+        Caller::User(id) => {
+            let id = id.clone();
+            Reach::caller(&id.user.clone(), move |ns| {
+                crate::auth::allowed(&id, &Action::View(ns.to_string()))
+            })
+        }
+        Caller::Anonymous => {
+            let open = auth.anonymous_pull.clone();
+            Reach::caller(caller.user(), move |ns| open.iter().any(|n| n == ns))
         }
     }
 }
@@ -305,7 +328,8 @@ pub async fn handle(
             let stream: ImageStream = read_json(body).await?;
             object(
                 StatusCode::CREATED,
-                &s.create(namespace.as_str(), stream).await?,
+                &s.create(namespace.as_str(), stream, reach_of(caller, auth))
+                    .await?,
             )
         }
         ApiEndpoint::GetImageStream { namespace, name }
@@ -316,15 +340,26 @@ pub async fn handle(
             let stream: ImageStream = read_json(body).await?;
             object(
                 StatusCode::OK,
-                &s.update(namespace.as_str(), name.as_str(), stream).await?,
+                &s.update(
+                    namespace.as_str(),
+                    name.as_str(),
+                    stream,
+                    reach_of(caller, auth),
+                )
+                .await?,
             )
         }
         ApiEndpoint::ReplaceImageStreamStatus { namespace, name } => {
             let stream: ImageStream = read_json(body).await?;
             object(
                 StatusCode::OK,
-                &s.update_status(namespace.as_str(), name.as_str(), stream)
-                    .await?,
+                &s.update_status(
+                    namespace.as_str(),
+                    name.as_str(),
+                    stream,
+                    reach_of(caller, auth),
+                )
+                .await?,
             )
         }
         ApiEndpoint::PatchImageStream { namespace, name } => {
@@ -343,7 +378,13 @@ pub async fn handle(
             }
             object(
                 StatusCode::OK,
-                &s.update(namespace.as_str(), name.as_str(), patched).await?,
+                &s.update(
+                    namespace.as_str(),
+                    name.as_str(),
+                    patched,
+                    reach_of(caller, auth),
+                )
+                .await?,
             )
         }
         ApiEndpoint::DeleteImageStream { namespace, name } => {
@@ -396,6 +437,7 @@ pub async fn handle(
                     name.tag.as_str(),
                     istag,
                     true,
+                    reach_of(caller, auth),
                 )
                 .await?;
             object(StatusCode::CREATED, &created)
@@ -409,6 +451,7 @@ pub async fn handle(
                     name.tag.as_str(),
                     istag,
                     false,
+                    reach_of(caller, auth),
                 )
                 .await?;
             object(StatusCode::OK, &updated)
@@ -428,7 +471,8 @@ pub async fn handle(
         ),
         ApiEndpoint::CreateImageStreamMapping { namespace } => {
             let mapping: crate::imagestream::service::ImageStreamMapping = read_json(body).await?;
-            s.create_mapping(namespace.as_str(), mapping).await?;
+            s.create_mapping(namespace.as_str(), mapping, reach_of(caller, auth))
+                .await?;
             Ok(status::success(StatusCode::CREATED))
         }
         ApiEndpoint::CreateImageStreamImport { namespace } => {

@@ -82,6 +82,13 @@ pub enum Error {
         name: String,
         causes: Vec<Cause>,
     },
+    /// The caller may not do this; the message names only what the caller sent.
+    #[error("{message}")]
+    Forbidden {
+        resource: &'static str,
+        name: String,
+        message: String,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("storage failure: {0}")]

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::error::Cause;
 use super::types::{Image, ImageLayer, ImageManifest, ObjectMeta, MANAGED_ANNOTATION};
 use crate::registry::manifest::{Kind, Manifest};
 
@@ -66,6 +67,74 @@ pub fn build(digest: &str, reference: String, manifest: &Manifest, config: Optio
         }
     }
     image
+}
+
+/// Where `given` (an API caller's Image) contradicts `recorded` (the Image berth keeps for that
+/// digest). Fields the caller left empty are not compared; the pull reference is per mapping.
+pub fn contradictions(recorded: &Image, given: &Image) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let mut differs = |field: &str, value: String| {
+        causes.push(Cause::invalid(
+            format!("image.{field}"),
+            &value,
+            "does not match the Image already recorded for this digest (Images are immutable)",
+        ))
+    };
+    let names = |layers: &[ImageLayer]| layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+    if !given.docker_image_layers.is_empty()
+        && (names(&given.docker_image_layers) != names(&recorded.docker_image_layers)
+            || given
+                .docker_image_layers
+                .iter()
+                .zip(&recorded.docker_image_layers)
+                .any(|(g, r)| g.size != 0 && g.size != r.size))
+    {
+        differs(
+            "dockerImageLayers",
+            names(&given.docker_image_layers).join(","),
+        );
+    }
+    let digests = |m: &[ImageManifest]| m.iter().map(|m| m.digest.clone()).collect::<Vec<_>>();
+    if !given.docker_image_manifests.is_empty()
+        && digests(&given.docker_image_manifests) != digests(&recorded.docker_image_manifests)
+    {
+        differs(
+            "dockerImageManifests",
+            digests(&given.docker_image_manifests).join(","),
+        );
+    }
+    if let Some(md) = given
+        .docker_image_metadata
+        .as_ref()
+        .filter(|v| !v.is_null())
+    {
+        if Some(md) != recorded.docker_image_metadata.as_ref() {
+            differs("dockerImageMetadata", String::new());
+        }
+    }
+    if !given.docker_image_manifest_media_type.is_empty()
+        && given.docker_image_manifest_media_type != recorded.docker_image_manifest_media_type
+    {
+        differs(
+            "dockerImageManifestMediaType",
+            given.docker_image_manifest_media_type.clone(),
+        );
+    }
+    if given.config_digest.is_some() && given.config_digest != recorded.config_digest {
+        differs(
+            "dockerImageConfigDigest",
+            given.config_digest.clone().unwrap_or_default(),
+        );
+    }
+    if !given.metadata.labels.is_empty() && given.metadata.labels != recorded.metadata.labels {
+        differs("metadata.labels", String::new());
+    }
+    for (k, v) in &given.metadata.annotations {
+        if recorded.metadata.annotations.get(k) != Some(v) {
+            differs("metadata.annotations", k.clone());
+        }
+    }
+    causes
 }
 
 /// `dockerImageMetadata` in OpenShift's docker10 shape (capitalised keys).

@@ -3,6 +3,7 @@
 
 use super::error::Error;
 use super::history::{add_tag_event, update_tracking_tags};
+use super::reach::Reach;
 use super::store::{ensure_image, load_stream, save_stream, Change, TxResult};
 use super::types::{now_rfc3339, Image, ImageStream, ObjectMeta, TagEvent};
 use berth_storage::{TxError, Txn};
@@ -32,6 +33,8 @@ pub struct Mapping<'a> {
     pub create_stream: bool,
     /// Registry host for references made local to this stream.
     pub public_host: &'a str,
+    /// Whose rights decide what content may enter the stream.
+    pub reach: &'a Reach,
 }
 
 pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change>) -> TxResult<()> {
@@ -72,7 +75,7 @@ pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change
         update_tracking_tags(&mut stream, tag, &event);
     }
     if changed || old.is_none() {
-        save_stream(tx, old.as_ref(), &mut stream, changes)?;
+        save_stream(tx, old.as_ref(), &mut stream, changes, m.reach)?;
     }
     Ok(())
 }
@@ -95,7 +98,8 @@ pub fn delete_tag(
     if stream == old {
         return Ok(false);
     }
-    save_stream(tx, Some(&old), &mut stream, changes)?;
+    // Removing a tag adds no content.
+    save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
     Ok(true)
 }
 
@@ -119,7 +123,8 @@ pub fn remove_image(
         .tags
         .retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
     if stream != old {
-        save_stream(tx, Some(&old), &mut stream, changes)?;
+        // Pruning (image-pruner or cluster-admin) only removes entries.
+        save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod history;
 pub mod image;
 pub mod import;
 pub mod mapping;
+pub mod reach;
 pub mod service;
 pub mod spec_tags;
 pub mod store;
@@ -16,4 +17,5 @@ pub mod tag_order;
 pub mod types;
 
 pub use error::{Cause, CauseKind, Error, Result};
+pub use reach::Reach;
 pub use store::{Change, ChangeKind};

@@ -9,7 +9,9 @@ use berth_storage::{TxError, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Cause, Error, Result};
+use super::image;
 use super::mapping::{self, apply_mapping, Mapping};
+use super::reach::Reach;
 use super::spec_tags;
 use super::store::{self, delete_stream, get, keys, load_stream, save_stream};
 use super::types::*;
@@ -95,6 +97,28 @@ fn stream_name_causes(ns: &str, name: &str) -> Vec<Cause> {
     causes
 }
 
+/// The Image already recorded under `name`, or for content this registry holds but has no
+/// Image of, one made from the stored manifest.
+fn recorded_image(tx: &mut dyn Txn, name: &str) -> store::TxResult<Option<Image>> {
+    if let Some(image) = get::<Image>(tx, &keys::image(name))? {
+        return Ok(Some(image));
+    }
+    let Ok(digest) = name.parse::<berth_storage::Digest>() else {
+        return Ok(None);
+    };
+    let key = crate::registry::records::keys::manifest(&digest);
+    let Some(record) = get::<crate::registry::records::ManifestRecord>(tx, &key)? else {
+        return Ok(None);
+    };
+    let Ok(parsed) =
+        crate::registry::manifest::parse(Some(&record.media_type), record.content.as_bytes())
+    else {
+        return Ok(None);
+    };
+    // The config blob is not at hand inside a transaction: the Image lacks only its metadata.
+    Ok(Some(image::build(name, String::new(), &parsed, None)))
+}
+
 impl ImageStreams {
     pub fn new(registry: Registry) -> Self {
         ImageStreams { registry }
@@ -164,7 +188,12 @@ impl ImageStreams {
         Ok((out, rv))
     }
 
-    pub async fn create(&self, ns: &str, mut stream: ImageStream) -> Result<ImageStream> {
+    pub async fn create(
+        &self,
+        ns: &str,
+        mut stream: ImageStream,
+        reach: Reach,
+    ) -> Result<ImageStream> {
         stream.metadata.namespace = ns.to_string();
         let name = stream.metadata.name.clone();
         let mut causes = stream_name_causes(ns, &name);
@@ -200,8 +229,9 @@ impl ImageStreams {
                 }
                 s.normalize();
                 let changed = spec_tags::assign_generations(None, &mut s);
-                spec_tags::process(tx, &mut s, &changed, &host)?;
-                save_stream(tx, None, &mut s, changes)?;
+                let mut reach = reach.clone();
+                spec_tags::process(tx, &mut s, &changed, &host, &mut reach)?;
+                save_stream(tx, None, &mut s, changes, &reach)?;
                 Ok(s)
             })
             .await?;
@@ -209,18 +239,45 @@ impl ImageStreams {
     }
 
     /// PUT on a stream (§3.2): spec changes only; status is kept; resourceVersion required.
-    pub async fn update(&self, ns: &str, name: &str, new: ImageStream) -> Result<ImageStream> {
-        self.update_inner(ns, name, new, false).await
+    pub async fn update(
+        &self,
+        ns: &str,
+        name: &str,
+        new: ImageStream,
+        reach: Reach,
+    ) -> Result<ImageStream> {
+        self.update_inner(ns, name, new, false, reach).await
     }
 
-    /// PUT on `/status`: status changes only.
+    /// PUT on `/status`: status changes only. New history entries must name images by digest,
+    /// and content the caller cannot read is refused by `reach` (cluster-admins may).
     pub async fn update_status(
         &self,
         ns: &str,
         name: &str,
         new: ImageStream,
+        reach: Reach,
     ) -> Result<ImageStream> {
-        self.update_inner(ns, name, new, true).await
+        let mut causes = Vec::new();
+        for (i, t) in new.status.tags.iter().enumerate() {
+            for (j, e) in t.items.iter().enumerate() {
+                if !e.image.is_empty() && e.image.parse::<berth_storage::Digest>().is_err() {
+                    causes.push(Cause::invalid(
+                        format!("status.tags[{i}].items[{j}].image"),
+                        &e.image,
+                        "must be a digest (<algorithm>:<hex>)",
+                    ));
+                }
+            }
+        }
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                kind: "ImageStream",
+                name: name.to_string(),
+                causes,
+            });
+        }
+        self.update_inner(ns, name, new, true, reach).await
     }
 
     async fn update_inner(
@@ -229,6 +286,7 @@ impl ImageStreams {
         name: &str,
         new: ImageStream,
         status_only: bool,
+        reach: Reach,
     ) -> Result<ImageStream> {
         if new.metadata.resource_version.is_empty() {
             return Err(Error::Invalid {
@@ -270,6 +328,7 @@ impl ImageStreams {
                     });
                 }
                 let mut s = old.clone();
+                let mut reach = reach.clone();
                 if status_only {
                     s.status.tags = new.status.tags.clone();
                     s.normalize();
@@ -289,9 +348,9 @@ impl ImageStreams {
                         s.metadata.generation += 1;
                     }
                     let changed = spec_tags::assign_generations(Some(&old), &mut s);
-                    spec_tags::process(tx, &mut s, &changed, &host)?;
+                    spec_tags::process(tx, &mut s, &changed, &host, &mut reach)?;
                 }
-                save_stream(tx, Some(&old), &mut s, changes)?;
+                save_stream(tx, Some(&old), &mut s, changes, &reach)?;
                 Ok(s)
             })
             .await?;
@@ -406,6 +465,7 @@ impl ImageStreams {
         tag: &str,
         body: ImageStreamTag,
         create_only: bool,
+        reach: Reach,
     ) -> Result<ImageStreamTag> {
         let name = format!("{stream}:{tag}");
         let mut causes = stream_name_causes(ns, stream);
@@ -498,24 +558,27 @@ impl ImageStreams {
                     s.metadata.generation += 1;
                 }
                 let changed = spec_tags::assign_generations(old.as_ref(), &mut s);
-                spec_tags::process(tx, &mut s, &changed, &host).map_err(|e| match e {
-                    // istag bodies name the field `tag.from`, not `spec.tags[i].from`.
-                    TxError::Abort(Error::Invalid { causes, .. }) => {
-                        TxError::Abort(Error::Invalid {
-                            kind: "ImageStreamTag",
-                            name: format!("{streamc}:{tagc}"),
-                            causes: causes
-                                .into_iter()
-                                .map(|c| Cause {
-                                    field: c.field.replace("spec.tags[0]", "tag"),
-                                    ..c
-                                })
-                                .collect(),
-                        })
-                    }
-                    other => other,
-                })?;
-                save_stream(tx, old.as_ref(), &mut s, changes)?;
+                let mut reach = reach.clone();
+                spec_tags::process(tx, &mut s, &changed, &host, &mut reach).map_err(
+                    |e| match e {
+                        // istag bodies name the field `tag.from`, not `spec.tags[i].from`.
+                        TxError::Abort(Error::Invalid { causes, .. }) => {
+                            TxError::Abort(Error::Invalid {
+                                kind: "ImageStreamTag",
+                                name: format!("{streamc}:{tagc}"),
+                                causes: causes
+                                    .into_iter()
+                                    .map(|c| Cause {
+                                        field: c.field.replace("spec.tags[0]", "tag"),
+                                        ..c
+                                    })
+                                    .collect(),
+                            })
+                        }
+                        other => other,
+                    },
+                )?;
+                save_stream(tx, old.as_ref(), &mut s, changes, &reach)?;
                 Ok(())
             })
             .await?;
@@ -574,7 +637,15 @@ impl ImageStreams {
     }
 
     /// POST of an ImageStreamMapping: the push path's code, but a missing stream is NotFound.
-    pub async fn create_mapping(&self, ns: &str, m: ImageStreamMapping) -> Result<()> {
+    /// The Image of content this registry holds is the one made from the stored manifest; the
+    /// body may repeat its metadata but not contradict it. For a digest berth does not hold,
+    /// the body's Image is kept until that content is pushed or imported.
+    pub async fn create_mapping(
+        &self,
+        ns: &str,
+        m: ImageStreamMapping,
+        reach: Reach,
+    ) -> Result<()> {
         let mut causes = Vec::new();
         if let Err(e) = Namespace::parse(ns) {
             causes.push(Cause::invalid("metadata.namespace", ns, &e.to_string()));
@@ -593,6 +664,18 @@ impl ImageStreams {
         }
         if m.image.metadata.name.is_empty() {
             causes.push(Cause::required("image.metadata.name"));
+        } else if m
+            .image
+            .metadata
+            .name
+            .parse::<berth_storage::Digest>()
+            .is_err()
+        {
+            causes.push(Cause::invalid(
+                "image.metadata.name",
+                &m.image.metadata.name,
+                "must be a digest (<algorithm>:<hex>)",
+            ));
         }
         if !causes.is_empty() {
             return Err(Error::Invalid {
@@ -602,10 +685,30 @@ impl ImageStreams {
             });
         }
         let (ns, host) = (ns.to_string(), self.host().to_string());
-        let mut image = m.image.clone();
-        image.metadata.resource_version.clear();
+        let mut given = m.image.clone();
+        given.metadata.resource_version.clear();
         self.registry
             .write_changes_as(move |tx, changes| {
+                if let Ok(repo) =
+                    crate::registry::RepositoryName::parse(&format!("{ns}/{}", m.metadata.name))
+                {
+                    // First, so a refusal does not depend on what else exists.
+                    reach.admit(tx, &repo, &given.metadata.name)?;
+                }
+                let image = match recorded_image(tx, &given.metadata.name)? {
+                    Some(recorded) => {
+                        let causes = image::contradictions(&recorded, &given);
+                        if !causes.is_empty() {
+                            return abort(Error::Invalid {
+                                kind: "ImageStreamMapping",
+                                name: m.metadata.name.clone(),
+                                causes,
+                            });
+                        }
+                        recorded
+                    }
+                    None => given.clone(),
+                };
                 apply_mapping(
                     tx,
                     &Mapping {
@@ -615,6 +718,7 @@ impl ImageStreams {
                         image: &image,
                         create_stream: false,
                         public_host: &host,
+                        reach: &reach,
                     },
                     changes,
                 )

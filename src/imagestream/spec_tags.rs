@@ -4,6 +4,7 @@
 
 use super::error::{Cause, Error};
 use super::history::{add_tag_event, update_tracking_tags};
+use super::reach::Reach;
 use super::store::{load_stream, TxResult};
 use super::types::{now_rfc3339, ImageStream, TagEvent, TagReference};
 use berth_storage::{TxError, Txn};
@@ -98,9 +99,17 @@ pub fn assign_generations(old: Option<&ImageStream>, new: &mut ImageStream) -> V
     changed
 }
 
-/// The id (digest or prefix) → image resolution over a stream's whole history (§3.3).
+/// The id (digest or prefix) → image resolution over a stream's whole history (§3.3). An id
+/// with no hex digits matches nothing (it would match every image).
 pub fn resolve_image_id(stream: &ImageStream, id: &str) -> Result<(String, String), Error> {
     let mut found: Vec<(String, String)> = Vec::new();
+    let hex_part = id.split_once(':').map_or(id, |(_, h)| h);
+    if hex_part.is_empty() {
+        return Err(Error::NotFound {
+            resource: "imagestreamimages",
+            name: format!("{}@{id}", stream.metadata.name),
+        });
+    }
     for t in &stream.status.tags {
         for e in &t.items {
             let hex = e.image.split_once(':').map(|(_, h)| h).unwrap_or(&e.image);
@@ -134,11 +143,14 @@ pub fn resolve_image_id(stream: &ImageStream, id: &str) -> Result<(String, Strin
 }
 
 /// Applies the immediate status effect of each changed spec tag (§3.3), then tracking tags.
+/// A source in another namespace needs `reach` to view it, checked before it is looked up;
+/// images resolved from a source its repository serves are vouched for in `reach`.
 pub fn process(
     tx: &mut dyn Txn,
     stream: &mut ImageStream,
     changed: &[String],
     public_host: &str,
+    reach: &mut Reach,
 ) -> TxResult<()> {
     let ns = stream.metadata.namespace.clone();
     let own = stream.metadata.name.clone();
@@ -157,6 +169,9 @@ pub fn process(
         } else {
             from.namespace.clone()
         };
+        if from.kind != "DockerImage" {
+            reach.check_namespace(&from_ns).map_err(TxError::Abort)?;
+        }
         let event = match from.kind.as_str() {
             "DockerImage" if spec.reference => Some(TagEvent {
                 created: now_rfc3339(),
@@ -181,21 +196,22 @@ pub fn process(
                     causes.push(Cause::not_found(field, &from.name));
                     continue;
                 };
-                source
-                    .status_tag(&src_tag)
-                    .and_then(|t| t.items.first())
-                    .map(|top| TagEvent {
-                        generation,
-                        docker_image_reference: local_reference(
-                            &top.docker_image_reference,
-                            &top.image,
-                            &source,
-                            &ns,
-                            &own,
-                            public_host,
-                        ),
-                        ..top.clone()
-                    })
+                let top = source.status_tag(&src_tag).and_then(|t| t.items.first());
+                if let Some(top) = top {
+                    vouch(tx, reach, &source, &top.image)?;
+                }
+                top.map(|top| TagEvent {
+                    generation,
+                    docker_image_reference: local_reference(
+                        &top.docker_image_reference,
+                        &top.image,
+                        &source,
+                        &ns,
+                        &own,
+                        public_host,
+                    ),
+                    ..top.clone()
+                })
             }
             "ImageStreamImage" => {
                 let (source, id) = source_stream(tx, stream, &from_ns, &from.name, '@')?;
@@ -204,19 +220,22 @@ pub fn process(
                     continue;
                 };
                 match resolve_image_id(&source, &id) {
-                    Ok((image, reference)) => Some(TagEvent {
-                        created: now_rfc3339(),
-                        docker_image_reference: local_reference(
-                            &reference,
-                            &image,
-                            &source,
-                            &ns,
-                            &own,
-                            public_host,
-                        ),
-                        image,
-                        generation,
-                    }),
+                    Ok((image, reference)) => {
+                        vouch(tx, reach, &source, &image)?;
+                        Some(TagEvent {
+                            created: now_rfc3339(),
+                            docker_image_reference: local_reference(
+                                &reference,
+                                &image,
+                                &source,
+                                &ns,
+                                &own,
+                                public_host,
+                            ),
+                            image,
+                            generation,
+                        })
+                    }
                     Err(Error::Conflict { message, .. }) => {
                         causes.push(Cause::invalid(field, &from.name, &message));
                         continue;
@@ -243,6 +262,18 @@ pub fn process(
         }));
     }
     Ok(())
+}
+
+/// Vouches for `image` if `source`'s repository serves it.
+fn vouch(tx: &mut dyn Txn, reach: &mut Reach, source: &ImageStream, image: &str) -> TxResult<()> {
+    let repo = crate::registry::RepositoryName::parse(&format!(
+        "{}/{}",
+        source.metadata.namespace, source.metadata.name
+    ));
+    match repo {
+        Ok(repo) => reach.source_readable(tx, &repo, image),
+        Err(_) => Ok(()),
+    }
 }
 
 /// `Some("<ns>/<stream>:<tag>")` when an ImageStreamTag source lies in another stream: such a

@@ -10,6 +10,7 @@ use berth_storage::{Digest, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
+use super::reach::Reach;
 use super::types::{Image, ImageStream};
 use crate::registry::records::{keys as reg_keys, Link, PullThroughRecord, TagRecord};
 use crate::registry::{RepositoryName, Tag};
@@ -113,12 +114,14 @@ fn repo_of(stream: &ImageStream) -> Option<RepositoryName> {
 }
 
 /// Writes `new` (whose previous version is `old`), bumps its resourceVersion and keeps the
-/// tag index and content links in step.
+/// tag index and content links in step. `reach` decides whether each image new to the stream
+/// may become reachable through it (the one place that rule is enforced).
 pub fn save_stream(
     tx: &mut dyn Txn,
     old: Option<&ImageStream>,
     new: &mut ImageStream,
     changes: &mut Vec<Change>,
+    reach: &Reach,
 ) -> TxResult<()> {
     new.normalize();
     let rv = next_resource_version(tx)?;
@@ -131,6 +134,19 @@ pub fn save_stream(
             new.metadata.namespace, new.metadata.name
         ))));
     };
+    if !reach.is_trusted() {
+        let before: std::collections::HashSet<&str> = old
+            .iter()
+            .flat_map(|o| o.status.tags.iter())
+            .flat_map(|t| t.items.iter().map(|e| e.image.as_str()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for e in new.status.tags.iter().flat_map(|t| t.items.iter()) {
+            if !before.contains(e.image.as_str()) && seen.insert(e.image.as_str()) {
+                reach.admit(tx, &repo, &e.image)?;
+            }
+        }
+    }
     // Tag index: tags whose top image changed, appeared or vanished.
     let mut names: Vec<&str> = new.status.tags.iter().map(|t| t.tag.as_str()).collect();
     if let Some(old) = old {
@@ -160,6 +176,8 @@ pub fn save_stream(
         let key = reg_keys::tag(&repo, &tag);
         match after.and_then(|d| d.parse::<Digest>().ok()) {
             Some(digest) => {
+                // An image already in the history becomes reachable only now, on top.
+                reach.admit(tx, &repo, &digest.to_string())?;
                 link_image_content(tx, &repo, &digest, 0)?;
                 tx.put(&key, &encode(&TagRecord { digest }))?;
             }
@@ -227,7 +245,9 @@ fn link_image_content(
         .config_digest
         .iter()
         .chain(image.docker_image_layers.iter().map(|l| &l.name));
-    // An imported image's blobs stay at its source until first pulled (pull-through).
+    // An imported image's blobs stay at its source until first pulled (pull-through). Its
+    // layer list comes from a manifest anyone can author, so a blob this registry holds is
+    // not linked on the list's word: the pull-through fetch proves the source has the bytes.
     let source = (!image.is_managed())
         .then(|| image.docker_image_reference.split_once('@'))
         .flatten()
@@ -235,12 +255,18 @@ fn link_image_content(
             source: repository.to_string(),
         });
     for blob in blobs {
-        if let Ok(d) = blob.parse::<Digest>() {
-            if tx.get(&reg_keys::blob(&d))?.is_some() {
-                tx.put(&reg_keys::repo_blob(repo, &d), &encode(&Link {}))?;
-            } else if let Some(source) = &source {
-                tx.put(&reg_keys::pull_through(repo, &d), &encode(source))?;
+        let Ok(d) = blob.parse::<Digest>() else {
+            continue;
+        };
+        if tx.get(&reg_keys::repo_blob(repo, &d))?.is_some() {
+            continue;
+        }
+        match &source {
+            Some(source) => tx.put(&reg_keys::pull_through(repo, &d), &encode(source))?,
+            None if tx.get(&reg_keys::blob(&d))?.is_some() => {
+                tx.put(&reg_keys::repo_blob(repo, &d), &encode(&Link {}))?
             }
+            None => {}
         }
     }
     for child in &image.docker_image_manifests {
@@ -254,12 +280,39 @@ fn link_image_content(
 /// Creates the Image unless it exists (Images are immutable once created). Returns whether it
 /// already existed.
 pub fn ensure_image(tx: &mut dyn Txn, image: &Image, changes: &mut Vec<Change>) -> TxResult<bool> {
+    put_image(tx, image, false, changes)
+}
+
+/// The Image of content this registry has just stored for the first time (`first_store`: its
+/// manifest record did not exist before this transaction). Any Image already under that name
+/// was made from an API mapping's word before the content arrived, and is replaced by the
+/// true one; otherwise as [`ensure_image`].
+pub fn content_image(
+    tx: &mut dyn Txn,
+    image: &Image,
+    first_store: bool,
+    changes: &mut Vec<Change>,
+) -> TxResult<bool> {
+    put_image(tx, image, first_store, changes)
+}
+
+fn put_image(
+    tx: &mut dyn Txn,
+    image: &Image,
+    replace: bool,
+    changes: &mut Vec<Change>,
+) -> TxResult<bool> {
     let key = keys::image(&image.metadata.name);
-    if tx.get(&key)?.is_some() {
+    let old = get::<Image>(tx, &key)?;
+    if old.is_some() && !replace {
         return Ok(true);
     }
     let mut image = image.clone();
     image.metadata.resource_version = next_resource_version(tx)?.to_string();
+    if let Some(old) = &old {
+        image.metadata.uid = old.metadata.uid.clone();
+        image.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
+    }
     if image.metadata.creation_timestamp.is_none() {
         image.metadata.creation_timestamp = Some(super::types::now_rfc3339());
     }
@@ -268,8 +321,12 @@ pub fn ensure_image(tx: &mut dyn Txn, image: &Image, changes: &mut Vec<Change>) 
     }
     tx.put(&key, &encode(&image))?;
     changes.push(Change::Image {
-        kind: ChangeKind::Added,
+        kind: if old.is_some() {
+            ChangeKind::Modified
+        } else {
+            ChangeKind::Added
+        },
         image,
     });
-    Ok(false)
+    Ok(old.is_some())
 }

@@ -10,7 +10,7 @@ use berth_storage::{Digest, TxError, Txn};
 use super::reference::ImageReference;
 use super::remote::{Remote, RemoteError, RemoteManifest, RemoteOptions};
 use crate::imagestream::import::ImportFailure;
-use crate::imagestream::store::ensure_image;
+use crate::imagestream::store::content_image;
 use crate::imagestream::types::{Image, MANAGED_ANNOTATION};
 use crate::imagestream::{image, Change};
 use crate::registry::manifest::{self, Descriptor, Kind, Manifest};
@@ -290,12 +290,16 @@ pub fn store<E>(
 where
     E: From<crate::imagestream::Error>,
 {
+    let mut first_stored = std::collections::HashSet::new();
     for m in &fetched.manifests {
         let content = std::str::from_utf8(&m.body).unwrap_or_default();
-        store_manifest(tx, &m.digest, &m.media_type, content)?;
+        if store_manifest(tx, &m.digest, &m.media_type, content)? {
+            first_stored.insert(m.digest.to_string());
+        }
     }
     for image in fetched.children.iter().chain([&fetched.image]) {
-        ensure_image(tx, image, changes).map_err(|e| match e {
+        let first = first_stored.contains(&image.metadata.name);
+        content_image(tx, image, first, changes).map_err(|e| match e {
             TxError::Abort(e) => TxError::Abort(E::from(e)),
             TxError::Storage(e) => TxError::Storage(e),
         })?;

@@ -6,6 +6,7 @@ use super::fetch::{
     self, Fetched, ImportMode, ImportSource, RemoteSettings, PREFER_ARCH, PREFER_OS,
 };
 use crate::imagestream::import::{record, ImportFailure, REPOSITORY_CHECK_ANNOTATION};
+use crate::imagestream::reach::Reach;
 use crate::imagestream::store::{load_stream, save_stream};
 use crate::imagestream::types::{now_rfc3339, TagReference};
 use crate::imagestream::Error;
@@ -97,7 +98,8 @@ impl Importer {
                     .metadata
                     .annotations
                     .insert(REPOSITORY_CHECK_ANNOTATION.into(), now_rfc3339());
-                save_stream(tx, Some(&old), &mut stream, changes)?;
+                // Imported content was fetched and verified; its blobs are proven on first pull.
+                save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
                 Ok(true)
             })
             .await

@@ -8,6 +8,7 @@ use super::reference::ImageReference;
 use super::Importer;
 use crate::imagestream::import::{record, ImportFailure, REPOSITORY_CHECK_ANNOTATION};
 use crate::imagestream::mapping::new_stream;
+use crate::imagestream::reach::Reach;
 use crate::imagestream::store::{load_stream, save_stream};
 use crate::imagestream::types::{
     now_rfc3339, Image, ImageStream, ObjectMeta, ObjectReference, TagImportPolicy, TagReference,
@@ -353,7 +354,8 @@ impl Importer {
                     .metadata
                     .annotations
                     .insert(REPOSITORY_CHECK_ANNOTATION.into(), now_rfc3339());
-                save_stream(tx, old.as_ref(), &mut stream, changes)?;
+                // Imported content was fetched and verified; its blobs are proven on first pull.
+                save_stream(tx, old.as_ref(), &mut stream, changes, &Reach::trusted())?;
                 Ok(stream)
             })
             .await

@@ -23,7 +23,8 @@ use crate::imagestream::{
     self,
     events::Events,
     mapping::{apply_mapping, delete_tag, remove_image, Mapping},
-    store::ensure_image,
+    reach::Reach,
+    store::content_image,
     Change,
 };
 
@@ -480,7 +481,8 @@ impl Registry {
                 }
             }
             let manifest_key = keys::manifest(&d);
-            if tx.get(&manifest_key)?.is_none() {
+            let first_store = tx.get(&manifest_key)?.is_none();
+            if first_store {
                 tx.put(&manifest_key, &encode(&record))?;
             }
             tx.put(&keys::repo_manifest(&repo, &d), &encode(&Link {}))?;
@@ -490,7 +492,7 @@ impl Registry {
             }
             // The ImageStreamMapping of spec §3.4, in the same transaction: the Image is
             // created once, the stream if missing, and each tag gets a history event.
-            ensure_image(tx, &image, changes).map_err(stream_error)?;
+            content_image(tx, &image, first_store, changes).map_err(stream_error)?;
             for tag in &tags {
                 apply_mapping(
                     tx,
@@ -501,6 +503,8 @@ impl Registry {
                         image: &image,
                         create_stream: true,
                         public_host: &public_host,
+                        // A push: every blob and child was checked linked above.
+                        reach: &Reach::trusted(),
                     },
                     changes,
                 )
@@ -718,15 +722,17 @@ impl Registry {
 }
 
 /// Keeps a manifest's exact bytes (once: manifests are content-addressed). The importer's way
-/// to hold the manifests of images whose blobs stay at their source.
+/// to hold the manifests of images whose blobs stay at their source. Returns whether this was
+/// the first time.
 pub fn store_manifest<E>(
     tx: &mut dyn Txn,
     digest: &Digest,
     media_type: &str,
     content: &str,
-) -> Result<(), TxError<E>> {
+) -> Result<bool, TxError<E>> {
     let key = keys::manifest(digest);
-    if tx.get(&key)?.is_none() {
+    let first = tx.get(&key)?.is_none();
+    if first {
         let record = ManifestRecord {
             media_type: media_type.to_string(),
             content: content.to_string(),
@@ -734,7 +740,7 @@ pub fn store_manifest<E>(
         };
         tx.put(&key, &encode(&record))?;
     }
-    Ok(())
+    Ok(first)
 }
 
 fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {

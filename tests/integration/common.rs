@@ -124,7 +124,7 @@ impl TestServer {
         self.push_blob_as(None, repo, data).await
     }
 
-    async fn push_blob_as(&self, user: Basic<'_>, repo: &str, data: &[u8]) -> String {
+    pub async fn push_blob_as(&self, user: Basic<'_>, repo: &str, data: &[u8]) -> String {
         let digest = sha256(data);
         let r = self
             .req_as(user, Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
@@ -163,7 +163,7 @@ impl TestServer {
             .await
     }
 
-    async fn put_manifest_as(
+    pub async fn put_manifest_as(
         &self,
         user: Basic<'_>,
         repo: &str,

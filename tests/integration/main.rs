@@ -8,6 +8,8 @@ mod describe;
 mod distribution;
 mod imagestreams;
 mod import;
+mod isolation;
+mod isolation_props;
 mod peer;
 mod remote;
 mod tls;
