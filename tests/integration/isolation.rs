@@ -529,3 +529,122 @@ async fn mounting_from_an_unreadable_repository_opens_a_plain_upload() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(!can_read(&s, "eve", "a/x", &secret).await);
 }
+
+/// A registry an attacker runs: it serves one manifest (naming a layer it does not have) and
+/// its config, and answers 404 for everything else.
+async fn forged_registry(manifest: Vec<u8>, config: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (manifest_digest, config_digest) = (sha256(&manifest), sha256(&config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let (manifest, config) = (manifest.clone(), config.clone());
+            let (md, cd) = (manifest_digest.clone(), config_digest.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    // A TLS handshake (the insecure policy tries HTTPS first): plain HTTP only.
+                    if got.first() == Some(&0x16) {
+                        return;
+                    }
+                }
+                let head = String::from_utf8_lossy(&got);
+                let line = head.lines().next().unwrap_or_default().to_string();
+                let path = line.split(' ').nth(1).unwrap_or_default();
+                let head_only = line.starts_with("HEAD");
+                let (status, ctype, body): (&str, &str, Vec<u8>) = if path == "/v2/" {
+                    ("200 OK", "application/json", b"{}".to_vec())
+                } else if path.ends_with("/manifests/latest") || path.ends_with(&md) {
+                    ("200 OK", OCI_MANIFEST, manifest)
+                } else if path.ends_with(&cd) {
+                    ("200 OK", "application/octet-stream", config)
+                } else {
+                    (
+                        "404 Not Found",
+                        "application/json",
+                        br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#
+                            .to_vec(),
+                    )
+                };
+                let mut out = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\
+                     docker-content-digest: {md}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                if !head_only {
+                    out.extend_from_slice(&body);
+                }
+                let _ = conn.write_all(&out).await;
+            });
+        }
+    });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+#[tokio::test]
+async fn an_imported_manifest_cannot_claim_layers_it_does_not_have() {
+    let s = start().await;
+    let secret = secret_in_b(&s).await;
+    user(&s, "eve", &[("a", "edit")]).await;
+    // eve knows the digest of b's layer, not its bytes, and serves a manifest naming it.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let manifest = image_manifest(
+        &sha256(&config),
+        config.len(),
+        &[(&secret.layer, "layer of b's secret".len())],
+        "",
+    );
+    let remote = forged_registry(manifest, config).await;
+    let (status, body) = send(
+        &s,
+        "eve",
+        Method::POST,
+        &format!("{API}/namespaces/a/imagestreamimports"),
+        Some(
+            json!({"kind": "ImageStreamImport", "apiVersion": "image.openshift.io/v1",
+            "metadata": {"name": "stolen"},
+            "spec": {"import": true, "images": [{
+                "from": {"kind": "DockerImage", "name": format!("{remote}/evil/img:latest")},
+                "to": {"name": "latest"}, "importPolicy": {"insecure": true}}]}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["status"]["images"][0]["status"]["status"], "Success",
+        "{body}"
+    );
+    // The layer is fetched from the source on first pull, which does not have it.
+    let r = as_user(
+        &s,
+        "eve",
+        Method::GET,
+        &format!("/v2/a/stolen/blobs/{}", secret.layer),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(!r.status().is_success(), "{}", r.status());
+    assert!(!can_read(&s, "eve", "a/stolen", &secret).await);
+    // b still reads its own layer.
+    let r = as_user(
+        &s,
+        "admin",
+        Method::GET,
+        &format!("/v2/b/secret/blobs/{}", secret.layer),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
