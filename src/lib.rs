@@ -35,6 +35,14 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         &config.data_dir.join("metadata"),
         Some(config.metadata_cache_mib.max(1) << 20),
     )?;
+    // Streams stored whole by earlier releases become per-tag records, once.
+    let converted = imagestream::store::migrate(&meta)?;
+    if converted > 0 {
+        tracing::info!(
+            streams = converted,
+            "converted image streams to the per-tag layout"
+        );
+    }
     let blobs = FsBlobStore::open(&config.data_dir)?;
     Ok(Registry::new(
         Arc::new(meta),

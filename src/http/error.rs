@@ -160,6 +160,7 @@ impl From<registry::Error> for ApiError {
             } => ApiError::new(S::TOO_MANY_REQUESTS, Code::TooManyRequests, msg),
             // No OCI code means "the upstream failed"; the status says it is not our content.
             E::Upstream { .. } => ApiError::new(S::BAD_GATEWAY, Code::BlobUnknown, msg),
+            E::StreamChanged => ApiError::new(S::CONFLICT, Code::Unsupported, msg),
             E::Storage(e) => {
                 // Logged once here; the client learns only that it was our fault.
                 tracing::error!(error = %e, "storage failure");

@@ -16,7 +16,7 @@ use super::apis::patch::PatchKind;
 use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
 use super::apis::status::{self, FieldError, StatusError};
-use super::apis::watch::{EventType, Watch, WatchEvent};
+use super::apis::watch::{EventType, Resolver, Watch, WatchEvent};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
 use super::ReqBody;
@@ -57,6 +57,7 @@ impl Api {
             image_hub.clone(),
             streams.registry().public_host().to_string(),
         );
+        let meta = Arc::downgrade(streams.registry().metadata());
         streams
             .registry()
             .events()
@@ -64,9 +65,26 @@ impl Api {
                 let rv = change.resource_version();
                 match change {
                     Change::Stream { kind, stream } => {
-                        if let Ok(v) = serde_json::to_value(decorate(&host, stream.clone())) {
-                            sh.publish(WatchEvent::new(event_type(*kind), rv, v));
-                        }
+                        // The change holds only the tags the write touched; the event carries
+                        // the whole stream, read now if someone watches, else on delivery.
+                        let mut head = stream.clone();
+                        head.spec.tags.clear();
+                        head.status.tags.clear();
+                        let whole = (*kind != ChangeKind::Deleted && sh.watched())
+                            .then(|| meta.upgrade())
+                            .flatten()
+                            .and_then(|m| whole_stream(m.as_ref(), &host, &head));
+                        let event = match whole {
+                            Some(v) => WatchEvent::new(event_type(*kind), rv, v),
+                            None => match serde_json::to_value(decorate(&host, head)) {
+                                Ok(stub) if *kind == ChangeKind::Deleted => {
+                                    WatchEvent::new(event_type(*kind), rv, stub)
+                                }
+                                Ok(stub) => WatchEvent::lazy(event_type(*kind), rv, stub),
+                                Err(_) => return,
+                            },
+                        };
+                        sh.publish(event);
                     }
                     Change::Image { kind, image } => {
                         if let Ok(v) = serde_json::to_value(image) {
@@ -90,6 +108,17 @@ impl Api {
         self.stream_hub.close();
         self.image_hub.close();
     }
+}
+
+/// The whole stream named by `head`, as the API serves it (`None` once deleted).
+fn whole_stream(
+    meta: &dyn berth_storage::MetadataStore,
+    host: &str,
+    head: &ImageStream,
+) -> Option<Value> {
+    let (ns, name) = (&head.metadata.namespace, &head.metadata.name);
+    let s = crate::imagestream::store::read_stream(meta, ns, name).ok()??;
+    serde_json::to_value(decorate(host, s)).ok()
 }
 
 fn event_type(kind: ChangeKind) -> EventType {
@@ -156,6 +185,7 @@ impl From<Error> for StatusError {
                 message,
             } => StatusError::forbidden(resource_named(resource), &name, message),
             Error::BadRequest(m) => StatusError::bad_request(m),
+            Error::Retry => StatusError::conflict(Resource::ImageStreams, "", e_retry()),
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")
@@ -180,6 +210,10 @@ fn reach_of(caller: &Caller, auth: &AuthSettings) -> Reach {
             Reach::caller(caller.user(), move |ns| open.iter().any(|n| n == ns))
         }
     }
+}
+
+fn e_retry() -> String {
+    Error::Retry.to_string()
 }
 
 async fn read_json<T: DeserializeOwned>(body: ReqBody) -> Result<T, StatusError> {
@@ -247,6 +281,16 @@ fn to_values<T: Serialize>(items: Vec<T>) -> Vec<Value> {
         .collect()
 }
 
+/// Builds a lazy stream event's whole object when a watch delivers it.
+fn stream_resolver(streams: &ImageStreams) -> Resolver {
+    let streams = streams.clone();
+    Arc::new(move |e: &WatchEvent| {
+        let (ns, name) = (e.namespace()?, e.name());
+        let s = streams.get(ns, name).ok()?;
+        serde_json::to_value(s).ok().map(Arc::new)
+    })
+}
+
 /// A watch: replay from a resourceVersion, or the current objects as ADDED, then live changes.
 fn watch(
     hub: &Hub,
@@ -254,6 +298,7 @@ fn watch(
     namespace: Option<Namespace>,
     options: &ListOptions,
     snapshot: impl FnOnce() -> Result<(Vec<Value>, u64), StatusError>,
+    resolver: Option<Resolver>,
 ) -> Result<Response, StatusError> {
     let (sub, initial, start_rv) = match options.watch_start() {
         WatchStart::After(rv) => {
@@ -273,6 +318,7 @@ fn watch(
         }
     };
     Ok(Watch::new(sub.receiver, start_rv)
+        .resolver(resolver)
         .initial(initial)
         .options(resource, namespace, options)
         .into_response())
@@ -322,6 +368,7 @@ pub async fn handle(
                     let (items, rv) = s.list(ns.as_ref().map(|n| n.as_str()))?;
                     Ok((to_values(items), rv))
                 },
+                Some(stream_resolver(s)),
             )
         }
         ApiEndpoint::CreateImageStream { namespace } => {
@@ -400,7 +447,7 @@ pub async fn handle(
             let namespaces: Vec<String> = match &namespace {
                 Some(ns) => vec![ns.as_str().to_string()],
                 None => {
-                    let (all, _) = s.list(None)?;
+                    let all = s.list_heads(None)?;
                     let mut n: Vec<String> = all
                         .into_iter()
                         .map(|i| i.metadata.namespace)
@@ -522,12 +569,17 @@ pub async fn handle(
                 rv,
             ))
         }
-        ApiEndpoint::WatchImages { options } => {
-            watch(&api.image_hub, Resource::Images, None, &options, || {
+        ApiEndpoint::WatchImages { options } => watch(
+            &api.image_hub,
+            Resource::Images,
+            None,
+            &options,
+            || {
                 let (items, rv) = s.list_images()?;
                 Ok((to_values(items), rv))
-            })
-        }
+            },
+            None,
+        ),
         ApiEndpoint::GetImage { name } => object(StatusCode::OK, &s.get_image(&name)?),
         ApiEndpoint::DeleteImage { name } => {
             s.delete_image(&name).await?;

@@ -171,8 +171,8 @@ fn denied_v2(
     let streams = &state.api.streams;
     let actions = auth::v2_actions(endpoint, |repo| {
         streams
-            .get(repo.namespace().as_str(), repo.stream().as_str())
-            .is_ok()
+            .exists(repo.namespace().as_str(), repo.stream().as_str())
+            .unwrap_or(false)
     });
     let repo = auth::v2_repository(endpoint);
     let scoped = matches!(caller, auth::Caller::User(id) if id.scope.is_some());

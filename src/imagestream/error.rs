@@ -91,6 +91,10 @@ pub enum Error {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// A whole-stream write found the stream changed since it was read; the caller re-reads
+    /// and tries again (it only escapes after repeated losses).
+    #[error("the image stream kept changing while it was being written; try again")]
+    Retry,
     #[error("storage failure: {0}")]
     Storage(#[from] berth_storage::Error),
 }

@@ -4,7 +4,7 @@
 use super::error::Error;
 use super::history::{add_tag_event, update_tracking_tags};
 use super::reach::Reach;
-use super::store::{ensure_image, load_stream, save_stream, Change, TxResult};
+use super::store::{ensure_image, load_checked, load_tags, save_stream, Change, TxResult};
 use super::types::{now_rfc3339, Image, ImageStream, ObjectMeta, TagEvent};
 use berth_storage::{TxError, Txn};
 
@@ -46,9 +46,9 @@ pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change
         m.create_stream,
         m.public_host,
     );
-    let old = load_stream(tx, ns, name)?;
+    let old = load_tags(tx, ns, name, &[tag])?;
     let mut stream = match &old {
-        Some(s) => s.clone(),
+        Some(s) => s.stream().clone(),
         None if create_stream => new_stream(ns, name),
         None => {
             return Err(TxError::Abort(Error::NotFound {
@@ -89,13 +89,13 @@ pub fn delete_tag(
     tag: &str,
     changes: &mut Vec<Change>,
 ) -> TxResult<bool> {
-    let Some(old) = load_stream(tx, ns, name)? else {
+    let Some(old) = load_tags(tx, ns, name, &[tag])? else {
         return Ok(false);
     };
-    let mut stream = old.clone();
+    let mut stream = old.stream().clone();
     stream.spec.tags.retain(|t| t.name != tag);
     stream.status.tags.retain(|t| t.tag != tag);
-    if stream == old {
+    if stream == *old.stream() {
         return Ok(false);
     }
     // Removing a tag adds no content.
@@ -103,18 +103,18 @@ pub fn delete_tag(
     Ok(true)
 }
 
-/// Removes every history entry of `image` from the stream; tags left empty disappear.
+/// Removes every history entry of `image` from the stream `snapshot` (read whole before the
+/// transaction); tags left empty disappear. [`Error::Retry`] when the stream changed since.
 pub fn remove_image(
     tx: &mut dyn Txn,
-    ns: &str,
-    name: &str,
+    snapshot: &ImageStream,
     image: &str,
     changes: &mut Vec<Change>,
 ) -> TxResult<()> {
-    let Some(old) = load_stream(tx, ns, name)? else {
+    let Some(old) = load_checked(tx, snapshot)? else {
         return Ok(());
     };
-    let mut stream = old.clone();
+    let mut stream = old.stream().clone();
     for t in &mut stream.status.tags {
         t.items.retain(|e| e.image != image);
     }
@@ -122,7 +122,7 @@ pub fn remove_image(
         .status
         .tags
         .retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
-    if stream != old {
+    if stream != *old.stream() {
         // Pruning (image-pruner or cluster-admin) only removes entries.
         save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
     }

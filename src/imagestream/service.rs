@@ -13,7 +13,9 @@ use super::image;
 use super::mapping::{self, apply_mapping, Mapping};
 use super::reach::Reach;
 use super::spec_tags;
-use super::store::{self, delete_stream, get, keys, load_stream, save_stream};
+use super::store::{
+    self, delete_stream, get, keys, load_checked, load_head, load_tags, save_stream,
+};
 use super::types::*;
 use crate::registry::{Namespace, Registry, StreamName};
 
@@ -160,20 +162,41 @@ impl ImageStreams {
 
     // ---- streams
 
+    /// The whole stream (every tag and history entry).
     pub fn get(&self, ns: &str, name: &str) -> Result<ImageStream> {
-        let bytes = self
+        let s = store::read_stream(self.registry.metadata().as_ref(), ns, name)?
+            .ok_or_else(|| Self::not_found(name))?;
+        Ok(self.decorate(s))
+    }
+
+    /// Whether the stream exists (one read, whatever its size).
+    pub fn exists(&self, ns: &str, name: &str) -> Result<bool> {
+        Ok(self
             .registry
             .metadata()
             .get(&keys::stream(ns, name))?
-            .ok_or_else(|| Self::not_found(name))?;
-        Ok(self.decorate(decode(&bytes)?))
+            .is_some())
     }
 
     /// Streams of `ns` (or of every namespace), with the resourceVersion the list reflects.
     pub fn list(&self, ns: Option<&str>) -> Result<(Vec<ImageStream>, u64)> {
-        let meta = self.registry.metadata();
         // Read the version first: a watch from it can only replay more, never miss.
         let rv = self.resource_version()?;
+        let mut out = Vec::new();
+        for head in self.list_heads(ns)? {
+            let (ns, name) = (&head.metadata.namespace, &head.metadata.name);
+            // A stream deleted since the scan is simply not listed.
+            if let Some(s) = store::read_stream(self.registry.metadata().as_ref(), ns, name)? {
+                out.push(self.decorate(s));
+            }
+        }
+        Ok((out, rv))
+    }
+
+    /// The heads (metadata and spec without tags) of the streams of `ns`, or of every
+    /// namespace.
+    pub fn list_heads(&self, ns: Option<&str>) -> Result<Vec<ImageStream>> {
+        let meta = self.registry.metadata();
         let prefix = keys::streams(ns);
         let mut out = Vec::new();
         let mut after: Option<Vec<u8>> = None;
@@ -182,10 +205,42 @@ impl ImageStreams {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (_, v) in page {
-                out.push(self.decorate(decode(&v)?));
+                out.push(decode(&v)?);
             }
         }
-        Ok((out, rv))
+        Ok(out)
+    }
+
+    /// Runs a whole-stream write: reads the stream, then runs `body` in a transaction that
+    /// starts from that snapshot, again when the stream changed in between.
+    async fn write_whole<T, F>(&self, ns: &str, name: &str, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Txn, Option<store::Loaded>, &mut Vec<super::Change>) -> store::TxResult<T>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let body = std::sync::Arc::new(body);
+        for _ in 0..crate::registry::MAX_STREAM_RETRIES {
+            let snapshot = store::read_stream(self.registry.metadata().as_ref(), ns, name)?;
+            let body = body.clone();
+            let result = self
+                .registry
+                .write_changes_as(move |tx, changes| {
+                    let loaded = match &snapshot {
+                        Some(s) => load_checked(tx, s)?,
+                        None => None,
+                    };
+                    body(tx, loaded, changes)
+                })
+                .await;
+            match result {
+                Err(Error::Retry) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Retry)
     }
 
     pub async fn create(
@@ -208,11 +263,18 @@ impl ImageStreams {
             });
         }
         let host = self.host().to_string();
+        let sources = spec_tags::Sources::prepare(
+            self.registry.metadata().as_ref(),
+            ns,
+            &name,
+            &stream.spec.tags,
+            &reach,
+        )?;
         let ns = ns.to_string();
         let created = self
             .registry
             .write_changes_as(move |tx, changes| {
-                if load_stream(tx, &ns, &name)?.is_some() {
+                if load_head(tx, &ns, &name)?.is_some() {
                     return abort(Error::AlreadyExists {
                         resource: "imagestreams",
                         name: name.clone(),
@@ -230,7 +292,7 @@ impl ImageStreams {
                 s.normalize();
                 let changed = spec_tags::assign_generations(None, &mut s);
                 let mut reach = reach.clone();
-                spec_tags::process(tx, &mut s, &changed, &host, &mut reach)?;
+                spec_tags::process(tx, &mut s, &changed, &host, &mut reach, &sources)?;
                 save_stream(tx, None, &mut s, changes, &reach)?;
                 Ok(s)
             })
@@ -313,13 +375,25 @@ impl ImageStreams {
                 causes,
             });
         }
-        let (ns, name, host) = (ns.to_string(), name.to_string(), self.host().to_string());
+        let sources = if status_only {
+            spec_tags::Sources::default()
+        } else {
+            spec_tags::Sources::prepare(
+                self.registry.metadata().as_ref(),
+                ns,
+                name,
+                &new.spec.tags,
+                &reach,
+            )?
+        };
+        let (name_c, host) = (name.to_string(), self.host().to_string());
         let updated = self
-            .registry
-            .write_changes_as(move |tx, changes| {
-                let Some(old) = load_stream(tx, &ns, &name)? else {
+            .write_whole(ns, name, move |tx, loaded, changes| {
+                let name = name_c.clone();
+                let Some(loaded) = loaded else {
                     return abort(Self::not_found(&name));
                 };
+                let old = loaded.stream();
                 if old.metadata.resource_version != new.metadata.resource_version {
                     return abort(Error::Conflict {
                         resource: "imagestreams",
@@ -347,26 +421,26 @@ impl ImageStreams {
                     if s.spec != old.spec || s.metadata.generation == 0 {
                         s.metadata.generation += 1;
                     }
-                    let changed = spec_tags::assign_generations(Some(&old), &mut s);
-                    spec_tags::process(tx, &mut s, &changed, &host, &mut reach)?;
+                    let changed = spec_tags::assign_generations(Some(old), &mut s);
+                    spec_tags::process(tx, &mut s, &changed, &host, &mut reach, &sources)?;
                 }
-                save_stream(tx, Some(&old), &mut s, changes, &reach)?;
+                save_stream(tx, Some(&loaded), &mut s, changes, &reach)?;
                 Ok(s)
             })
             .await?;
+        // The write's copy holds every tag; its history is what was stored.
         Ok(self.decorate(updated))
     }
 
     pub async fn delete(&self, ns: &str, name: &str) -> Result<ImageStream> {
-        let (ns, name) = (ns.to_string(), name.to_string());
+        let name_c = name.to_string();
         let gone = self
-            .registry
-            .write_changes_as(move |tx, changes| {
-                let Some(old) = load_stream(tx, &ns, &name)? else {
-                    return abort(Self::not_found(&name));
+            .write_whole(ns, name, move |tx, loaded, changes| {
+                let Some(old) = loaded else {
+                    return abort(Self::not_found(&name_c));
                 };
                 delete_stream(tx, &old, changes)?;
-                Ok(old)
+                Ok(old.stream().clone())
             })
             .await?;
         Ok(self.decorate(gone))
@@ -420,13 +494,12 @@ impl ImageStreams {
             resource: "imagestreamtags",
             name: format!("{stream}:{tag}"),
         };
-        let s = self.get(ns, stream).map_err(|e| match e {
-            Error::NotFound { .. } => Error::NotFound {
+        let s = store::read_tag(self.registry.metadata().as_ref(), ns, stream, tag)?
+            .map(|s| self.decorate(s))
+            .ok_or_else(|| Error::NotFound {
                 resource: "imagestreamtags",
                 name: stream.to_string(),
-            },
-            other => other,
-        })?;
+            })?;
         let image_name = s.current_image(tag).ok_or_else(missing)?.to_string();
         let image = self.image_of(&image_name)?.ok_or_else(missing)?;
         Ok(self.istag_view(&s, tag, image))
@@ -434,9 +507,13 @@ impl ImageStreams {
 
     /// Every tag with an image of every stream in `ns` (image carries only name and reference).
     pub fn list_tags(&self, ns: &str) -> Result<Vec<ImageStreamTag>> {
-        let (streams, _) = self.list(Some(ns))?;
+        let meta = self.registry.metadata();
         let mut out = Vec::new();
-        for s in &streams {
+        for head in self.list_heads(Some(ns))? {
+            let Some(s) = store::read_tops(meta.as_ref(), ns, &head.metadata.name)? else {
+                continue;
+            };
+            let s = &self.decorate(s);
             for t in &s.status.tags {
                 let Some(image) = s.current_image(&t.tag) else {
                     continue;
@@ -506,6 +583,16 @@ impl ImageStreams {
             });
         }
         let expected_rv = body.metadata.resource_version.clone();
+        let sources = spec_tags::Sources::prepare(
+            self.registry.metadata().as_ref(),
+            ns,
+            stream,
+            std::slice::from_ref(&spec),
+            &reach,
+        )?;
+        // The tag, and a tag of this stream it tracks (its top is copied).
+        let mut load: Vec<String> = vec![tag.to_string()];
+        load.extend(spec_tags::source_tag_in_stream(ns, stream, &spec));
         let (nsc, streamc, tagc, host) = (
             ns.to_string(),
             stream.to_string(),
@@ -514,7 +601,9 @@ impl ImageStreams {
         );
         self.registry
             .write_changes_as(move |tx, changes| {
-                let old = load_stream(tx, &nsc, &streamc)?;
+                let names: Vec<&str> = load.iter().map(String::as_str).collect();
+                let loaded = load_tags(tx, &nsc, &streamc, &names)?;
+                let old = loaded.as_ref().map(|l| l.stream());
                 if !expected_rv.is_empty() {
                     match &old {
                         None => {
@@ -543,7 +632,7 @@ impl ImageStreams {
                     });
                 }
                 let mut s = old
-                    .clone()
+                    .cloned()
                     .unwrap_or_else(|| mapping::new_stream(&nsc, &streamc));
                 let mut spec = spec.clone();
                 spec.generation = if spec.generation == Some(0) {
@@ -557,9 +646,9 @@ impl ImageStreams {
                 if old.is_some() {
                     s.metadata.generation += 1;
                 }
-                let changed = spec_tags::assign_generations(old.as_ref(), &mut s);
+                let changed = spec_tags::assign_generations(old, &mut s);
                 let mut reach = reach.clone();
-                spec_tags::process(tx, &mut s, &changed, &host, &mut reach).map_err(
+                spec_tags::process(tx, &mut s, &changed, &host, &mut reach, &sources).map_err(
                     |e| match e {
                         // istag bodies name the field `tag.from`, not `spec.tags[i].from`.
                         TxError::Abort(Error::Invalid { causes, .. }) => {
@@ -578,11 +667,13 @@ impl ImageStreams {
                         other => other,
                     },
                 )?;
-                save_stream(tx, old.as_ref(), &mut s, changes, &reach)?;
+                save_stream(tx, loaded.as_ref(), &mut s, changes, &reach)?;
                 Ok(())
             })
             .await?;
-        let s = self.get(ns, stream)?;
+        let s = store::read_tag(self.registry.metadata().as_ref(), ns, stream, tag)?
+            .map(|s| self.decorate(s))
+            .ok_or_else(|| Self::not_found(stream))?;
         let image = match s.current_image(tag) {
             Some(i) => self.image_of(i)?.unwrap_or_default(),
             None => Image::default(),
@@ -608,14 +699,18 @@ impl ImageStreams {
     // ---- isimage, mapping, images
 
     pub fn get_stream_image(&self, ns: &str, stream: &str, id: &str) -> Result<ImageStreamImage> {
-        let s = self.get(ns, stream).map_err(|e| match e {
-            Error::NotFound { .. } => Error::NotFound {
-                resource: "imagestreamimages",
-                name: stream.to_string(),
-            },
-            other => other,
-        })?;
-        let (image_name, _) = spec_tags::resolve_image_id(&s, id)?;
+        let meta = self.registry.metadata();
+        let s: ImageStream = match meta.get(&keys::stream(ns, stream))? {
+            Some(b) => decode(&b)?,
+            None => {
+                return Err(Error::NotFound {
+                    resource: "imagestreamimages",
+                    name: stream.to_string(),
+                })
+            }
+        };
+        let found = spec_tags::lookup(meta.as_ref(), ns, stream, id)?;
+        let image_name = spec_tags::one_image(stream, id, found)?;
         let image = self.image_of(&image_name)?.ok_or_else(|| Error::NotFound {
             resource: "imagestreamimages",
             name: format!("{stream}@{id}"),

@@ -4,10 +4,12 @@
 
 use super::error::{Cause, Error};
 use super::history::{add_tag_event, update_tracking_tags};
+use std::collections::HashMap;
+
 use super::reach::Reach;
-use super::store::{load_stream, TxResult};
+use super::store::{self, image_in_stream, load_head, TxResult};
 use super::types::{now_rfc3339, ImageStream, TagEvent, TagReference};
-use berth_storage::{TxError, Txn};
+use berth_storage::{MetadataStore, TxError, Txn};
 
 pub const IMPORT_MODES: [&str; 3] = ["", "Legacy", "PreserveOriginal"];
 
@@ -99,51 +101,85 @@ pub fn assign_generations(old: Option<&ImageStream>, new: &mut ImageStream) -> V
     changed
 }
 
-/// The id (digest or prefix) → image resolution over a stream's whole history (§3.3). An id
-/// with no hex digits matches nothing (it would match every image).
-pub fn resolve_image_id(stream: &ImageStream, id: &str) -> Result<(String, String), Error> {
-    let mut found: Vec<(String, String)> = Vec::new();
+/// Candidate images of ImageStreamImage sources, looked up before the write's transaction
+/// (prefix lookups are scans, which transactions cannot do); the transaction checks again that
+/// the one it uses is still in the stream.
+#[derive(Debug, Default)]
+pub struct Sources {
+    images: HashMap<(String, String, String), Vec<String>>,
+}
+
+impl Sources {
+    /// Looks up the ImageStreamImage sources of `tags` in stream `ns/name`. A source in
+    /// another namespace needs `reach` to view it, checked before anything is looked up.
+    pub fn prepare(
+        meta: &dyn MetadataStore,
+        ns: &str,
+        name: &str,
+        tags: &[TagReference],
+        reach: &Reach,
+    ) -> Result<Sources, Error> {
+        let mut sources = Sources::default();
+        for t in tags {
+            let Some(from) = &t.from else { continue };
+            let from_ns = if from.namespace.is_empty() {
+                ns
+            } else {
+                from.namespace.as_str()
+            };
+            if from.kind != "DockerImage" {
+                reach.check_namespace(from_ns)?;
+            }
+            if from.kind != "ImageStreamImage" {
+                continue;
+            }
+            let (stream, id) = from.name.split_once('@').unwrap_or((name, &from.name));
+            let key = (from_ns.to_string(), stream.to_string(), id.to_string());
+            let found = lookup(meta, from_ns, stream, id)?;
+            sources.images.insert(key, found);
+        }
+        Ok(sources)
+    }
+}
+
+/// The images of stream `ns/name` whose id starts with `id` (a digest, or a prefix of either
+/// the whole id or its hex part). An id with no hex digits matches nothing (it would match
+/// every image).
+pub fn lookup(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+    id: &str,
+) -> Result<Vec<String>, Error> {
     let hex_part = id.split_once(':').map_or(id, |(_, h)| h);
     if hex_part.is_empty() {
-        return Err(Error::NotFound {
-            resource: "imagestreamimages",
-            name: format!("{}@{id}", stream.metadata.name),
-        });
+        return Ok(Vec::new());
     }
-    for t in &stream.status.tags {
-        for e in &t.items {
-            let hex = e.image.split_once(':').map(|(_, h)| h).unwrap_or(&e.image);
-            if !e.image.is_empty()
-                && (e.image.starts_with(id) || hex.starts_with(id))
-                && !found.iter().any(|(i, _)| i == &e.image)
-            {
-                found.push((e.image.clone(), e.docker_image_reference.clone()));
-            }
-        }
-    }
+    Ok(store::images_matching(meta, ns, name, id)?)
+}
+
+/// The one image `found` names, or the §3.3 errors (NotFound; Conflict listing the matches).
+pub fn one_image(stream: &str, id: &str, mut found: Vec<String>) -> Result<String, Error> {
     match found.len() {
         0 => Err(Error::NotFound {
             resource: "imagestreamimages",
-            name: format!("{}@{id}", stream.metadata.name),
+            name: format!("{stream}@{id}"),
         }),
         1 => Ok(found.remove(0)),
         _ => Err(Error::Conflict {
             resource: "imagestreamimages",
-            name: format!("{}@{id}", stream.metadata.name),
+            name: format!("{stream}@{id}"),
             message: format!(
                 "multiple images match the prefix {id:?}: {}",
-                found
-                    .iter()
-                    .map(|(i, _)| i.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                found.join(", ")
             ),
         }),
     }
 }
 
 /// Applies the immediate status effect of each changed spec tag (§3.3), then tracking tags.
-/// A source in another namespace needs `reach` to view it, checked before it is looked up;
+/// `stream` holds the changed tags, their trackers and any tag of this stream they track. A
+/// source in another namespace needs `reach` to view it, checked before it is looked up;
 /// images resolved from a source its repository serves are vouched for in `reach`.
 pub fn process(
     tx: &mut dyn Txn,
@@ -151,6 +187,7 @@ pub fn process(
     changed: &[String],
     public_host: &str,
     reach: &mut Reach,
+    sources: &Sources,
 ) -> TxResult<()> {
     let ns = stream.metadata.namespace.clone();
     let own = stream.metadata.name.clone();
@@ -191,51 +228,48 @@ pub fn process(
                     ));
                     continue;
                 }
-                let (source, src_tag) = source_stream(tx, stream, &from_ns, &from.name, ':')?;
-                let Some(source) = source else {
-                    causes.push(Cause::not_found(field, &from.name));
-                    continue;
-                };
-                let top = source.status_tag(&src_tag).and_then(|t| t.items.first());
-                if let Some(top) = top {
-                    vouch(tx, reach, &source, &top.image)?;
+                let src_tag = from
+                    .name
+                    .split_once(':')
+                    .map_or(from.name.as_str(), |(_, t)| t);
+                let top = stream
+                    .status_tag(src_tag)
+                    .and_then(|t| t.items.first())
+                    .cloned();
+                if let (Some(top), Some(repo)) = (&top, repo_name(&ns, &own)) {
+                    reach.source_readable(tx, &repo, &top.image)?;
                 }
                 top.map(|top| TagEvent {
                     generation,
                     docker_image_reference: local_reference(
                         &top.docker_image_reference,
                         &top.image,
-                        &source,
+                        (&ns, &own),
                         &ns,
                         &own,
                         public_host,
                     ),
-                    ..top.clone()
+                    ..top
                 })
             }
             "ImageStreamImage" => {
-                let (source, id) = source_stream(tx, stream, &from_ns, &from.name, '@')?;
-                let Some(source) = source else {
+                let (src, id) = from
+                    .name
+                    .split_once('@')
+                    .unwrap_or((own.as_str(), &from.name));
+                let exists =
+                    (src == own && from_ns == ns) || load_head(tx, &from_ns, src)?.is_some();
+                if !exists {
                     causes.push(Cause::not_found(field, &from.name));
                     continue;
-                };
-                match resolve_image_id(&source, &id) {
-                    Ok((image, reference)) => {
-                        vouch(tx, reach, &source, &image)?;
-                        Some(TagEvent {
-                            created: now_rfc3339(),
-                            docker_image_reference: local_reference(
-                                &reference,
-                                &image,
-                                &source,
-                                &ns,
-                                &own,
-                                public_host,
-                            ),
-                            image,
-                            generation,
-                        })
-                    }
+                }
+                let found = sources
+                    .images
+                    .get(&(from_ns.clone(), src.to_string(), id.to_string()))
+                    .cloned()
+                    .unwrap_or_default();
+                let image = match one_image(src, id, found) {
+                    Ok(image) => image,
                     Err(Error::Conflict { message, .. }) => {
                         causes.push(Cause::invalid(field, &from.name, &message));
                         continue;
@@ -244,7 +278,28 @@ pub fn process(
                         causes.push(Cause::not_found(field, &from.name));
                         continue;
                     }
+                };
+                // Looked up before the transaction: it must still be there.
+                let Some(reference) = image_in_stream(tx, &from_ns, src, &image)? else {
+                    causes.push(Cause::not_found(field, &from.name));
+                    continue;
+                };
+                if let Some(repo) = repo_name(&from_ns, src) {
+                    reach.source_readable(tx, &repo, &image)?;
                 }
+                Some(TagEvent {
+                    created: now_rfc3339(),
+                    docker_image_reference: local_reference(
+                        &reference,
+                        &image,
+                        (&from_ns, src),
+                        &ns,
+                        &own,
+                        public_host,
+                    ),
+                    image,
+                    generation,
+                })
             }
             _ => None,
         };
@@ -264,15 +319,21 @@ pub fn process(
     Ok(())
 }
 
-/// Vouches for `image` if `source`'s repository serves it.
-fn vouch(tx: &mut dyn Txn, reach: &mut Reach, source: &ImageStream, image: &str) -> TxResult<()> {
-    let repo = crate::registry::RepositoryName::parse(&format!(
-        "{}/{}",
-        source.metadata.namespace, source.metadata.name
-    ));
-    match repo {
-        Ok(repo) => reach.source_readable(tx, &repo, image),
-        Err(_) => Ok(()),
+fn repo_name(ns: &str, name: &str) -> Option<crate::registry::RepositoryName> {
+    crate::registry::RepositoryName::parse(&format!("{ns}/{name}")).ok()
+}
+
+/// The tag of this stream a spec tag's ImageStreamTag source names, if it is in this stream
+/// (a write loads it alongside the tag).
+pub fn source_tag_in_stream(ns: &str, name: &str, spec: &TagReference) -> Option<String> {
+    let from = spec.from.as_ref()?;
+    if from.kind != "ImageStreamTag" || !(from.namespace.is_empty() || from.namespace == ns) {
+        return None;
+    }
+    match from.name.split_once(':') {
+        None => Some(from.name.clone()),
+        Some((s, t)) if s == name => Some(t.to_string()),
+        Some(_) => None,
     }
 }
 
@@ -286,41 +347,17 @@ fn other_stream(this: &ImageStream, from_ns: &str, from_name: &str) -> Option<St
         .then(|| format!("{from_ns}/{from_name}"))
 }
 
-/// The stream a `from` name (`<x>` or `<stream><sep><x>`) points into, and its `<x>`. A bare
-/// name means this stream; a missing stream is `None`.
-fn source_stream(
-    tx: &mut dyn Txn,
-    this: &ImageStream,
-    from_ns: &str,
-    from_name: &str,
-    sep: char,
-) -> TxResult<(Option<ImageStream>, String)> {
-    let (name, rest) = match from_name.split_once(sep) {
-        Some((s, x)) => (s, x),
-        None => (this.metadata.name.as_str(), from_name),
-    };
-    let source = if name == this.metadata.name && from_ns == this.metadata.namespace {
-        Some(this.clone())
-    } else {
-        load_stream(tx, from_ns, name)?
-    };
-    Ok((source, rest.to_string()))
-}
-
 /// A reference into the source stream's repository on this registry is rewritten to this
 /// stream, so the image is pulled through the stream it is tagged into (§3.3).
 fn local_reference(
     reference: &str,
     image: &str,
-    source: &ImageStream,
+    (source_ns, source_name): (&str, &str),
     ns: &str,
     name: &str,
     public_host: &str,
 ) -> String {
-    let source_repo = format!(
-        "{public_host}/{}/{}@",
-        source.metadata.namespace, source.metadata.name
-    );
+    let source_repo = format!("{public_host}/{source_ns}/{source_name}@");
     if !image.is_empty() && reference.starts_with(&source_repo) {
         format!("{public_host}/{ns}/{name}@{image}")
     } else {

@@ -1,27 +1,93 @@
-//! Image streams and images in the metadata store, inside a transaction.
+//! Image streams and images in the metadata store: the one module that reads and writes their
+//! records.
 //!
-//! Every stream write goes through [`save_stream`], which keeps the derived indexes true in
-//! the same transaction: the tag index the registry pulls and lists from
-//! (`tag\0<ns>/<stream>\0<tag>` → top image), and the repository links that let a stream serve
-//! the content of every image in its tags' tops. It also bumps the store-wide resourceVersion.
+//! A stream is many small records, so a write touches only what it changes, however many tags
+//! and history entries the stream has (see ARCHITECTURE.md for the layout):
+//! - `is\0<ns>\0<name>`: the stream's head: metadata and spec without tags (format 2; format 1
+//!   was the whole stream in one value, converted at start-up by [`migrate`]);
+//! - `ist\0<ns>\0<name>\0<tag>`: one spec tag;
+//! - `iss\0<ns>\0<name>\0<tag>`: one status tag's conditions and the range of its events;
+//! - `ise\0<ns>\0<name>\0<tag>\0<!seq>`: one history event; keys count down so a scan lists
+//!   the newest first, and a tag's events are always the contiguous sequence numbers
+//!   `next - count .. next`, so the top is found without a scan;
+//! - `isi\0<ns>\0<name>\0<image>`: how many events of the stream name an image (resolving
+//!   image ids, and telling whether an image is new to the stream);
+//! - `itk\0<ns>\0<name>\0<tag>`: the spec tags of the stream that track `<tag>`;
+//! - and the registry's derived tag index `tag\0<ns>/<name>\0<tag>` (top image per tag).
+//!
+//! Writes load what they need with [`load_tags`] (the head, the named tags and the tags that
+//! track them, each with its top event only) and store the result with [`save_stream`], which
+//! writes only records that changed, bumps the store-wide resourceVersion, keeps the tag index
+//! and content links true, and applies the content-reachability rule. Writes that replace the
+//! whole stream (PUT, delete, pruning) read it with [`read_stream`] outside the transaction and
+//! check inside it, with [`load_checked`], that nothing changed meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use berth_storage::record::{decode, encode};
-use berth_storage::{Digest, Record, TxError, Txn};
+use berth_storage::{Digest, MetadataStore, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
 use super::reach::Reach;
-use super::types::{Image, ImageStream};
+use super::types::{Image, ImageStream, NamedTagEventList, TagEvent, TagEventCondition};
 use crate::registry::records::{keys as reg_keys, Link, PullThroughRecord, TagRecord};
 use crate::registry::{RepositoryName, Tag};
 
 impl Record for ImageStream {
     const KIND: &'static str = "imagestream";
-    const VERSION: u8 = 1;
+    /// 2: the head only. 1 (whole stream in one value) is read by [`migrate`] alone.
+    const VERSION: u8 = 2;
 }
 
 impl Record for Image {
     const KIND: &'static str = "image";
+    const VERSION: u8 = 1;
+}
+
+impl Record for super::types::TagReference {
+    const KIND: &'static str = "spectag";
+    const VERSION: u8 = 1;
+}
+
+impl Record for TagEvent {
+    const KIND: &'static str = "tagevent";
+    const VERSION: u8 = 1;
+}
+
+/// A status tag without its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct StatusHead {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<TagEventCondition>,
+    /// The next event's sequence number; the top event is `next - 1`.
+    next: u64,
+    /// Events kept: sequence numbers `next - count .. next`.
+    count: u64,
+}
+impl Record for StatusHead {
+    const KIND: &'static str = "statustag";
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ImageRefs {
+    count: u64,
+    /// The pull spec of the newest event naming the image (what tagging it by id records).
+    #[serde(default)]
+    reference: String,
+}
+impl Record for ImageRefs {
+    const KIND: &'static str = "imagerefs";
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Trackers {
+    tags: BTreeSet<String>,
+}
+impl Record for Trackers {
+    const KIND: &'static str = "trackers";
     const VERSION: u8 = 1;
 }
 
@@ -37,15 +103,52 @@ impl Record for Counter {
 pub type TxResult<T> = Result<T, TxError<Error>>;
 
 pub mod keys {
+    fn key(parts: &[&str]) -> Vec<u8> {
+        parts.join("\0").into_bytes()
+    }
+    fn prefix(parts: &[&str]) -> Vec<u8> {
+        let mut k = key(parts);
+        k.push(0);
+        k
+    }
     pub fn stream(ns: &str, name: &str) -> Vec<u8> {
-        format!("is\0{ns}\0{name}").into_bytes()
+        key(&["is", ns, name])
     }
     /// Every stream of a namespace, or of all namespaces with `None`.
     pub fn streams(ns: Option<&str>) -> Vec<u8> {
         match ns {
-            Some(ns) => format!("is\0{ns}\0").into_bytes(),
+            Some(ns) => prefix(&["is", ns]),
             None => b"is\0".to_vec(),
         }
+    }
+    pub fn spec_tag(ns: &str, name: &str, tag: &str) -> Vec<u8> {
+        key(&["ist", ns, name, tag])
+    }
+    pub fn spec_tags(ns: &str, name: &str) -> Vec<u8> {
+        prefix(&["ist", ns, name])
+    }
+    pub fn status_tag(ns: &str, name: &str, tag: &str) -> Vec<u8> {
+        key(&["iss", ns, name, tag])
+    }
+    pub fn status_tags(ns: &str, name: &str) -> Vec<u8> {
+        prefix(&["iss", ns, name])
+    }
+    pub fn event(ns: &str, name: &str, tag: &str, seq: u64) -> Vec<u8> {
+        let mut k = events(ns, name, tag);
+        k.extend_from_slice(format!("{:016x}", u64::MAX - seq).as_bytes());
+        k
+    }
+    pub fn events(ns: &str, name: &str, tag: &str) -> Vec<u8> {
+        prefix(&["ise", ns, name, tag])
+    }
+    pub fn image_refs(ns: &str, name: &str, image: &str) -> Vec<u8> {
+        key(&["isi", ns, name, image])
+    }
+    pub fn image_refs_of(ns: &str, name: &str) -> Vec<u8> {
+        prefix(&["isi", ns, name])
+    }
+    pub fn trackers(ns: &str, name: &str, tag: &str) -> Vec<u8> {
+        key(&["itk", ns, name, tag])
     }
     pub fn image(name: &str) -> Vec<u8> {
         format!("image\0{name}").into_bytes()
@@ -56,9 +159,11 @@ pub mod keys {
     pub const RESOURCE_VERSION: &[u8] = b"meta\0resourceVersion";
 }
 
-/// What a committed transaction changed, for watchers. Carries the object as written.
+/// What a committed transaction changed, for watchers and controllers.
 #[derive(Debug, Clone)]
 pub enum Change {
+    /// `stream` holds the head as written and the tags this write loaded (not the whole
+    /// stream: watchers that want it read it; for a delete, the head alone).
     Stream {
         kind: ChangeKind,
         stream: ImageStream,
@@ -84,9 +189,7 @@ pub fn get<R: Record>(tx: &mut dyn Txn, key: &[u8]) -> TxResult<Option<R>> {
 }
 
 /// The store-wide resourceVersion now.
-pub fn current_resource_version(
-    meta: &dyn berth_storage::MetadataStore,
-) -> berth_storage::Result<u64> {
+pub fn current_resource_version(meta: &dyn MetadataStore) -> berth_storage::Result<u64> {
     match meta.get(keys::RESOURCE_VERSION)? {
         Some(bytes) => Ok(decode::<Counter>(&bytes)?.value),
         None => Ok(0),
@@ -101,8 +204,226 @@ pub fn next_resource_version(tx: &mut dyn Txn) -> TxResult<u64> {
     Ok(c.value)
 }
 
-pub fn load_stream(tx: &mut dyn Txn, ns: &str, name: &str) -> TxResult<Option<ImageStream>> {
+/// A stream as a write loaded it: which tags it holds, and how their events are stored.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub stream: ImageStream,
+    /// The status heads of the loaded status tags.
+    heads: BTreeMap<String, StatusHead>,
+    /// Spec tags looked at (present or not): only these are compared on save.
+    spec_scope: BTreeSet<String>,
+    /// Whether every event of every tag is loaded (a whole-stream write).
+    full: bool,
+}
+
+impl Loaded {
+    /// The stream as loaded (only the loaded tags, unless a whole-stream write).
+    pub fn stream(&self) -> &ImageStream {
+        &self.stream
+    }
+}
+
+/// The stream's head (metadata, spec without tags), inside a transaction.
+pub fn load_head(tx: &mut dyn Txn, ns: &str, name: &str) -> TxResult<Option<ImageStream>> {
     get(tx, &keys::stream(ns, name))
+}
+
+/// The head plus `tags` and every spec tag that tracks them (transitively), each status tag
+/// with its top event only: what a push, a tag, an import or a rollback reads.
+pub fn load_tags(
+    tx: &mut dyn Txn,
+    ns: &str,
+    name: &str,
+    tags: &[&str],
+) -> TxResult<Option<Loaded>> {
+    let Some(mut stream) = load_head(tx, ns, name)? else {
+        return Ok(None);
+    };
+    let mut heads = BTreeMap::new();
+    let mut spec_scope = BTreeSet::new();
+    let mut pending: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    while let Some(tag) = pending.pop() {
+        if !spec_scope.insert(tag.clone()) {
+            continue;
+        }
+        if let Some(spec) = get(tx, &keys::spec_tag(ns, name, &tag))? {
+            stream.spec.tags.push(spec);
+        }
+        if let Some(head) = get::<StatusHead>(tx, &keys::status_tag(ns, name, &tag))? {
+            let mut items = Vec::new();
+            if head.count > 0 {
+                if let Some(top) = get(tx, &keys::event(ns, name, &tag, head.next - 1))? {
+                    items.push(top);
+                }
+            }
+            stream.status.tags.push(NamedTagEventList {
+                tag: tag.clone(),
+                items,
+                conditions: head.conditions.clone(),
+            });
+            heads.insert(tag.clone(), head);
+        }
+        if let Some(t) = get::<Trackers>(tx, &keys::trackers(ns, name, &tag))? {
+            pending.extend(t.tags);
+        }
+    }
+    stream.normalize();
+    Ok(Some(Loaded {
+        stream,
+        heads,
+        spec_scope,
+        full: false,
+    }))
+}
+
+/// The whole stream, read outside any transaction (scans), or `None` when it does not exist.
+pub fn read_stream(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+) -> berth_storage::Result<Option<ImageStream>> {
+    read_with(meta, ns, name, true)
+}
+
+/// The stream with every tag but only each tag's top event (listing istags).
+pub fn read_tops(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+) -> berth_storage::Result<Option<ImageStream>> {
+    read_with(meta, ns, name, false)
+}
+
+fn read_with(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+    history: bool,
+) -> berth_storage::Result<Option<ImageStream>> {
+    let Some(bytes) = meta.get(&keys::stream(ns, name))? else {
+        return Ok(None);
+    };
+    let mut stream: ImageStream = decode(&bytes)?;
+    stream.spec.tags = scan_values(meta, &keys::spec_tags(ns, name))?;
+    let base = keys::status_tags(ns, name);
+    for (k, v) in scan_all(meta, &base)? {
+        let tag = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+        let head: StatusHead = decode(&v)?;
+        let items = match (head.count, history) {
+            (0, _) => Vec::new(),
+            (_, true) => scan_values(meta, &keys::events(ns, name, &tag))?,
+            (_, false) => top_event(meta, (ns, name, &tag), &head)?
+                .into_iter()
+                .collect(),
+        };
+        stream.status.tags.push(NamedTagEventList {
+            tag,
+            items,
+            conditions: head.conditions,
+        });
+    }
+    Ok(Some(stream))
+}
+
+fn top_event(
+    meta: &dyn MetadataStore,
+    (ns, name, tag): (&str, &str, &str),
+    head: &StatusHead,
+) -> berth_storage::Result<Option<TagEvent>> {
+    if head.count == 0 {
+        return Ok(None);
+    }
+    match meta.get(&keys::event(ns, name, tag, head.next - 1))? {
+        Some(v) => Ok(Some(decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// The head and one tag (spec, and status with its top event only), outside a transaction.
+pub fn read_tag(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+    tag: &str,
+) -> berth_storage::Result<Option<ImageStream>> {
+    let Some(bytes) = meta.get(&keys::stream(ns, name))? else {
+        return Ok(None);
+    };
+    let mut stream: ImageStream = decode(&bytes)?;
+    if let Some(v) = meta.get(&keys::spec_tag(ns, name, tag))? {
+        stream.spec.tags.push(decode(&v)?);
+    }
+    if let Some(v) = meta.get(&keys::status_tag(ns, name, tag))? {
+        let head: StatusHead = decode(&v)?;
+        stream.status.tags.push(NamedTagEventList {
+            tag: tag.to_string(),
+            items: top_event(meta, (ns, name, tag), &head)?
+                .into_iter()
+                .collect(),
+            conditions: head.conditions,
+        });
+    }
+    Ok(Some(stream))
+}
+
+fn scan_all(meta: &dyn MetadataStore, prefix: &[u8]) -> berth_storage::Result<Vec<KeyValue>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = meta.scan(prefix, after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+fn scan_values<R: Record>(
+    meta: &dyn MetadataStore,
+    prefix: &[u8],
+) -> berth_storage::Result<Vec<R>> {
+    scan_all(meta, prefix)?
+        .into_iter()
+        .map(|(_, v)| decode(&v))
+        .collect()
+}
+
+/// `snapshot` (from [`read_stream`]) as a whole-stream write's starting point, if the stream
+/// has not changed since it was read; [`Error::Retry`] otherwise.
+pub fn load_checked(tx: &mut dyn Txn, snapshot: &ImageStream) -> TxResult<Option<Loaded>> {
+    let (ns, name) = (&snapshot.metadata.namespace, &snapshot.metadata.name);
+    let Some(head) = load_head(tx, ns, name)? else {
+        return Ok(None);
+    };
+    if head.metadata.resource_version != snapshot.metadata.resource_version {
+        return Err(TxError::Abort(Error::Retry));
+    }
+    let mut heads = BTreeMap::new();
+    for t in &snapshot.status.tags {
+        if let Some(h) = get::<StatusHead>(tx, &keys::status_tag(ns, name, &t.tag))? {
+            heads.insert(t.tag.clone(), h);
+        }
+    }
+    let mut stream = snapshot.clone();
+    stream.normalize();
+    Ok(Some(Loaded {
+        spec_scope: stream.spec.tags.iter().map(|t| t.name.clone()).collect(),
+        stream,
+        heads,
+        full: true,
+    }))
+}
+
+/// A loaded view of a stream that does not exist yet.
+pub fn fresh(stream: ImageStream) -> Loaded {
+    Loaded {
+        stream,
+        heads: BTreeMap::new(),
+        spec_scope: BTreeSet::new(),
+        full: true,
+    }
 }
 
 fn repo_of(stream: &ImageStream) -> Option<RepositoryName> {
@@ -113,12 +434,17 @@ fn repo_of(stream: &ImageStream) -> Option<RepositoryName> {
     .ok()
 }
 
-/// Writes `new` (whose previous version is `old`), bumps its resourceVersion and keeps the
-/// tag index and content links in step. `reach` decides whether each image new to the stream
-/// may become reachable through it (the one place that rule is enforced).
+fn tracked_tag(stream: &ImageStream, spec: &super::types::TagReference) -> Option<String> {
+    super::spec_tags::source_tag_in_stream(&stream.metadata.namespace, &stream.metadata.name, spec)
+}
+
+/// Writes `new` (which started as `old`, or as a new stream when `old` is `None`): only the
+/// records that changed, the store-wide resourceVersion, the tag index and content links.
+/// `reach` decides whether each image new to the stream may become reachable through it (the
+/// one place that rule is enforced).
 pub fn save_stream(
     tx: &mut dyn Txn,
-    old: Option<&ImageStream>,
+    old: Option<&Loaded>,
     new: &mut ImageStream,
     changes: &mut Vec<Change>,
     reach: &Reach,
@@ -134,47 +460,84 @@ pub fn save_stream(
             new.metadata.namespace, new.metadata.name
         ))));
     };
-    if !reach.is_trusted() {
-        let before: std::collections::HashSet<&str> = old
-            .iter()
-            .flat_map(|o| o.status.tags.iter())
-            .flat_map(|t| t.items.iter().map(|e| e.image.as_str()))
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        for e in new.status.tags.iter().flat_map(|t| t.items.iter()) {
-            if !before.contains(e.image.as_str()) && seen.insert(e.image.as_str()) {
-                reach.admit(tx, &repo, &e.image)?;
+    let (ns, name) = (new.metadata.namespace.clone(), new.metadata.name.clone());
+    let empty = ImageStream::default();
+    let before = old.map_or(&empty, |o| &o.stream);
+
+    // Spec tags, and the tracker index of those that follow another tag of this stream.
+    let mut scope: BTreeSet<&str> = new.spec.tags.iter().map(|t| t.name.as_str()).collect();
+    if let Some(o) = old {
+        scope.extend(o.spec_scope.iter().map(String::as_str));
+    }
+    for tag in scope {
+        let was = before.spec_tag(tag);
+        let now = new.spec_tag(tag);
+        if was == now {
+            continue;
+        }
+        match now {
+            Some(spec) => tx.put(&keys::spec_tag(&ns, &name, tag), &encode(spec))?,
+            None => tx.delete(&keys::spec_tag(&ns, &name, tag))?,
+        }
+        let (was_tracking, now_tracking) = (
+            was.and_then(|s| tracked_tag(before, s)),
+            now.and_then(|s| tracked_tag(new, s)),
+        );
+        if was_tracking != now_tracking {
+            if let Some(source) = was_tracking {
+                update_trackers(tx, &ns, &name, &source, tag, false)?;
+            }
+            if let Some(source) = now_tracking {
+                update_trackers(tx, &ns, &name, &source, tag, true)?;
             }
         }
     }
-    // Tag index: tags whose top image changed, appeared or vanished.
-    let mut names: Vec<&str> = new.status.tags.iter().map(|t| t.tag.as_str()).collect();
-    if let Some(old) = old {
-        names.extend(old.status.tags.iter().map(|t| t.tag.as_str()));
-    }
-    names.sort_unstable();
-    names.dedup();
-    // Top images by tag, looked up once: streams can have thousands of tags.
-    let tops = |s: &ImageStream| -> std::collections::HashMap<String, String> {
-        s.status
-            .tags
-            .iter()
-            .filter_map(|t| {
-                let image = &t.items.first()?.image;
-                (!image.is_empty()).then(|| (t.tag.clone(), image.clone()))
-            })
-            .collect()
-    };
-    let (old_tops, new_tops) = (old.map(tops).unwrap_or_default(), tops(new));
-    for name in names {
-        let before = old_tops.get(name).map(String::as_str);
-        let after = new_tops.get(name).map(String::as_str);
-        if before == after {
+
+    // Status tags: events, image counts, heads, and the tag index of tags whose top moved.
+    let mut tags: BTreeSet<&str> = new.status.tags.iter().map(|t| t.tag.as_str()).collect();
+    tags.extend(before.status.tags.iter().map(|t| t.tag.as_str()));
+    let empty_list = NamedTagEventList::default();
+    for tag in tags {
+        let was = before.status_tag(tag);
+        let now = new.status_tag(tag);
+        if was == now {
             continue;
         }
-        let Ok(tag) = Tag::parse(name) else { continue };
-        let key = reg_keys::tag(&repo, &tag);
-        match after.and_then(|d| d.parse::<Digest>().ok()) {
+        let head = old.and_then(|o| o.heads.get(tag)).cloned();
+        let full = old.is_none_or(|o| o.full);
+        let was_list = was.unwrap_or(&empty_list);
+        let new_head = write_events(
+            tx,
+            &repo,
+            (&ns, &name, tag),
+            head.as_ref(),
+            full,
+            &was_list.items,
+            now.map_or(&[][..], |l| &l.items[..]),
+            reach,
+        )?;
+        match now {
+            Some(list) => {
+                let head = StatusHead {
+                    conditions: list.conditions.clone(),
+                    ..new_head
+                };
+                tx.put(&keys::status_tag(&ns, &name, tag), &encode(&head))?;
+            }
+            None => tx.delete(&keys::status_tag(&ns, &name, tag))?,
+        }
+        let top = |l: Option<&NamedTagEventList>| {
+            l.and_then(|l| l.items.first())
+                .map(|e| e.image.clone())
+                .filter(|i| !i.is_empty())
+        };
+        let (top_before, top_after) = (top(was), top(now));
+        if top_before == top_after {
+            continue;
+        }
+        let Ok(t) = Tag::parse(tag) else { continue };
+        let key = reg_keys::tag(&repo, &t);
+        match top_after.and_then(|d| d.parse::<Digest>().ok()) {
             Some(digest) => {
                 // An image already in the history becomes reachable only now, on top.
                 reach.admit(tx, &repo, &digest.to_string())?;
@@ -184,10 +547,11 @@ pub fn save_stream(
             None => tx.delete(&key)?,
         }
     }
-    tx.put(
-        &keys::stream(&new.metadata.namespace, &new.metadata.name),
-        &encode(&*new),
-    )?;
+
+    let mut head = new.clone();
+    head.spec.tags.clear();
+    head.status.tags.clear();
+    tx.put(&keys::stream(&ns, &name), &encode(&head))?;
     changes.push(Change::Stream {
         kind: if old.is_some() {
             ChangeKind::Modified
@@ -199,20 +563,158 @@ pub fn save_stream(
     Ok(())
 }
 
-pub fn delete_stream(
+fn update_trackers(
     tx: &mut dyn Txn,
-    old: &ImageStream,
-    changes: &mut Vec<Change>,
+    ns: &str,
+    name: &str,
+    source: &str,
+    tracker: &str,
+    add: bool,
 ) -> TxResult<()> {
-    if let Some(repo) = repo_of(old) {
-        for t in &old.status.tags {
-            if let Ok(tag) = Tag::parse(&t.tag) {
-                tx.delete(&reg_keys::tag(&repo, &tag))?;
+    let key = keys::trackers(ns, name, source);
+    let mut t: Trackers = get(tx, &key)?.unwrap_or_default();
+    if add {
+        t.tags.insert(tracker.to_string());
+    } else {
+        t.tags.remove(tracker);
+    }
+    if t.tags.is_empty() {
+        tx.delete(&key)?;
+    } else {
+        tx.put(&key, &encode(&t))?;
+    }
+    Ok(())
+}
+
+/// Stores a tag's new events given what was loaded (`was`: the top only, unless `full`) and
+/// returns the head's event range. A partial write only ever adds events on top or changes
+/// the top in place (§3.1); a whole-stream write replaces the tag's events.
+#[allow(clippy::too_many_arguments)]
+fn write_events(
+    tx: &mut dyn Txn,
+    repo: &RepositoryName,
+    (ns, name, tag): (&str, &str, &str),
+    head: Option<&StatusHead>,
+    full: bool,
+    was: &[TagEvent],
+    now: &[TagEvent],
+    reach: &Reach,
+) -> TxResult<StatusHead> {
+    let mut head = head.cloned().unwrap_or_default();
+    if was == now {
+        return Ok(head);
+    }
+    // A partial load holds at most the top event.
+    if !full && now.len() >= was.len() && was.len() <= 1 && head.count >= was.len() as u64 {
+        let added = now.len() - was.len();
+        // The loaded top (if any) may have changed in place.
+        if let (Some(old_top), Some(new_top)) = (was.first(), now.get(added)) {
+            if old_top != new_top {
+                let seq = head.next - 1;
+                tx.put(&keys::event(ns, name, tag, seq), &encode(new_top))?;
+                if old_top.image != new_top.image {
+                    count_image(tx, repo, (ns, name), new_top, true, reach)?;
+                    count_image(tx, repo, (ns, name), old_top, false, reach)?;
+                }
             }
         }
+        // Oldest first, so the newest gets the highest sequence number.
+        for event in now[..added].iter().rev() {
+            tx.put(&keys::event(ns, name, tag, head.next), &encode(event))?;
+            head.next += 1;
+            head.count += 1;
+            count_image(tx, repo, (ns, name), event, true, reach)?;
+        }
+        return Ok(head);
     }
-    tx.delete(&keys::stream(&old.metadata.namespace, &old.metadata.name))?;
-    let mut gone = old.clone();
+    // Replace every event of the tag. With a partial load only the top is in `was`, so the
+    // older events are read back first (their images leave the stream's counts).
+    let mut old_events: Vec<TagEvent> = Vec::new();
+    for seq in head.next - head.count..head.next {
+        let key = keys::event(ns, name, tag, seq);
+        if let Some(e) = get::<TagEvent>(tx, &key)? {
+            old_events.push(e);
+        }
+        tx.delete(&key)?;
+    }
+    for e in now {
+        count_image(tx, repo, (ns, name), e, true, reach)?;
+    }
+    for e in &old_events {
+        count_image(tx, repo, (ns, name), e, false, reach)?;
+    }
+    let base = head.next;
+    for (i, event) in now.iter().rev().enumerate() {
+        tx.put(&keys::event(ns, name, tag, base + i as u64), &encode(event))?;
+    }
+    Ok(StatusHead {
+        conditions: Vec::new(),
+        next: base + now.len() as u64,
+        count: now.len() as u64,
+    })
+}
+
+/// Counts one more (or one fewer) event naming `event.image` in the stream; an image new to
+/// the stream must pass `reach` first.
+fn count_image(
+    tx: &mut dyn Txn,
+    repo: &RepositoryName,
+    (ns, name): (&str, &str),
+    event: &TagEvent,
+    add: bool,
+    reach: &Reach,
+) -> TxResult<()> {
+    let image = event.image.as_str();
+    if image.is_empty() {
+        return Ok(());
+    }
+    let key = keys::image_refs(ns, name, image);
+    let mut refs: ImageRefs = get(tx, &key)?.unwrap_or_default();
+    if add {
+        if refs.count == 0 {
+            reach.admit(tx, repo, image)?;
+        }
+        refs.count += 1;
+        refs.reference = event.docker_image_reference.clone();
+    } else {
+        refs.count = refs.count.saturating_sub(1);
+    }
+    if refs.count == 0 {
+        tx.delete(&key)?;
+    } else {
+        tx.put(&key, &encode(&refs))?;
+    }
+    Ok(())
+}
+
+/// Deletes the whole stream `old` (loaded with [`load_checked`]) and its derived records.
+pub fn delete_stream(tx: &mut dyn Txn, old: &Loaded, changes: &mut Vec<Change>) -> TxResult<()> {
+    let s = &old.stream;
+    let (ns, name) = (&s.metadata.namespace, &s.metadata.name);
+    let repo = repo_of(s);
+    for t in &s.spec.tags {
+        tx.delete(&keys::spec_tag(ns, name, &t.name))?;
+        tx.delete(&keys::trackers(ns, name, &t.name))?;
+    }
+    for t in &s.status.tags {
+        tx.delete(&keys::status_tag(ns, name, &t.tag))?;
+        tx.delete(&keys::trackers(ns, name, &t.tag))?;
+        if let Some(h) = old.heads.get(&t.tag) {
+            for seq in h.next - h.count..h.next {
+                tx.delete(&keys::event(ns, name, &t.tag, seq))?;
+            }
+        }
+        for e in &t.items {
+            tx.delete(&keys::image_refs(ns, name, &e.image))?;
+        }
+        if let (Some(repo), Ok(tag)) = (&repo, Tag::parse(&t.tag)) {
+            tx.delete(&reg_keys::tag(repo, &tag))?;
+        }
+    }
+    tx.delete(&keys::stream(ns, name))?;
+    let mut gone = s.clone();
+    gone.spec.tags.clear();
+    gone.status.tags.clear();
     gone.metadata.resource_version = next_resource_version(tx)?.to_string();
     changes.push(Change::Stream {
         kind: ChangeKind::Deleted,
@@ -277,6 +779,44 @@ fn link_image_content(
     Ok(())
 }
 
+/// Image ids of the stream's history that start with `prefix` (a digest or a prefix of its hex
+/// part), each with the count of events naming it; read outside any transaction.
+pub fn images_matching(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+    prefix: &str,
+) -> berth_storage::Result<Vec<String>> {
+    let base = keys::image_refs_of(ns, name);
+    let mut out = Vec::new();
+    let candidates: Vec<String> = if prefix.contains(':') {
+        vec![prefix.to_string()]
+    } else {
+        // A bare hex prefix may follow any algorithm.
+        vec![format!("sha256:{prefix}"), format!("sha512:{prefix}")]
+    };
+    for c in candidates {
+        let mut p = base.clone();
+        p.extend_from_slice(c.as_bytes());
+        for (k, _) in scan_all(meta, &p)? {
+            out.push(String::from_utf8_lossy(&k[base.len()..]).into_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The pull spec recorded for `image` if the stream's history names it (in a transaction).
+pub fn image_in_stream(
+    tx: &mut dyn Txn,
+    ns: &str,
+    name: &str,
+    image: &str,
+) -> TxResult<Option<String>> {
+    Ok(get::<ImageRefs>(tx, &keys::image_refs(ns, name, image))?.map(|r| r.reference))
+}
+
 /// Creates the Image unless it exists (Images are immutable once created). Returns whether it
 /// already existed.
 pub fn ensure_image(tx: &mut dyn Txn, image: &Image, changes: &mut Vec<Change>) -> TxResult<bool> {
@@ -329,4 +869,75 @@ fn put_image(
         image,
     });
     Ok(old.is_some())
+}
+
+/// Converts streams stored whole (format 1) into the layout above, one stream per
+/// transaction: a crash leaves each stream either converted or not, and the next start
+/// finishes the rest. Returns how many streams were converted.
+pub fn migrate(meta: &dyn MetadataStore) -> berth_storage::Result<usize> {
+    use berth_storage::MetadataStoreExt;
+    let mut converted = 0;
+    for (key, value) in scan_all(meta, &keys::streams(None))? {
+        if value.first() != Some(&1) {
+            continue;
+        }
+        let whole: ImageStream = serde_json::from_slice(&value[1..])
+            .map_err(|e| berth_storage::Error::Backend(format!("stream record: {e}")))?;
+        let result = meta.transaction(|tx: &mut dyn Txn| {
+            // Another start may have converted it meanwhile.
+            if tx.get(&key)?.as_ref().and_then(|v| v.first()) != Some(&1) {
+                return Ok(());
+            }
+            write_whole(tx, &whole)
+        });
+        match result {
+            Ok(()) => converted += 1,
+            Err(TxError::Storage(e)) => return Err(e),
+            Err(TxError::Abort(e)) => {
+                return Err(berth_storage::Error::Backend(format!(
+                    "converting {}/{}: {e}",
+                    whole.metadata.namespace, whole.metadata.name
+                )))
+            }
+        }
+    }
+    if converted > 0 {
+        meta.flush()?;
+    }
+    Ok(converted)
+}
+
+/// Writes a format-1 stream as its records, keeping its resourceVersion (the tag index and
+/// content links it derived are already stored).
+fn write_whole(tx: &mut dyn Txn, whole: &ImageStream) -> TxResult<()> {
+    let (ns, name) = (&whole.metadata.namespace, &whole.metadata.name);
+    let Some(repo) = repo_of(whole) else {
+        return Err(TxError::Abort(Error::BadRequest(format!(
+            "invalid image stream name {ns}/{name}"
+        ))));
+    };
+    for spec in &whole.spec.tags {
+        tx.put(&keys::spec_tag(ns, name, &spec.name), &encode(spec))?;
+        if let Some(source) = tracked_tag(whole, spec) {
+            update_trackers(tx, ns, name, &source, &spec.name, true)?;
+        }
+    }
+    for list in &whole.status.tags {
+        for (i, event) in list.items.iter().rev().enumerate() {
+            tx.put(&keys::event(ns, name, &list.tag, i as u64), &encode(event))?;
+            // Migration keeps what was already reachable.
+            count_image(tx, &repo, (ns, name), event, true, &Reach::trusted())?;
+        }
+        let head = StatusHead {
+            conditions: list.conditions.clone(),
+            next: list.items.len() as u64,
+            count: list.items.len() as u64,
+        };
+        tx.put(&keys::status_tag(ns, name, &list.tag), &encode(&head))?;
+    }
+    let mut head = whole.clone();
+    head.spec.tags.clear();
+    head.status.tags.clear();
+    tx.put(&keys::stream(ns, name), &encode(&head))?;
+    Ok(())
 }

@@ -7,7 +7,7 @@ use super::fetch::{
 };
 use crate::imagestream::import::{record, ImportFailure, REPOSITORY_CHECK_ANNOTATION};
 use crate::imagestream::reach::Reach;
-use crate::imagestream::store::{load_stream, save_stream};
+use crate::imagestream::store::{load_tags, save_stream};
 use crate::imagestream::types::{now_rfc3339, TagReference};
 use crate::imagestream::Error;
 use crate::registry::Registry;
@@ -80,10 +80,10 @@ impl Importer {
         let (ns, name, spec) = (ns.to_string(), name.to_string(), spec.clone());
         self.registry
             .write_changes_as(move |tx, changes| {
-                let Some(old) = load_stream(tx, &ns, &name)? else {
+                let Some(old) = load_tags(tx, &ns, &name, &[spec.name.as_str()])? else {
                     return Ok(false);
                 };
-                let mut stream = old.clone();
+                let mut stream = old.stream().clone();
                 let result = outcome
                     .as_ref()
                     .map(|f| (f.reference.clone(), f.digest().to_string()))

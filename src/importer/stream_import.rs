@@ -9,7 +9,7 @@ use super::Importer;
 use crate::imagestream::import::{record, ImportFailure, REPOSITORY_CHECK_ANNOTATION};
 use crate::imagestream::mapping::new_stream;
 use crate::imagestream::reach::Reach;
-use crate::imagestream::store::{load_stream, save_stream};
+use crate::imagestream::store::{load_tags, save_stream};
 use crate::imagestream::types::{
     now_rfc3339, Image, ImageStream, ObjectMeta, ObjectReference, TagImportPolicy, TagReference,
     TagReferencePolicy, API_VERSION,
@@ -323,8 +323,12 @@ impl Importer {
             .collect();
         self.registry()
             .write_changes_as(move |tx, changes| {
-                let old = load_stream(tx, &ns, &name)?;
-                let mut stream = old.clone().unwrap_or_else(|| new_stream(&ns, &name));
+                let names: Vec<&str> = tagged.iter().map(|(s, _)| s.name.as_str()).collect();
+                let old = load_tags(tx, &ns, &name, &names)?;
+                let mut stream = old
+                    .as_ref()
+                    .map(|l| l.stream().clone())
+                    .unwrap_or_else(|| new_stream(&ns, &name));
                 if old.is_some() {
                     stream.metadata.generation += 1;
                 }

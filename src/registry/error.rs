@@ -33,6 +33,9 @@ pub enum Error {
         too_many_requests: bool,
         message: String,
     },
+    /// The image stream kept changing while a write that reads it whole was retried.
+    #[error("the image stream kept changing; try again")]
+    StreamChanged,
     #[error("storage failure: {0}")]
     Storage(#[from] berth_storage::Error),
 }

@@ -11,4 +11,5 @@ pub use error::{Error, Result};
 pub use names::{NameError, Namespace, Reference, RepositoryName, StreamName, Tag};
 pub use service::{
     store_manifest, Limits, Page, PushedManifest, Referrer, Registry, StoredManifest,
+    MAX_STREAM_RETRIES,
 };

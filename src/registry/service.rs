@@ -92,6 +92,9 @@ fn get_record<R: Record>(tx: &mut dyn Txn, key: &[u8]) -> Result<Option<R>, TxEr
     }
 }
 
+/// How often a write that reads a whole stream first is retried when the stream changes.
+pub const MAX_STREAM_RETRIES: usize = 10;
+
 fn abort<T>(e: Error) -> Result<T, TxError<Error>> {
     Err(TxError::Abort(e))
 }
@@ -561,33 +564,57 @@ impl Registry {
         repo: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
-        let (repo, reference) = (repo.clone(), reference.clone());
-        self.write_changes(move |tx, changes| {
-            let (ns, stream) = (repo.namespace().as_str(), repo.stream().as_str());
-            match &reference {
-                Reference::Tag(t) => {
-                    if !delete_tag(tx, ns, stream, t.as_str(), changes).map_err(stream_error)? {
-                        return abort(Error::ManifestUnknown);
-                    }
-                }
-                Reference::Digest(digest) => {
-                    let link = keys::repo_manifest(&repo, digest);
-                    if tx.get(&link)?.is_none() {
-                        return abort(Error::ManifestUnknown);
-                    }
-                    tx.delete(&link)?;
-                    if let Some(m) = get_record::<ManifestRecord>(tx, &keys::manifest(digest))? {
-                        if let Some(subject) = m.subject {
-                            tx.delete(&keys::referrer(&repo, &subject, digest))?;
+        // Removing an image from every tag's history reads the whole stream, which happens
+        // outside the transaction; the transaction retries if the stream changed meanwhile.
+        for _ in 0..MAX_STREAM_RETRIES {
+            let snapshot = match reference {
+                Reference::Digest(_) => imagestream::store::read_stream(
+                    self.meta.as_ref(),
+                    repo.namespace().as_str(),
+                    repo.stream().as_str(),
+                )?,
+                Reference::Tag(_) => None,
+            };
+            let (repo, reference) = (repo.clone(), reference.clone());
+            let result = self
+                .write_changes(move |tx, changes| {
+                    let (ns, stream) = (repo.namespace().as_str(), repo.stream().as_str());
+                    match &reference {
+                        Reference::Tag(t) => {
+                            if !delete_tag(tx, ns, stream, t.as_str(), changes)
+                                .map_err(stream_error)?
+                            {
+                                return abort(Error::ManifestUnknown);
+                            }
+                        }
+                        Reference::Digest(digest) => {
+                            let link = keys::repo_manifest(&repo, digest);
+                            if tx.get(&link)?.is_none() {
+                                return abort(Error::ManifestUnknown);
+                            }
+                            tx.delete(&link)?;
+                            if let Some(m) =
+                                get_record::<ManifestRecord>(tx, &keys::manifest(digest))?
+                            {
+                                if let Some(subject) = m.subject {
+                                    tx.delete(&keys::referrer(&repo, &subject, digest))?;
+                                }
+                            }
+                            if let Some(snapshot) = &snapshot {
+                                remove_image(tx, snapshot, &digest.to_string(), changes)
+                                    .map_err(stream_error)?;
+                            }
                         }
                     }
-                    remove_image(tx, ns, stream, &digest.to_string(), changes)
-                        .map_err(stream_error)?;
-                }
+                    Ok(())
+                })
+                .await;
+            match result {
+                Err(Error::StreamChanged) => continue,
+                other => return other,
             }
-            Ok(())
-        })
-        .await
+        }
+        Err(Error::StreamChanged)
     }
 
     /// The config blob of an image manifest, when it is small enough to describe the image.
@@ -760,6 +787,7 @@ fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>>
 fn stream_error(e: TxError<imagestream::Error>) -> TxError<Error> {
     match e {
         TxError::Storage(e) | TxError::Abort(imagestream::Error::Storage(e)) => TxError::Storage(e),
+        TxError::Abort(imagestream::Error::Retry) => TxError::Abort(Error::StreamChanged),
         TxError::Abort(other) => TxError::Abort(Error::ManifestInvalid(other.to_string())),
     }
 }

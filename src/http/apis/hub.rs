@@ -159,6 +159,15 @@ impl Hub {
         })
     }
 
+    /// Whether any watch is receiving events now (objects are built for it at publish time;
+    /// otherwise events carry stubs, built on delivery).
+    pub fn watched(&self) -> bool {
+        self.lock()
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.receiver_count() > 0)
+    }
+
     /// The newest resourceVersion published (or the starting one).
     pub fn resource_version(&self) -> u64 {
         self.lock().latest

@@ -70,7 +70,13 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// About how many bytes the object holds (what a watch backlog budgets by).
     pub weight: usize,
+    /// `object` is only a stub (metadata, for filters) of an object too costly to build when
+    /// nobody was watching; the watch builds the whole object when it delivers the event.
+    pub lazy: bool,
 }
+
+/// Builds the whole object of a lazy event (`None`: it is gone; the stub is sent).
+pub type Resolver = Arc<dyn Fn(&WatchEvent) -> Option<Arc<Value>> + Send + Sync>;
 
 /// Roughly the heap a JSON value takes: its text plus a node's cost (a `Value`, and for object
 /// members a map entry and a key `String`; measured with massif at 60-80 bytes).
@@ -91,6 +97,15 @@ impl WatchEvent {
             resource_version,
             weight: approximate_size(&object),
             object,
+            lazy: false,
+        }
+    }
+
+    /// An event whose whole object is built on delivery (see [`WatchEvent::lazy`]).
+    pub fn lazy(kind: EventType, resource_version: u64, stub: impl Into<Arc<Value>>) -> Self {
+        WatchEvent {
+            lazy: true,
+            ..Self::new(kind, resource_version, stub)
         }
     }
 
@@ -171,6 +186,7 @@ pub struct Watch {
     filter: EventFilter,
     timeout: Duration,
     bookmarks: Option<Bookmarks>,
+    resolver: Option<Resolver>,
 }
 
 impl Watch {
@@ -184,7 +200,14 @@ impl Watch {
             filter: match_all(),
             timeout: DEFAULT_TIMEOUT,
             bookmarks: None,
+            resolver: None,
         }
+    }
+
+    /// How lazy events get their whole object.
+    pub fn resolver(mut self, resolver: Option<Resolver>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// Events sent first, in order (the filter still applies to them).
@@ -248,6 +271,7 @@ impl Watch {
             bookmark_resource: self.bookmarks.map(|b| b.resource),
             bookmark_timer,
             finished: false,
+            resolver: self.resolver,
         };
         let frames = stream::unfold(pump, |mut pump| async move {
             let bytes = pump.next().await?;
@@ -278,9 +302,18 @@ struct Pump {
     bookmark_resource: Option<Resource>,
     bookmark_timer: Option<Interval>,
     finished: bool,
+    resolver: Option<Resolver>,
 }
 
 impl Pump {
+    fn event_line(&self, e: &WatchEvent) -> Bytes {
+        let built = match (&self.resolver, e.lazy) {
+            (Some(resolve), true) => resolve(e),
+            _ => None,
+        };
+        line(e.kind.as_str(), built.as_deref().unwrap_or(&e.object))
+    }
+
     /// The next line to write, or `None` when the watch is over.
     async fn next(&mut self) -> Option<Bytes> {
         if self.finished {
@@ -289,7 +322,7 @@ impl Pump {
         while let Some(e) = self.initial.pop_front() {
             self.seen_rv = self.seen_rv.max(e.resource_version);
             if (self.filter)(&e) {
-                return Some(line(e.kind.as_str(), &e.object));
+                return Some(self.event_line(&e));
             }
         }
         if std::mem::take(&mut self.send_end_bookmark) {
@@ -303,7 +336,7 @@ impl Pump {
                     Ok(e) => {
                         self.seen_rv = self.seen_rv.max(e.resource_version);
                         if e.resource_version > self.start_rv && (self.filter)(&e) {
-                            return Some(line(e.kind.as_str(), &e.object));
+                            return Some(self.event_line(&e));
                         }
                     }
                     Err(RecvError::Lagged(missed)) => {
