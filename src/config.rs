@@ -52,6 +52,11 @@ pub struct Config {
     pub token_service: String,
     /// Allow a non-loopback listen address without auth (not for production).
     pub insecure_no_auth: bool,
+    /// Failed password logins per user name per minute; beyond it every login for the name is
+    /// refused (429) until the minute is over. 0 turns this budget off.
+    pub login_failures_per_user_per_minute: u32,
+    /// Failed password logins per source address (IPv6: per /64) per minute. 0 turns it off.
+    pub login_failures_per_source_per_minute: u32,
 }
 
 impl Default for Config {
@@ -77,6 +82,8 @@ impl Default for Config {
             token_ttl_secs: 300,
             token_service: "berth".into(),
             insecure_no_auth: false,
+            login_failures_per_user_per_minute: 10,
+            login_failures_per_source_per_minute: 30,
         }
     }
 }

@@ -52,7 +52,13 @@ async fn start_auth(
     config: &Config,
     registry: &Registry,
 ) -> anyhow_like::Result<http::auth::AuthSettings> {
-    let auth = auth::Auth::new(registry.clone())?;
+    let auth = auth::Auth::new(
+        registry.clone(),
+        auth::LoginLimits {
+            per_user: config.login_failures_per_user_per_minute,
+            per_source: config.login_failures_per_source_per_minute,
+        },
+    )?;
     let enabled = config.auth_enabled();
     if let Some(password) = &config.admin_password {
         if auth.get_user(&config.admin_user).is_err() {
@@ -114,6 +120,13 @@ impl Server {
             .public_host
             .clone()
             .unwrap_or_else(|| addr.to_string());
+        if config.public_host.is_none() && addr.ip().is_unspecified() && config.auth_enabled() {
+            tracing::warn!(
+                %addr,
+                "no public host configured: token realms and image references name {addr}, \
+                 which clients cannot reach; set --public-host"
+            );
+        }
         let registry = open_registry(&config, public_host.clone())?;
         let importer = importer::Importer::new(
             registry.clone(),
