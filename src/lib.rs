@@ -47,6 +47,25 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
     )?)
 }
 
+/// `allowed_registries_for_import` parsed; a bad pattern stops the start.
+fn allowed_registries(
+    config: &Config,
+) -> anyhow_like::Result<importer::allowed::AllowedRegistries> {
+    let patterns = config
+        .allowed_registries_for_import
+        .iter()
+        .map(|r| importer::allowed::RegistryPattern::parse(&r.domain_name, r.insecure))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("allowed_registries_for_import: {e}"))?;
+    if patterns.is_empty() {
+        tracing::info!(
+            "allowed_registries_for_import is empty: imports may fetch from any registry except \
+             loopback and link-local ones"
+        );
+    }
+    Ok(importer::allowed::AllowedRegistries::new(patterns))
+}
+
 /// Builds the authentication settings; creates the first admin when asked to.
 async fn start_auth(
     config: &Config,
@@ -106,6 +125,7 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow_like::Result<Server> {
         // Certificate problems fail start-up before anything is bound or opened.
         let tls = tls::Tls::from_config(&config)?;
+        let allowed = Arc::new(allowed_registries(&config)?);
         if !config.auth_enabled() && !config.listen.ip().is_loopback() && !config.insecure_no_auth {
             return Err(format!(
                 "refusing to listen on {} without authentication: turn auth on (--auth, or \
@@ -133,6 +153,7 @@ impl Server {
             importer::fetch::RemoteSettings {
                 ca_bundle: config.import_ca_bundle.clone(),
                 timeout: Duration::from_secs(config.import_timeout_secs.max(1)),
+                allowed,
             },
         );
         let auth = start_auth(&config, &registry).await?;

@@ -151,6 +151,15 @@ impl From<Error> for StatusError {
                 causes.into_iter().map(field_error).collect(),
             ),
             Error::BadRequest(m) => StatusError::bad_request(m),
+            Error::Forbidden {
+                resource,
+                name,
+                message,
+            } => StatusError {
+                // OpenShift's own message, not prefixed with the resource.
+                message,
+                ..StatusError::forbidden(resource_named(resource), &name, "")
+            },
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")

@@ -84,6 +84,14 @@ pub enum Error {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// The request is refused as a whole by policy (not by the caller's role); `message` is
+    /// the whole message.
+    #[error("{message}")]
+    Forbidden {
+        resource: &'static str,
+        name: String,
+        message: String,
+    },
     #[error("storage failure: {0}")]
     Storage(#[from] berth_storage::Error),
 }
