@@ -6,6 +6,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// One entry of `allowed_registries_for_import` (OpenShift's `RegistryLocation`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedRegistry {
+    /// `HOST[:PORT]`: `*.example.com` matches the names under example.com, `*` any port; no
+    /// port matches the standard ones (443, 80).
+    pub domain_name: String,
+    /// Whether imports from it may use plain HTTP or unverified TLS.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
 /// Everything `berth serve` can be told. Every field has a default, so no file is needed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +40,9 @@ pub struct Config {
     pub import_ca_bundle: Option<PathBuf>,
     /// Connect and read timeout of calls to other registries.
     pub import_timeout_secs: u64,
+    /// The registries imports (and pull-through) may fetch from. Empty: any registry except
+    /// loopback and link-local ones, which always need an entry naming them.
+    pub allowed_registries_for_import: Vec<AllowedRegistry>,
     /// PEM certificate chain (server certificate first) to serve HTTPS with; needs `tls_key`.
     /// Both are re-read on SIGHUP.
     pub tls_cert: Option<PathBuf>,
@@ -52,6 +67,11 @@ pub struct Config {
     pub token_service: String,
     /// Allow a non-loopback listen address without auth (not for production).
     pub insecure_no_auth: bool,
+    /// Failed password logins per user name per minute; beyond it every login for the name is
+    /// refused (429) until the minute is over. 0 turns this budget off.
+    pub login_failures_per_user_per_minute: u32,
+    /// Failed password logins per source address (IPv6: per /64) per minute. 0 turns it off.
+    pub login_failures_per_source_per_minute: u32,
 }
 
 impl Default for Config {
@@ -66,6 +86,7 @@ impl Default for Config {
             max_scheduled_imports_per_minute: 60,
             import_ca_bundle: None,
             import_timeout_secs: 30,
+            allowed_registries_for_import: Vec::new(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -77,6 +98,8 @@ impl Default for Config {
             token_ttl_secs: 300,
             token_service: "berth".into(),
             insecure_no_auth: false,
+            login_failures_per_user_per_minute: 10,
+            login_failures_per_source_per_minute: 30,
         }
     }
 }
@@ -126,6 +149,23 @@ pub struct ServeArgs {
     /// PEM file of extra CA certificates trusted when importing.
     #[arg(long, env = "BERTH_IMPORT_CA_BUNDLE")]
     pub import_ca_bundle: Option<PathBuf>,
+    /// Allow imports from registries matching HOST[:PORT] (`*.` host prefix, `*` port), over
+    /// verified HTTPS only; repeatable, added to allowed_registries_for_import.
+    #[arg(
+        long,
+        env = "BERTH_ALLOW_IMPORT_FROM",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub allow_import_from: Vec<String>,
+    /// Like --allow-import-from, and insecure imports (plain HTTP, unverified TLS) too.
+    #[arg(
+        long,
+        env = "BERTH_ALLOW_INSECURE_IMPORT_FROM",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub allow_insecure_import_from: Vec<String>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key; reloaded on SIGHUP).
     #[arg(long, env = "BERTH_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -181,6 +221,17 @@ impl Config {
         if let Some(v) = &args.import_ca_bundle {
             config.import_ca_bundle = Some(v.clone());
         }
+        for (patterns, insecure) in [
+            (&args.allow_import_from, false),
+            (&args.allow_insecure_import_from, true),
+        ] {
+            config
+                .allowed_registries_for_import
+                .extend(patterns.iter().map(|p| AllowedRegistry {
+                    domain_name: p.clone(),
+                    insecure,
+                }));
+        }
         if let Some(v) = &args.tls_cert {
             config.tls_cert = Some(v.clone());
         }
@@ -221,6 +272,30 @@ mod tests {
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
         assert_eq!(c.max_manifest_bytes, 10);
+        std::fs::write(
+            &path,
+            "allowed_registries_for_import = [{ domain_name = \"quay.io\" }, \
+             { domain_name = \"*.lab:*\", insecure = true }]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            allow_insecure_import_from: vec!["127.0.0.1:*".into()],
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        let entry = |d: &str, insecure| AllowedRegistry {
+            domain_name: d.into(),
+            insecure,
+        };
+        assert_eq!(
+            c.allowed_registries_for_import,
+            [
+                entry("quay.io", false),
+                entry("*.lab:*", true),
+                entry("127.0.0.1:*", true)
+            ]
+        );
         std::fs::write(&path, "listne = 1\n").unwrap();
         assert!(matches!(
             Config::load(&args),

@@ -55,12 +55,37 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
     )?)
 }
 
+/// `allowed_registries_for_import` parsed; a bad pattern stops the start.
+fn allowed_registries(
+    config: &Config,
+) -> anyhow_like::Result<importer::allowed::AllowedRegistries> {
+    let patterns = config
+        .allowed_registries_for_import
+        .iter()
+        .map(|r| importer::allowed::RegistryPattern::parse(&r.domain_name, r.insecure))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("allowed_registries_for_import: {e}"))?;
+    if patterns.is_empty() {
+        tracing::info!(
+            "allowed_registries_for_import is empty: imports may fetch from any registry except \
+             loopback and link-local ones"
+        );
+    }
+    Ok(importer::allowed::AllowedRegistries::new(patterns))
+}
+
 /// Builds the authentication settings; creates the first admin when asked to.
 async fn start_auth(
     config: &Config,
     registry: &Registry,
 ) -> anyhow_like::Result<http::auth::AuthSettings> {
-    let auth = auth::Auth::new(registry.clone())?;
+    let auth = auth::Auth::new(
+        registry.clone(),
+        auth::LoginLimits {
+            per_user: config.login_failures_per_user_per_minute,
+            per_source: config.login_failures_per_source_per_minute,
+        },
+    )?;
     let enabled = config.auth_enabled();
     if let Some(password) = &config.admin_password {
         if auth.get_user(&config.admin_user).is_err() {
@@ -108,6 +133,7 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow_like::Result<Server> {
         // Certificate problems fail start-up before anything is bound or opened.
         let tls = tls::Tls::from_config(&config)?;
+        let allowed = Arc::new(allowed_registries(&config)?);
         if !config.auth_enabled() && !config.listen.ip().is_loopback() && !config.insecure_no_auth {
             return Err(format!(
                 "refusing to listen on {} without authentication: turn auth on (--auth, or \
@@ -122,12 +148,20 @@ impl Server {
             .public_host
             .clone()
             .unwrap_or_else(|| addr.to_string());
+        if config.public_host.is_none() && addr.ip().is_unspecified() && config.auth_enabled() {
+            tracing::warn!(
+                %addr,
+                "no public host configured: token realms and image references name {addr}, \
+                 which clients cannot reach; set --public-host"
+            );
+        }
         let registry = open_registry(&config, public_host.clone())?;
         let importer = importer::Importer::new(
             registry.clone(),
             importer::fetch::RemoteSettings {
                 ca_bundle: config.import_ca_bundle.clone(),
                 timeout: Duration::from_secs(config.import_timeout_secs.max(1)),
+                allowed,
             },
         );
         let auth = start_auth(&config, &registry).await?;

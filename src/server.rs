@@ -1,7 +1,8 @@
 //! The server loop: accepts connections on an injected listener until an injected shutdown
 //! future resolves, then drains in-flight requests. With TLS, each connection's handshake runs
 //! in its own task (bounded by [`HANDSHAKE_TIMEOUT`]), and a verified client certificate's
-//! subject CN goes into every request of that connection as a [`ClientCertificate`].
+//! subject CN goes into every request of that connection as a [`ClientCertificate`]. Every
+//! request carries its connection's peer address as a [`RemoteAddr`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,6 +34,10 @@ pub struct ClientCertificate {
     /// The subject Common Name.
     pub common_name: String,
 }
+
+/// The address of the connection's peer (the TCP peer: a proxy in front is what it sees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
 
 /// Serves connections from `listener` (over TLS when `tls` is given) until `shutdown`
 /// resolves, then drains in-flight requests.
@@ -114,6 +119,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(RemoteAddr(peer));
         if let Some(cert) = &client_cert {
             req.extensions_mut().insert(cert.clone());
         }

@@ -4,6 +4,8 @@
 pub mod jwt;
 pub mod policy;
 pub mod service;
+pub mod throttle;
 
 pub use policy::{allowed, Action, ClusterRole, Role};
 pub use service::{Auth, AuthError, Identity};
+pub use throttle::LoginLimits;

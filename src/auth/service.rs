@@ -2,7 +2,9 @@
 //! authentication of the credentials a request carries.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_storage::record::{decode, encode};
@@ -12,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::jwt::Keys;
 use super::policy::{ClusterRole, Grants, Role};
+use super::throttle::{LoginLimits, LoginThrottle, Throttled};
 use crate::registry::{Namespace, Registry};
 
 /// How long a verified password is remembered, so Basic auth on every request of a push does
@@ -29,6 +32,9 @@ pub enum AuthError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// Too many failed logins for the name or from the source.
+    #[error("too many failed login attempts; try again in {} seconds", .0.retry_after_secs())]
+    Throttled(Throttled),
     #[error("storage failure: {0}")]
     Storage(#[from] berth_storage::Error),
 }
@@ -158,21 +164,41 @@ impl Grants for Identity {
     }
 }
 
+/// The bcrypt hash (of a random password nobody knows) that unknown users and service
+/// accounts are verified against, so a failed login costs the same whether the name exists or
+/// not and the answer time does not tell which names do.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        bcrypt::hash(random_secret(), BCRYPT_COST).expect("bcrypt hashes a short password")
+    })
+}
+
 #[derive(Clone)]
 pub struct Auth {
     registry: Registry,
     keys: Arc<Keys>,
     /// sha256(user:password) -> when it was verified.
     verified: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    throttle: Arc<LoginThrottle>,
+    /// Held by the writes that create or remove what belongs to a user (the user, its
+    /// bindings and tokens): deleting a user scans for them before its transaction, and the
+    /// transaction API has no scan, so a binding added in between would outlive the user.
+    lifecycle: Arc<tokio::sync::Mutex<()>>,
+    /// bcrypt verifications run (tests check that every failed path pays for one).
+    verifications: Arc<AtomicU64>,
 }
 
 impl Auth {
-    pub fn new(registry: Registry) -> Result<Auth> {
+    pub fn new(registry: Registry, limits: LoginLimits) -> Result<Auth> {
         let keys = Keys::load_or_create(&registry)?;
         Ok(Auth {
             registry,
             keys: Arc::new(keys),
             verified: Arc::new(Mutex::new(HashMap::new())),
+            throttle: Arc::new(LoginThrottle::new(limits)),
+            lifecycle: Arc::new(tokio::sync::Mutex::new(())),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -255,6 +281,10 @@ impl Auth {
         };
         let key = keys::user(name);
         let stored = record.clone();
+        let _lifecycle = self.lifecycle.lock().await;
+        // Records naming a user that does not exist are leftovers (of deletions made before
+        // they removed bindings and tokens); they must not grant the new user anything.
+        let leftovers = self.owned_keys(name)?;
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
                 if tx.get(&key)?.is_some() {
@@ -263,11 +293,26 @@ impl Auth {
                         stored.name
                     ))));
                 }
+                for k in &leftovers {
+                    tx.delete(k)?;
+                }
                 tx.put(&key, &encode(&stored))?;
                 Ok(())
             })
             .await?;
         Ok(record)
+    }
+
+    /// The keys of every role binding and access token of `name`.
+    fn owned_keys(&self, name: &str) -> Result<Vec<Vec<u8>>> {
+        let mut owned: Vec<Vec<u8>> = self
+            .scan::<TokenRecord>(&keys::tokens())?
+            .into_iter()
+            .filter(|(_, t)| t.user == name)
+            .map(|(k, _)| k)
+            .collect();
+        owned.extend(self.binding_keys(name)?);
+        Ok(owned)
     }
 
     pub fn get_user(&self, name: &str) -> Result<UserRecord> {
@@ -283,14 +328,12 @@ impl Auth {
             .collect())
     }
 
-    /// Deletes a user and every token it holds.
+    /// Deletes a user (or service account) with everything that grants it access: its
+    /// cluster roles (in the user record), its namespace role bindings and its access tokens,
+    /// in one transaction. A user later created under the same name starts with nothing.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        let tokens: Vec<Vec<u8>> = self
-            .scan::<TokenRecord>(&keys::tokens())?
-            .into_iter()
-            .filter(|(_, t)| t.user == name)
-            .map(|(k, _)| k)
-            .collect();
+        let _lifecycle = self.lifecycle.lock().await;
+        let owned = self.owned_keys(name)?;
         let (key, missing) = (keys::user(name), format!("user {name:?}"));
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
@@ -298,7 +341,7 @@ impl Auth {
                     return Err(TxError::Abort(AuthError::NotFound(missing.clone())));
                 }
                 tx.delete(&key)?;
-                for k in &tokens {
+                for k in &owned {
                     tx.delete(k)?;
                 }
                 Ok(())
@@ -335,11 +378,16 @@ impl Auth {
     /// Binds `role` to `user` in `ns` (`None` removes the binding).
     pub async fn bind(&self, ns: &str, user: &str, role: Option<Role>) -> Result<()> {
         Namespace::parse(ns).map_err(|e| AuthError::Invalid(e.to_string()))?;
-        self.get_user(user)?;
-        let key = keys::binding(ns, user);
+        let (key, user_key) = (keys::binding(ns, user), keys::user(user));
         let user = user.to_string();
+        let _lifecycle = self.lifecycle.lock().await;
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
+                if tx.get(&user_key)?.is_none() {
+                    return Err(TxError::Abort(AuthError::NotFound(format!(
+                        "user {user:?}"
+                    ))));
+                }
                 match role {
                     Some(role) => tx.put(&key, &encode(&BindingRecord { role }))?,
                     None => {
@@ -370,19 +418,37 @@ impl Auth {
             .collect())
     }
 
-    /// Every namespace role of `user` (scans the bindings; there are few per deployment).
-    fn namespace_roles(&self, user: &str) -> Result<BTreeMap<String, Role>> {
-        let mut out = BTreeMap::new();
+    /// Every namespace binding of `user`: (key, namespace, role). Scans the bindings; there
+    /// are few per deployment.
+    fn user_bindings(&self, user: &str) -> Result<Vec<(Vec<u8>, String, Role)>> {
+        let mut out = Vec::new();
         for (k, b) in self.scan::<BindingRecord>(b"rolebinding\0")? {
             let text = String::from_utf8_lossy(&k);
             let mut parts = text.split('\0').skip(1);
             if let (Some(ns), Some(u)) = (parts.next(), parts.next()) {
                 if u == user {
-                    out.insert(ns.to_string(), b.role);
+                    out.push((k.clone(), ns.to_string(), b.role));
                 }
             }
         }
         Ok(out)
+    }
+
+    fn binding_keys(&self, user: &str) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .user_bindings(user)?
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect())
+    }
+
+    /// Every namespace role of `user`.
+    fn namespace_roles(&self, user: &str) -> Result<BTreeMap<String, Role>> {
+        Ok(self
+            .user_bindings(user)?
+            .into_iter()
+            .map(|(_, ns, role)| (ns, role))
+            .collect())
     }
 
     pub fn identity(&self, user: &UserRecord) -> Result<Identity> {
@@ -403,7 +469,6 @@ impl Auth {
         description: &str,
         ttl: Option<Duration>,
     ) -> Result<(TokenRecord, String)> {
-        self.get_user(user)?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let secret = random_secret();
         let record = TokenRecord {
@@ -415,10 +480,18 @@ impl Auth {
             expires: ttl.map(|t| now() + t.as_secs()),
         };
         let (key, stored) = (keys::token(&id), record.clone());
+        let user_key = keys::user(user);
+        let _lifecycle = self.lifecycle.lock().await;
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
+                if tx.get(&user_key)?.is_none() {
+                    return Err(TxError::Abort(AuthError::NotFound(format!(
+                        "user {:?}",
+                        stored.user
+                    ))));
+                }
                 tx.put(&key, &encode(&stored))?;
-                Ok::<_, TxError<AuthError>>(())
+                Ok(())
             })
             .await?;
         Ok((record, format!("{TOKEN_PREFIX}{id}_{secret}")))
@@ -472,36 +545,135 @@ impl Auth {
     }
 
     /// The user a name and password (or, as docker allows, an access token as the password)
-    /// belong to.
-    pub async fn check_password(&self, name: &str, password: &str) -> Result<Option<UserRecord>> {
+    /// belong to. Password failures count against the budgets of the name and of `source`;
+    /// once one is spent, every attempt is refused with [`AuthError::Throttled`].
+    pub async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Option<UserRecord>> {
         if password.starts_with(TOKEN_PREFIX) {
+            // 240 random bits are not guessed; tokens do not spend login budgets.
             return Ok(self
                 .check_token(password)?
                 .filter(|u| u.name == name || name.is_empty() || name == "token"));
         }
-        let Some(user) = self.load::<UserRecord>(&keys::user(name))? else {
-            return Ok(None);
-        };
-        let Some(hash) = user.password_hash.clone() else {
-            return Ok(None);
-        };
-        let cache_key = sha256_hex(&format!("{name}\0{password}\0{hash}"));
-        if let Some((_, at)) = self.verified.lock().unwrap().get(&cache_key) {
-            if at.elapsed() < PASSWORD_CACHE_TTL {
-                return Ok(Some(user));
+        if let Err(throttled) = self.throttle.check(name, source) {
+            tracing::warn!(
+                user = ?name,
+                source = ?source,
+                retry_after_secs = throttled.retry_after_secs(),
+                "login refused: too many failed attempts"
+            );
+            return Err(AuthError::Throttled(throttled));
+        }
+        let user = self.load::<UserRecord>(&keys::user(name))?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let cache_key = hash
+            .as_ref()
+            .map(|hash| sha256_hex(&format!("{name}\0{password}\0{hash}")));
+        if let Some(cache_key) = &cache_key {
+            if let Some((_, at)) = self.verified.lock().unwrap().get(cache_key) {
+                if at.elapsed() < PASSWORD_CACHE_TTL {
+                    return Ok(user);
+                }
             }
         }
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .map_err(|e| AuthError::Invalid(e.to_string()))?
-            .unwrap_or(false);
-        if !ok {
+        let ok = self.verify(password, hash).await?;
+        let (Some(user), Some(cache_key), true) = (user, cache_key, ok) else {
+            if self.throttle.fail(name, source) {
+                tracing::warn!(user = ?name, source = ?source, "failed logins spent a budget");
+            }
             return Ok(None);
-        }
+        };
         let mut cache = self.verified.lock().unwrap();
         cache.retain(|_, (_, at)| at.elapsed() < PASSWORD_CACHE_TTL);
         cache.insert(cache_key, (user.name.clone(), Instant::now()));
         Ok(Some(user))
+    }
+
+    /// bcrypt-verifies `password` against `hash`, or against [`dummy_hash`] when there is none
+    /// (unknown users, service accounts), which always fails but costs the same.
+    async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || {
+            let real = hash.is_some();
+            let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+            bcrypt::verify(password, hash).unwrap_or(false) && real
+        })
+        .await
+        .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_storage::fs::FsBlobStore;
+    use berth_storage::memory::MemoryMetadata;
+
+    fn auth(dir: &std::path::Path) -> Auth {
+        let registry = Registry::new(
+            Arc::new(MemoryMetadata::default()),
+            Arc::new(FsBlobStore::open(dir).unwrap()),
+            crate::registry::Limits::default(),
+            "localhost:5000".into(),
+        )
+        .unwrap();
+        Auth::new(registry, LoginLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let cost = |h: &str| h.split('$').nth(2).unwrap().parse::<u32>().unwrap();
+        assert_eq!(cost(dummy_hash()), BCRYPT_COST);
+        // A malformed hash would fail fast instead of costing a verification.
+        assert!(matches!(bcrypt::verify("guess", dummy_hash()), Ok(false)));
+    }
+
+    #[tokio::test]
+    async fn every_failed_password_costs_one_bcrypt_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path());
+        auth.create_user("alice", Some("alice-password"), vec![])
+            .await
+            .unwrap();
+        auth.create_user("robot", None, vec![]).await.unwrap();
+        let count = || auth.verifications.load(Ordering::Relaxed);
+        for (name, password) in [
+            ("nobody", "some-password"),
+            ("robot", "some-password"),
+            ("alice", "wrong-password"),
+        ] {
+            let before = count();
+            let found = auth.check_password(name, password, None).await.unwrap();
+            assert!(found.is_none(), "{name}");
+            assert_eq!(count(), before + 1, "{name} pays for bcrypt");
+        }
+        let found = auth.check_password("alice", "alice-password", None).await;
+        assert_eq!(found.unwrap().unwrap().name, "alice");
+    }
+
+    #[tokio::test]
+    async fn a_new_user_does_not_inherit_leftovers_of_an_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path());
+        auth.create_user("eve", None, vec![]).await.unwrap();
+        auth.bind("b", "eve", Some(Role::Admin)).await.unwrap();
+        let (_, token) = auth.create_token("eve", "", None).await.unwrap();
+        // A deletion from before deletions removed bindings and tokens: the user record only.
+        auth.registry
+            .write_changes_as(|tx: &mut dyn Txn, _| {
+                tx.delete(&keys::user("eve"))?;
+                Ok::<_, TxError<AuthError>>(())
+            })
+            .await
+            .unwrap();
+        let eve = auth.create_user("eve", None, vec![]).await.unwrap();
+        assert!(auth.identity(&eve).unwrap().namespace_roles.is_empty());
+        assert!(auth.check_token(&token).unwrap().is_none());
+        assert!(auth.bindings("b").unwrap().is_empty());
     }
 }

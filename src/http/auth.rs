@@ -87,12 +87,64 @@ fn within_scope(id: &Identity, action: &Action, repo: Option<&str>) -> bool {
     })
 }
 
-/// Reads the request's credentials. `Err` means credentials were sent but are not valid.
+/// Why a request's credentials were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Credentials were sent but are not valid.
+    Invalid(&'static str),
+    /// Too many failed logins for the name or from the source: retry after this many seconds.
+    Throttled(u64),
+}
+
+impl From<&'static str> for Refused {
+    fn from(why: &'static str) -> Self {
+        Refused::Invalid(why)
+    }
+}
+
+impl Refused {
+    /// The refusal as a Kubernetes Status (for /apis and /auth).
+    pub fn status(self) -> StatusError {
+        match self {
+            Refused::Invalid(why) => StatusError::unauthorized(Some(why)),
+            Refused::Throttled(secs) => throttled_status(secs),
+        }
+    }
+}
+
+const THROTTLED: &str = "too many failed login attempts; try again later";
+
+pub fn throttled_status(retry_after_secs: u64) -> StatusError {
+    StatusError::too_many_requests(THROTTLED, retry_after_secs)
+}
+
+/// 429 TOOMANYREQUESTS with `Retry-After`, for /v2.
+pub fn v2_throttled(retry_after_secs: u64) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        Code::TooManyRequests,
+        THROTTLED,
+    )
+    .into_response();
+    resp::set(&mut r, header::RETRY_AFTER, &retry_after_secs.to_string());
+    r
+}
+
+fn password_refused(e: crate::auth::AuthError) -> Refused {
+    match e {
+        crate::auth::AuthError::Throttled(t) => Refused::Throttled(t.retry_after_secs()),
+        _ => Refused::Invalid("authentication failed"),
+    }
+}
+
+/// Reads the request's credentials. `Err` means credentials were sent but are not valid (or
+/// may not be tried now). `source` is the peer address, for the failed-login budgets.
 pub async fn authenticate(
     settings: &AuthSettings,
     headers: &HeaderMap,
     client_cert: Option<&str>,
-) -> Result<Caller, &'static str> {
+    source: Option<std::net::IpAddr>,
+) -> Result<Caller, Refused> {
     if !settings.enabled {
         return Ok(Caller::Open);
     }
@@ -114,9 +166,9 @@ pub async fn authenticate(
             let (name, password) = decoded
                 .split_once(':')
                 .ok_or("malformed Basic credentials")?;
-            auth.check_password(name, password)
+            auth.check_password(name, password, source)
                 .await
-                .map_err(|_| "authentication failed")?
+                .map_err(password_refused)?
         }
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
             let token = token.trim();
@@ -140,7 +192,7 @@ pub async fn authenticate(
                 return Ok(Caller::User(id));
             }
         }
-        Some(_) => return Err("unsupported authorization scheme"),
+        Some(_) => return Err(Refused::Invalid("unsupported authorization scheme")),
     };
     let user = user.ok_or("invalid credentials")?;
     Ok(Caller::User(
@@ -333,6 +385,22 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
     }
 }
 
+/// Requests that need an authenticated caller although they need no role: lists across
+/// namespaces (filtered to what the caller may view) would otherwise answer anonymous callers
+/// with an empty list instead of the 401 every other resource gives them.
+pub fn api_needs_identity(endpoint: &ApiEndpoint) -> bool {
+    matches!(
+        endpoint,
+        ApiEndpoint::ListImageStreams {
+            namespace: None,
+            ..
+        } | ApiEndpoint::ListImageStreamTags {
+            namespace: None,
+            ..
+        }
+    )
+}
+
 /// Kubernetes' 403 for a refused API request.
 pub fn api_forbidden(caller: &Caller, endpoint: &ApiEndpoint, action: &Action) -> StatusError {
     let resource = endpoint.resource().unwrap_or(Resource::ImageStreams);
@@ -357,14 +425,10 @@ pub fn api_forbidden(caller: &Caller, endpoint: &ApiEndpoint, action: &Action) -
     StatusError::forbidden(resource, "", msg)
 }
 
-/// The scheme and host clients reach this server by (for the token realm).
-pub fn realm_base(headers: &HeaderMap, public_host: &str, tls: bool) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| !h.is_empty() && !h.contains(['/', '"', ' ']))
-        .unwrap_or(public_host);
-    format!("{}://{host}", if tls { "https" } else { "http" })
+/// The scheme and host clients reach this server by (for the token realm). Never taken from
+/// the request: a client-chosen `Host` would send other clients' passwords wherever it names.
+pub fn realm_base(public_host: &str, tls: bool) -> String {
+    format!("{}://{public_host}", if tls { "https" } else { "http" })
 }
 
 /// Scopes of a token request, restricted to what `caller` may do (never widened).
@@ -420,5 +484,22 @@ fn unscoped(caller: &Caller) -> Caller {
             ..id.clone()
         }),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_realm_follows_the_configured_host_and_scheme() {
+        assert_eq!(
+            realm_base("registry.example.com:5000", false),
+            "http://registry.example.com:5000"
+        );
+        assert_eq!(
+            realm_base("registry.example.com", true),
+            "https://registry.example.com"
+        );
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::apis::status::{Reason, StatusError};
-use super::auth::{grant, Caller};
+use super::auth::{grant, Caller, Refused};
 use super::query::Query;
 use super::response::{self as resp, Response};
 use super::{ReqBody, State};
@@ -38,30 +38,43 @@ impl From<AuthError> for StatusError {
                 Reason::AlreadyExists,
                 format!("{m} already exists"),
             ),
+            AuthError::Throttled(t) => super::auth::throttled_status(t.retry_after_secs()),
             AuthError::Storage(e) => StatusError::internal(e.to_string()),
         }
     }
 }
 
-/// Serves one `/auth/...` request.
+/// Registry tokens authorize /v2 only: here one could mint a permanent access token, or renew
+/// itself forever.
+const NO_REGISTRY_TOKENS: &str =
+    "registry tokens are not accepted here: use a password or an access token";
+
+/// Serves one `/auth/...` request. `source` is the peer address, for the failed-login budgets.
 pub async fn handle(
     state: &State,
-    caller: Result<Caller, &'static str>,
+    caller: Result<Caller, Refused>,
     req: http::Request<ReqBody>,
+    source: Option<std::net::IpAddr>,
 ) -> Response {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
     let body = req.into_body();
+    let caller = match caller {
+        Ok(Caller::User(id)) if id.scope.is_some() => {
+            Err(StatusError::unauthorized(Some(NO_REGISTRY_TOKENS)))
+        }
+        other => other.map_err(Refused::status),
+    };
     let result = match (&method, path.as_str()) {
         (&Method::GET, "/auth/token") => token(state, caller, &query).await,
         (&Method::POST, "/auth/token") => match read_body(body).await {
-            Ok(b) => token_form(state, caller, &b).await,
+            Ok(b) => token_form(state, &b, source).await,
             Err(e) => Err(e),
         },
         _ => match caller {
             Ok(Caller::Anonymous) => Err(StatusError::unauthorized(None)),
-            Err(why) => Err(StatusError::unauthorized(Some(why))),
+            Err(e) => Err(e),
             Ok(caller) => manage(state, &caller, &method, &path, body).await,
         },
     };
@@ -94,10 +107,10 @@ fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StatusErro
 /// an access token, or nobody), scoped to what it asked for and may have.
 async fn token(
     state: &State,
-    caller: Result<Caller, &'static str>,
+    caller: Result<Caller, StatusError>,
     query: &Query,
 ) -> Result<Response, StatusError> {
-    let caller = caller.map_err(|why| StatusError::unauthorized(Some(why)))?;
+    let caller = caller?;
     let scopes: Vec<Access> = query.all("scope").flat_map(Access::parse_scopes).collect();
     let service = query
         .get("service")
@@ -107,11 +120,11 @@ async fn token(
 }
 
 /// `POST /auth/token` (OAuth2 form): `grant_type=password` or `refresh_token` (an access
-/// token of berth's).
+/// token of berth's; never a registry token, which would renew itself forever).
 async fn token_form(
     state: &State,
-    _caller: Result<Caller, &'static str>,
     body: &[u8],
+    source: Option<std::net::IpAddr>,
 ) -> Result<Response, StatusError> {
     let form = Query::parse(Some(&String::from_utf8_lossy(body)));
     let auth = &state.auth.auth;
@@ -120,6 +133,7 @@ async fn token_form(
             auth.check_password(
                 form.get("username").unwrap_or_default(),
                 form.get("password").unwrap_or_default(),
+                source,
             )
             .await?
         }

@@ -179,12 +179,16 @@ impl From<Error> for StatusError {
                 &name,
                 causes.into_iter().map(field_error).collect(),
             ),
+            Error::BadRequest(m) => StatusError::bad_request(m),
             Error::Forbidden {
                 resource,
                 name,
                 message,
-            } => StatusError::forbidden(resource_named(resource), &name, message),
-            Error::BadRequest(m) => StatusError::bad_request(m),
+            } => StatusError {
+                // OpenShift's own message, not prefixed with the resource.
+                message,
+                ..StatusError::forbidden(resource_named(resource), &name, "")
+            },
             Error::Retry => StatusError::conflict(Resource::ImageStreams, "", e_retry()),
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");

@@ -86,10 +86,15 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
         .extensions()
         .get::<crate::server::ClientCertificate>()
         .map(|c| c.common_name.clone());
-    let caller = auth::authenticate(&state.auth, req.headers(), client_cert.as_deref()).await;
-    let realm = auth::realm_base(req.headers(), &state.public_host, state.https);
+    let source = req
+        .extensions()
+        .get::<crate::server::RemoteAddr>()
+        .map(|a| a.0.ip());
+    let caller =
+        auth::authenticate(&state.auth, req.headers(), client_cert.as_deref(), source).await;
+    let realm = auth::realm_base(&state.public_host, state.https);
     if path.starts_with("/auth/") {
-        return Ok(auth_api::handle(state, caller, req).await);
+        return Ok(auth_api::handle(state, caller, req, source).await);
     }
     if apis::path::is_api_path(&path) {
         let caller = match caller {
@@ -99,9 +104,7 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
                 return Ok(apis::status::StatusError::unauthorized(Some(why)).into_response());
             }
             Ok(c) => c,
-            Err(why) => {
-                return Ok(apis::status::StatusError::unauthorized(Some(why)).into_response())
-            }
+            Err(refused) => return Ok(refused.status().into_response()),
         };
         let endpoint = apis::path::parse(req.method(), &path, req.uri().query());
         let result = match endpoint {
@@ -129,7 +132,8 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
     }
     let caller = match caller {
         Ok(c) => c,
-        Err(why) => {
+        Err(auth::Refused::Throttled(secs)) => return Ok(auth::v2_throttled(secs)),
+        Err(auth::Refused::Invalid(why)) => {
             let scope = auth::v2_repository(&endpoint)
                 .map(|repo| auth::v2_scope(repo, &auth::v2_actions(&endpoint, |_| true)));
             return Ok(auth::v2_challenge(&state.auth, &realm, scope, why, false));
@@ -227,6 +231,9 @@ fn denied_api(
     caller: &auth::Caller,
     endpoint: &apis::path::ApiEndpoint,
 ) -> Option<apis::status::StatusError> {
+    if matches!(caller, auth::Caller::Anonymous) && auth::api_needs_identity(endpoint) {
+        return Some(apis::status::StatusError::unauthorized(None));
+    }
     for action in auth::api_actions(endpoint) {
         if caller.may(&state.auth, &action, None) {
             continue;

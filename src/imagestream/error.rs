@@ -82,7 +82,8 @@ pub enum Error {
         name: String,
         causes: Vec<Cause>,
     },
-    /// The caller may not do this; the message names only what the caller sent.
+    /// The caller may not do this, by role or by policy; the message is the whole message
+    /// and names only what the caller sent.
     #[error("{message}")]
     Forbidden {
         resource: &'static str,

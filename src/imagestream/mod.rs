@@ -8,6 +8,7 @@ pub mod events;
 pub mod history;
 pub mod image;
 pub mod import;
+pub mod labels;
 pub mod mapping;
 pub mod reach;
 pub mod service;

@@ -75,8 +75,9 @@ impl Reach {
                 resource: "imagestreams/layers",
                 name: String::new(),
                 message: format!(
-                    "User {user:?} cannot get resource \"imagestreams/layers\" in API group \
-                     \"image.openshift.io\" in the namespace {ns:?}"
+                    "imagestreams.image.openshift.io is forbidden: User {user:?} cannot get \
+                     resource \"imagestreams/layers\" in API group \"image.openshift.io\" in \
+                     the namespace {ns:?}"
                 ),
             }),
             Writer::Caller { .. } => Ok(()),
@@ -123,8 +124,10 @@ impl Reach {
             resource: "imagestreams",
             name: repo.stream().as_str().to_string(),
             message: format!(
-                "User {user:?} cannot put image {image:?} into {repo}: its content is not \
-                 readable there (push it, import it, or tag it from a stream you may view)"
+                "imagestreams.image.openshift.io {:?} is forbidden: User {user:?} cannot put \
+                 image {image:?} into {repo}: its content is not readable there (push it, \
+                 import it, or tag it from a stream you may view)",
+                repo.stream().as_str()
             ),
         }))
     }

@@ -252,6 +252,7 @@ impl ImageStreams {
         stream.metadata.namespace = ns.to_string();
         let name = stream.metadata.name.clone();
         let mut causes = stream_name_causes(ns, &name);
+        causes.extend(super::labels::validate(&stream.metadata.labels));
         causes.extend(spec_tags::validate(&stream.spec.tags, |i| {
             format!("spec.tags[{i}]")
         }));
@@ -367,6 +368,7 @@ impl ImageStreams {
                 new.metadata.name
             )));
         }
+        super::labels::check(name, &new.metadata.labels)?;
         let causes = spec_tags::validate(&new.spec.tags, |i| format!("spec.tags[{i}]"));
         if !causes.is_empty() {
             return Err(Error::Invalid {

@@ -3,10 +3,12 @@
 //! child. Nothing is stored here; [`store`] does that inside the caller's transaction.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_storage::{Digest, TxError, Txn};
 
+use super::allowed::AllowedRegistries;
 use super::reference::ImageReference;
 use super::remote::{Remote, RemoteError, RemoteManifest, RemoteOptions};
 use crate::imagestream::import::ImportFailure;
@@ -46,6 +48,8 @@ pub struct RemoteSettings {
     /// Extra PEM roots trusted besides the system's.
     pub ca_bundle: Option<PathBuf>,
     pub timeout: Duration,
+    /// `allowed_registries_for_import`.
+    pub allowed: Arc<AllowedRegistries>,
 }
 
 impl Default for RemoteSettings {
@@ -53,6 +57,7 @@ impl Default for RemoteSettings {
         RemoteSettings {
             ca_bundle: None,
             timeout: Duration::from_secs(30),
+            allowed: Arc::default(),
         }
     }
 }
@@ -123,6 +128,7 @@ pub fn connect(
             credentials,
             ca_bundle: settings.ca_bundle.clone(),
             timeout: settings.timeout,
+            allowed: settings.allowed.clone(),
         },
     )
     .map_err(failure)

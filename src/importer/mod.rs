@@ -3,7 +3,9 @@
 //! - [`reference`]: Docker pull specs parsed as OpenShift parses them.
 //! - [`remote`]: a client of the distribution API for one remote repository (TLS, insecure
 //!   fallback, Basic and bearer-token auth, manifests, blobs, tags).
+//! - [`allowed`]: which registries, realms, redirect targets and addresses it may reach.
 
+pub mod allowed;
 pub mod fetch;
 pub mod reference;
 pub mod remote;

@@ -10,6 +10,11 @@
 //! - without it, a host that fails over HTTPS but answers plain HTTP gives
 //!   [`RemoteError::HttpOnly`], and a redirect from HTTPS to HTTP is refused.
 //!
+//! Every request (to the registry, its token realm, and redirect targets) must be allowed by
+//! [`RemoteOptions::allowed`] (`allowed_registries_for_import`): by name before it is sent, and
+//! by the addresses the name resolves to when it connects. A refusal is
+//! [`RemoteError::NotAllowed`].
+//!
 //! # Authentication
 //! Anonymous until challenged. A `401` with `WWW-Authenticate: Basic` is answered with the
 //! credentials; `Bearer realm=..,service=..` with the Docker token flow: `GET
@@ -23,6 +28,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -36,6 +42,7 @@ use reqwest::header::{
 use reqwest::{Response, StatusCode, Url};
 use tokio::sync::{Mutex, OnceCell};
 
+use super::allowed::{find_refusal, AllowedRegistries};
 use super::reference::ImageReference;
 
 /// Manifests larger than this are refused.
@@ -89,6 +96,9 @@ pub struct RemoteOptions {
     /// Connect timeout, idle-read timeout, and the total time of every call except a blob
     /// stream (which may take as long as it keeps moving).
     pub timeout: Duration,
+    /// Where requests may go: the registry, its token realm, redirects, and the addresses
+    /// their names resolve to.
+    pub allowed: Arc<AllowedRegistries>,
 }
 
 impl Default for RemoteOptions {
@@ -98,6 +108,7 @@ impl Default for RemoteOptions {
             credentials: None,
             ca_bundle: None,
             timeout: Duration::from_secs(30),
+            allowed: Arc::default(),
         }
     }
 }
@@ -139,6 +150,10 @@ pub enum RemoteError {
     /// The registry cannot be reached (connection, TLS, timeout).
     #[error("Internal error occurred: {0}")]
     Unreachable(String),
+    /// `allowed_registries_for_import` refuses the registry, a token realm, a redirect target
+    /// or an address a name resolves to (the whole message).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The remote served something unusable: a digest mismatch, an oversized or malformed
     /// manifest, a bad reference.
     #[error("Internal error occurred: {0}")]
@@ -154,7 +169,7 @@ impl RemoteError {
         match self {
             RemoteError::NotFound(_) => "NotFound",
             RemoteError::Unauthorized(_) => "Unauthorized",
-            RemoteError::Forbidden(_) => "Forbidden",
+            RemoteError::Forbidden(_) | RemoteError::NotAllowed(_) => "Forbidden",
             RemoteError::TooManyRequests(_) => "TooManyRequests",
             RemoteError::HttpOnly(_)
             | RemoteError::Unreachable(_)
@@ -168,7 +183,7 @@ impl RemoteError {
         match self {
             RemoteError::NotFound(_) => 404,
             RemoteError::Unauthorized(_) => 401,
-            RemoteError::Forbidden(_) => 403,
+            RemoteError::Forbidden(_) | RemoteError::NotAllowed(_) => 403,
             RemoteError::TooManyRequests(_) => 429,
             _ => 500,
         }
@@ -205,6 +220,7 @@ pub struct Remote {
     insecure: bool,
     timeout: Duration,
     credentials: Option<Credentials>,
+    allowed: Arc<AllowedRegistries>,
     client: reqwest::Client,
     /// `scheme://host/` once the probe has found a scheme that works.
     base: OnceCell<Url>,
@@ -224,8 +240,9 @@ impl fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// A client of `reference`'s repository (its tag or digest is not used). Fails only on
-    /// local configuration: an unreadable or empty CA bundle.
+    /// A client of `reference`'s repository (its tag or digest is not used). Fails on local
+    /// configuration (an unreadable or empty CA bundle), and with [`RemoteError::NotAllowed`]
+    /// for a registry `options.allowed` refuses.
     pub fn new(reference: &ImageReference, options: RemoteOptions) -> Result<Remote, RemoteError> {
         let api_host = reference.api_host().to_string();
         // The reference grammar already rules these out; a URL must never get userinfo or a
@@ -236,9 +253,17 @@ impl Remote {
             )));
         }
         let insecure = options.insecure;
+        options
+            .allowed
+            .admit(&reference.registry, insecure)
+            .map_err(|r| RemoteError::NotAllowed(r.to_string()))?;
+        let allowed = options.allowed.clone();
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error("too many redirects");
+            }
+            if let Err(refused) = allowed.admit_url(attempt.url()) {
+                return attempt.error(refused);
             }
             let downgrade = attempt.url().scheme() == "http"
                 && attempt
@@ -256,6 +281,7 @@ impl Remote {
             .connect_timeout(options.timeout)
             .read_timeout(options.timeout)
             .redirect(policy)
+            .dns_resolver(options.allowed.resolver())
             .tls_built_in_webpki_certs(false)
             .tls_built_in_native_certs(true);
         if insecure {
@@ -288,6 +314,7 @@ impl Remote {
             insecure,
             timeout: options.timeout,
             credentials: options.credentials,
+            allowed: options.allowed,
             client,
             base: OnceCell::new(),
             auth: Mutex::new(AuthState::default()),
@@ -474,6 +501,9 @@ impl Remote {
             }
             Err(e) => e,
         };
+        if let Some(refused) = find_refusal(&https_err) {
+            return Err(RemoteError::NotAllowed(refused.to_string()));
+        }
         tracing::debug!(host = %self.api_host, error = %chain(&https_err), "https probe failed");
         let http = Url::parse(&format!("http://{}/", self.api_host)).map_err(|e| {
             RemoteError::Invalid(format!("invalid registry host {:?}: {e}", self.api_host))
@@ -621,6 +651,11 @@ impl Remote {
         }
         url.set_username("").ok();
         url.set_password(None).ok();
+        // The realm is the registry's to choose: it must not send us (with the registry's
+        // credentials) anywhere the registry itself could not.
+        self.allowed
+            .admit_url(&url)
+            .map_err(|r| RemoteError::NotAllowed(r.to_string()))?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -978,6 +1013,9 @@ fn redact(url: &Url) -> String {
 }
 
 fn unreachable_error(url: &Url, err: reqwest::Error) -> RemoteError {
+    if let Some(refused) = find_refusal(&err) {
+        return RemoteError::NotAllowed(refused.to_string());
+    }
     RemoteError::Unreachable(format!(
         "Get \"{}\": {}",
         redact(url),

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use super::allowed::Refused;
 use super::fetch::{
     self, Fetched, ImportMode, ImportSource, RemoteSettings, PREFER_ARCH, PREFER_OS,
 };
+use super::reference::ImageReference;
 use crate::imagestream::import::{record, ImportFailure, REPOSITORY_CHECK_ANNOTATION};
 use crate::imagestream::reach::Reach;
 use crate::imagestream::store::{load_tags, save_stream};
@@ -39,6 +41,15 @@ impl Importer {
 
     pub fn settings(&self) -> &RemoteSettings {
         &self.settings
+    }
+
+    /// Whether `allowed_registries_for_import` lets `reference`'s registry be fetched from (with
+    /// `insecure`), the addresses its name resolves to now included.
+    pub async fn admit(&self, reference: &ImageReference, insecure: bool) -> Result<(), Refused> {
+        self.settings
+            .allowed
+            .admit_resolved(&reference.registry, reference.api_host(), insecure)
+            .await
     }
 
     /// Fetches one image as namespace `ns` sees its registry.

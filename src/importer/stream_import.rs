@@ -178,6 +178,7 @@ impl Importer {
     ) -> Result<ImageStreamImport> {
         let name = isi.metadata.name.clone();
         let mut entries = validate(&isi)?;
+        self.admit_sources(&isi, &entries).await?;
         let mut repository_status = None;
         if let Some(repo) = &isi.spec.repository {
             let (status, repo_entries) = self.repository_entries(ns, repo).await;
@@ -217,6 +218,32 @@ impl Importer {
         isi.api_version = api_version();
         isi.metadata.namespace = ns.to_string();
         Ok(isi)
+    }
+
+    /// Refuses the whole request (403), before anything is fetched, when a source's registry is
+    /// not allowed for import.
+    async fn admit_sources(&self, isi: &ImageStreamImport, entries: &[Entry]) -> Result<()> {
+        let mut sources: Vec<(&str, bool)> = entries
+            .iter()
+            .map(|e| (e.source.from.as_str(), e.source.insecure))
+            .collect();
+        if let Some(repo) = &isi.spec.repository {
+            sources.push((&repo.from.name, repo.import_policy.insecure));
+        }
+        for (from, insecure) in sources {
+            // `validate` has refused references that do not parse.
+            let Ok(reference) = ImageReference::parse(from) else {
+                continue;
+            };
+            if let Err(refused) = self.admit(&reference, insecure).await {
+                return Err(Error::Forbidden {
+                    resource: "imagestreamimports",
+                    name: isi.metadata.name.clone(),
+                    message: refused.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The tags of a repository import, in OpenShift's priority order, the first

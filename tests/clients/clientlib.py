@@ -385,8 +385,10 @@ class Registry:
             env.setdefault("RUST_LOG", "info")
             binary = berth_binary()
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            # The import peers (docker-registry) listen on 127.0.0.1 over plain HTTP: loopback
+            # sources need an allowed_registries_for_import entry naming them.
             cmd = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
-                   *self.extra_args]
+                   "--allow-insecure-import-from", "127.0.0.1:*", *self.extra_args]
         elif self.impl == "docker-registry":
             port = free_port()
             cfg = self.workdir / "config.yml"

@@ -12,7 +12,7 @@ use crate::common::TestServer;
 
 const API: &str = "/apis/image.openshift.io/v1";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
-const PASSWORD: &str = "user-password-1";
+pub const PASSWORD: &str = "user-password-1";
 
 #[derive(Clone, Copy, Debug)]
 enum Who {
@@ -49,7 +49,7 @@ impl Who {
     }
 }
 
-async fn start(tweak: impl FnOnce(&mut berth::config::Config)) -> TestServer {
+pub async fn start(tweak: impl FnOnce(&mut berth::config::Config)) -> TestServer {
     TestServer::start_with(|c| {
         c.admin_password = Some(ADMIN_PASSWORD.into());
         tweak(c);
@@ -57,7 +57,12 @@ async fn start(tweak: impl FnOnce(&mut berth::config::Config)) -> TestServer {
     .await
 }
 
-async fn as_admin(s: &TestServer, method: Method, path: &str, body: Value) -> reqwest::Response {
+pub async fn as_admin(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
     s.req(method, path)
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .json(&body)
@@ -66,7 +71,7 @@ async fn as_admin(s: &TestServer, method: Method, path: &str, body: Value) -> re
         .unwrap()
 }
 
-async fn create_user(s: &TestServer, name: &str, cluster_roles: &[&str]) {
+pub async fn create_user(s: &TestServer, name: &str, cluster_roles: &[&str]) {
     let r = as_admin(
         s,
         Method::POST,
@@ -82,7 +87,7 @@ async fn create_user(s: &TestServer, name: &str, cluster_roles: &[&str]) {
     );
 }
 
-async fn bind(s: &TestServer, ns: &str, user: &str, role: &str) {
+pub async fn bind(s: &TestServer, ns: &str, user: &str, role: &str) {
     let r = as_admin(
         s,
         Method::PUT,
@@ -102,7 +107,8 @@ pub async fn push_as_admin(s: &TestServer, repo: &str, tag: &str, seed: &str) ->
 
 /// A server with one user per role: viewer/editor/nsadmin in namespace `a`.
 async fn populated() -> (TestServer, String, String) {
-    let s = start(|_| {}).await;
+    // The matrix's dry-run import names 127.0.0.1:9 (never the internet).
+    let s = start(crate::common::allow_loopback_imports).await;
     for (name, roles) in [
         ("outsider", &[][..]),
         ("viewer", &[]),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use berth::config::Config;
+use berth::config::{AllowedRegistry, Config};
 use reqwest::{Client, Method, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
@@ -60,7 +60,12 @@ impl TestServer {
     }
 
     /// Stops the server (graceful shutdown) and starts a new one on the same data directory.
-    pub async fn restart(mut self) -> TestServer {
+    pub async fn restart(self) -> TestServer {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestServer::restart`] with a changed configuration.
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> TestServer {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let config = self.config.clone();
@@ -68,7 +73,8 @@ impl TestServer {
             *c = Config {
                 data_dir: c.data_dir.clone(),
                 ..config
-            }
+            };
+            tweak(c);
         })
         .await
     }
@@ -213,6 +219,15 @@ impl TestServer {
         );
         (sha256(&manifest), manifest)
     }
+}
+
+/// Lets a server import from registries on 127.0.0.1 (the test peers), over plain HTTP too:
+/// loopback sources are refused unless `allowed_registries_for_import` names them.
+pub fn allow_loopback_imports(c: &mut Config) {
+    c.allowed_registries_for_import.push(AllowedRegistry {
+        domain_name: "127.0.0.1:*".into(),
+        insecure: true,
+    });
 }
 
 /// Optional Basic credentials: (user, password).

@@ -7,9 +7,11 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use berth::config::AllowedRegistry;
+
 use crate::common::{
-    header, history, image_manifest, sha256, status_tag, stream, TestServer, OCI_INDEX,
-    OCI_MANIFEST,
+    allow_loopback_imports, header, history, image_manifest, sha256, status_tag, stream,
+    TestServer, OCI_INDEX, OCI_MANIFEST,
 };
 
 const API: &str = "/apis/image.openshift.io/v1";
@@ -117,7 +119,7 @@ async fn import_api_dry_run_import_and_pull_through() {
     let mut src = TestServer::start().await;
     let (digest, layer_digest, layer) = push_arch(&src, "lib/app", "v1", "amd64").await;
     let from = format!("{}/lib/app:v1", host(&src));
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let path = format!("{API}/namespaces/team/imagestreamimports");
 
     // A dry run reports the image and stores nothing.
@@ -257,7 +259,7 @@ async fn concurrent_pulls_fetch_a_blob_once() {
             .status(),
         StatusCode::CREATED
     );
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let from = format!("{}/lib/big:v1", host(&src));
     let r = post(
         &dst,
@@ -286,7 +288,11 @@ async fn concurrent_pulls_fetch_a_blob_once() {
 async fn docker_tags_import_in_the_background_and_on_schedule() {
     let src = TestServer::start().await;
     let (first, _, _) = push_arch(&src, "lib/web", "latest", "amd64").await;
-    let dst = TestServer::start_with(|c| c.scheduled_import_interval_secs = 1).await;
+    let dst = TestServer::start_with(|c| {
+        allow_loopback_imports(c);
+        c.scheduled_import_interval_secs = 1;
+    })
+    .await;
     let from = format!("{}/lib/web:latest", host(&src));
 
     // What `berth tag --scheduled --insecure <remote> web:latest` sends.
@@ -350,7 +356,7 @@ async fn docker_tags_import_in_the_background_and_on_schedule() {
 
 #[tokio::test]
 async fn failed_imports_set_the_condition() {
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let body = json!({
         "metadata": {"name": "gone:v1"},
         "tag": {"name": "v1", "from": {"kind": "DockerImage", "name": "127.0.0.1:9/x/y:1"},
@@ -419,7 +425,7 @@ async fn failed_imports_set_the_condition() {
 async fn manifest_lists_by_import_mode() {
     let src = TestServer::start().await;
     let (index, amd, arm) = push_index(&src, "lib/multi", "latest").await;
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let from = format!("{}/lib/multi:latest", host(&src));
     let path = format!("{API}/namespaces/team/imagestreamimports");
     let native = if host_arch() == "arm64" { &arm } else { &amd };
@@ -545,7 +551,7 @@ async fn berth(s: &TestServer, args: &[&str]) -> (i32, String, String) {
 async fn cli_import_image_tag_and_secrets() {
     let src = TestServer::start().await;
     let (index, amd, arm) = push_index(&src, "lib/busybox", "latest").await;
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let from = format!("{}/lib/busybox:latest", host(&src));
 
     // Without --confirm nothing is created.
@@ -666,6 +672,209 @@ async fn cli_import_image_tag_and_secrets() {
     assert!(err.contains("AlreadyExists"), "{err}");
 }
 
+// ---- allowed_registries_for_import
+
+const LOOPBACK_REFUSED: &str =
+    "is a loopback or link-local address, refused unless allowed_registries_for_import names it";
+
+/// The Status of a refused ImageStreamImport (asserting 403).
+async fn refused_import(dst: &TestServer, from: &str, insecure: bool, import: bool) -> String {
+    let r = post(
+        dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &import_request("app", from, "v1", import, json!({"insecure": insecure})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{from}");
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["reason"], "Forbidden", "{status}");
+    assert_eq!(status["details"]["kind"], "imagestreamimports", "{status}");
+    status["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn loopback_sources_are_refused_unless_allowed() {
+    let src = TestServer::start().await;
+    let (digest, _, _) = push_arch(&src, "lib/app", "v1", "amd64").await;
+    let from = format!("{}/lib/app:v1", host(&src));
+    let dst = TestServer::start().await;
+
+    // The API: 403 before anything is fetched, dry run or not.
+    for import in [false, true] {
+        assert_eq!(
+            refused_import(&dst, &from, true, import).await,
+            format!(
+                "importing images from registry \"{}\" is forbidden: 127.0.0.1 {LOOPBACK_REFUSED}",
+                host(&src)
+            )
+        );
+    }
+    assert_eq!(
+        dst.get(&format!("{API}/namespaces/team/imagestreams/app"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // A name for loopback is loopback.
+    let port = host(&src).rsplit(':').next().unwrap().to_string();
+    let message = refused_import(&dst, &format!("localhost:{port}/lib/app:v1"), true, true).await;
+    assert!(
+        message.contains(&format!("localhost {LOOPBACK_REFUSED}")),
+        "{message}"
+    );
+    // A repository import too.
+    let r = post(
+        &dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &json!({"metadata": {"name": "app"}, "spec": {"import": true, "repository": {
+            "from": {"kind": "DockerImage", "name": format!("{}/lib/app", host(&src))},
+            "importPolicy": {"insecure": true}}}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The controller: the tag's ImportSuccess condition says why.
+    let r = dst
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreamtags/web:v1"),
+        )
+        .json(
+            &json!({"metadata": {"name": "web:v1"}, "tag": {"name": "v1",
+            "from": {"kind": "DockerImage", "name": from}, "importPolicy": {"insecure": true}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let is = eventually(&dst, "team", "web", "the failure condition", |is| {
+        !status_tag(is, "v1")["conditions"].is_null()
+    })
+    .await;
+    let c = &status_tag(&is, "v1")["conditions"][0];
+    assert_eq!(c["type"], "ImportSuccess");
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "Forbidden");
+    assert_eq!(
+        c["message"],
+        format!(
+            "importing images from registry \"{}\" is forbidden: 127.0.0.1 {LOOPBACK_REFUSED}",
+            host(&src)
+        )
+    );
+    // berth import-image shows the refusal.
+    let (code, _, err) = berth(
+        &dst,
+        &[
+            "import-image",
+            "cli",
+            "--from",
+            &from,
+            "--confirm",
+            "--insecure",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is forbidden: 127.0.0.1 is a loopback"),
+        "{err}"
+    );
+
+    // Allowed by a pattern naming it: the import and then the scheduled re-import work.
+    let dst = dst.restart_with(allow_loopback_imports).await;
+    let r = post(
+        &dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &import_request("app", &from, "v1", true, json!({"insecure": true})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let isi: Value = r.json().await.unwrap();
+    assert_eq!(
+        isi["status"]["images"][0]["image"]["metadata"]["name"],
+        digest.as_str(),
+        "{isi:#}"
+    );
+
+    // Pull-through fetches are checked as well: without the pattern, the layer is not fetched.
+    let dst = dst
+        .restart_with(|c| c.allowed_registries_for_import.clear())
+        .await;
+    let layers = status_layers(&dst, &digest).await;
+    assert!(!layers.is_empty());
+    let r = dst.get(&format!("/v2/team/app/blobs/{}", layers[0])).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("is forbidden: 127.0.0.1 is a loopback"),
+        "the refusal reaches the client"
+    );
+}
+
+/// The layer digests of Image `digest`.
+async fn status_layers(s: &TestServer, digest: &str) -> Vec<String> {
+    let image: Value = s
+        .get(&format!("{API}/images/{digest}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    image["dockerImageLayers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_non_empty_list_allows_only_what_it_names() {
+    let src = TestServer::start().await;
+    push_arch(&src, "lib/app", "v1", "amd64").await;
+    let from = format!("{}/lib/app:v1", host(&src));
+    let dst = TestServer::start_with(|c| {
+        c.allowed_registries_for_import = vec![
+            AllowedRegistry {
+                domain_name: "*.example.com".into(),
+                insecure: false,
+            },
+            AllowedRegistry {
+                domain_name: "127.0.0.1:*".into(),
+                insecure: false,
+            },
+        ];
+    })
+    .await;
+    assert_eq!(
+        refused_import(&dst, "quay.io/lib/app:v1", false, false).await,
+        "importing images from registry \"quay.io\" is forbidden: it is not in \
+         allowed_registries_for_import"
+    );
+    assert!(refused_import(&dst, "example.com/lib/app:v1", false, false)
+        .await
+        .ends_with("it is not in allowed_registries_for_import"));
+    // Listed, but not for insecure imports.
+    assert!(refused_import(&dst, &from, true, false)
+        .await
+        .ends_with("insecure imports from it are not allowed (allowed_registries_for_import lists it with insecure = false)"));
+    // Listed and secure: allowed (this source is HTTP only, so the import itself fails).
+    let r = post(
+        &dst,
+        &format!("{API}/namespaces/team/imagestreamimports"),
+        &import_request("app", &from, "v1", false, json!({})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let isi: Value = r.json().await.unwrap();
+    assert!(isi["status"]["images"][0]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("is HTTP only"));
+}
+
 // ---- against Debian's docker-registry
 
 mod peer_registry {
@@ -700,7 +909,7 @@ mod peer_registry {
                           entry(&arm.digest, arm.manifest.len(), "arm64")]}))
         .unwrap();
         let index_digest = p.manifest("lib/app", "multi", OCI_INDEX, &index).await;
-        let dst = TestServer::start().await;
+        let dst = TestServer::start_with(allow_loopback_imports).await;
         let insecure = json!({"insecure": true});
 
         // Docker schema 2, byte for byte.
@@ -775,7 +984,7 @@ mod peer_registry {
         let reg = DockerRegistry::start(true).await;
         let p = Pusher::new(&reg, true);
         let pushed = push_image(&p, "private/app", "v1", "amd64", MEDIA_OCI_MANIFEST).await;
-        let dst = TestServer::start().await;
+        let dst = TestServer::start_with(allow_loopback_imports).await;
         let from = format!("{}/private/app:v1", reg.host());
         let insecure = json!({"insecure": true});
 
@@ -863,7 +1072,7 @@ async fn repository_import_takes_fifty_tags_in_priority_order() {
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let body = json!({
         "metadata": {"name": "many"},
         "spec": {"import": false, "repository": {
@@ -908,7 +1117,7 @@ async fn imports_from_a_berth_with_token_auth() {
     use crate::auth::{push_as_admin, ADMIN_PASSWORD};
     let src = TestServer::start_with(|c| c.admin_password = Some(ADMIN_PASSWORD.into())).await;
     let digest = push_as_admin(&src, "private/app", "v1", "token-source").await;
-    let dst = TestServer::start().await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
     let from = format!("{}/private/app:v1", host(&src));
     let path = format!("{API}/namespaces/team/imagestreamimports");
 

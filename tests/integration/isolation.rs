@@ -593,7 +593,11 @@ async fn forged_registry(manifest: Vec<u8>, config: Vec<u8>) -> String {
 
 #[tokio::test]
 async fn an_imported_manifest_cannot_claim_layers_it_does_not_have() {
-    let s = start().await;
+    let s = TestServer::start_with(|c| {
+        c.admin_password = Some(ADMIN_PASSWORD.into());
+        crate::common::allow_loopback_imports(c);
+    })
+    .await;
     let secret = secret_in_b(&s).await;
     user(&s, "eve", &[("a", "edit")]).await;
     // eve knows the digest of b's layer, not its bytes, and serves a manifest naming it.

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod describe;
 mod distribution;
+mod hardening;
 mod imagestreams;
 mod import;
 mod isolation;

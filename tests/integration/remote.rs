@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth::importer::allowed::{AllowedRegistries, RegistryPattern};
 use berth::importer::reference::ImageReference;
 use berth::importer::remote::{
     Credentials, Remote, RemoteError, RemoteOptions, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
@@ -24,6 +25,15 @@ use hyper_util::rt::TokioIo;
 
 use crate::peer::{push_image, DockerRegistry, Pusher, PASSWORD, USER};
 
+/// The peers listen on 127.0.0.1, which imports may only reach when a pattern names it.
+fn loopback() -> Arc<AllowedRegistries> {
+    Arc::new(AllowedRegistries::new(vec![RegistryPattern::parse(
+        "127.0.0.1:*",
+        true,
+    )
+    .unwrap()]))
+}
+
 fn remote(host: &str, repo: &str, insecure: bool, credentials: Option<Credentials>) -> Remote {
     let reference = ImageReference::parse(&format!("{host}/{repo}")).unwrap();
     Remote::new(
@@ -32,6 +42,7 @@ fn remote(host: &str, repo: &str, insecure: bool, credentials: Option<Credential
             insecure,
             credentials,
             timeout: Duration::from_secs(10),
+            allowed: loopback(),
             ..RemoteOptions::default()
         },
     )
@@ -276,6 +287,7 @@ async fn https_registry_with_private_ca() {
         insecure,
         ca_bundle,
         timeout: Duration::from_secs(10),
+        allowed: loopback(),
         ..RemoteOptions::default()
     };
 
@@ -754,6 +766,134 @@ async fn tag_pagination_follows_links() {
     let looping = remote(&addr.to_string(), "ns/loop", true, None);
     let err = looping.list_tags_paged(Some(2)).await.unwrap_err();
     assert!(matches!(err, RemoteError::Invalid(_)), "{err:?}");
+}
+
+/// Where a registry may send the client: redirects and token realms are checked against the
+/// allowed registries before anything is sent there, and loopback needs a pattern naming it.
+#[tokio::test]
+async fn redirects_and_realms_stay_within_the_allowed_registries() {
+    let challenge: Arc<Mutex<Option<String>>> = Arc::default();
+    let addr = {
+        let challenge = challenge.clone();
+        serve(Arc::new(move |req| {
+            let path = req.uri().path().to_string();
+            match (path.as_str(), challenge.lock().unwrap().clone()) {
+                (_, Some(c)) => response(401, &[("www-authenticate", c)], ""),
+                ("/v2/", None) => response(200, &[], "{}"),
+                ("/v2/ns/app/manifests/metadata", None) => response(
+                    307,
+                    &[("location", "http://169.254.169.254/latest/meta-data".into())],
+                    "",
+                ),
+                ("/v2/ns/app/manifests/local", None) => response(
+                    307,
+                    &[(
+                        "location",
+                        "http://localhost:1/v2/ns/app/manifests/v1".into(),
+                    )],
+                    "",
+                ),
+                _ => response(404, &[], ""),
+            }
+        }))
+        .await
+    };
+    let r = remote(&addr.to_string(), "ns/app", true, None);
+    let err = r.get_manifest("metadata").await.unwrap_err();
+    assert_eq!(
+        err,
+        RemoteError::NotAllowed(
+            "importing images from registry \"169.254.169.254\" is forbidden: it is not in \
+             allowed_registries_for_import"
+                .into()
+        )
+    );
+    assert_eq!(err.reason(), "Forbidden");
+    let err = r.get_manifest("local").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("importing images from registry \"localhost:1\" is forbidden"),
+        "{err}"
+    );
+
+    // With no list, only the loopback and link-local rule holds, for redirects too.
+    let open = |addr: &SocketAddr| {
+        let reference = ImageReference::parse(&format!("{addr}/ns/app")).unwrap();
+        Remote::new(&reference, RemoteOptions::default())
+    };
+    let err = open(&addr).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "importing images from registry \"{addr}\" is forbidden: 127.0.0.1 is a loopback or \
+             link-local address, refused unless allowed_registries_for_import names it"
+        )
+    );
+
+    // A token realm on a link-local address gets no request (and no credentials).
+    *challenge.lock().unwrap() =
+        Some(r#"Bearer realm="http://169.254.169.254/token",service="x""#.into());
+    let r = remote(&addr.to_string(), "ns/app", true, creds("secret"));
+    let err = r.get_manifest("v1").await.unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::NotAllowed(m) if m.contains("\"169.254.169.254\"")),
+        "{err:?}"
+    );
+}
+
+/// A name that is not `localhost` but resolves to loopback (DNS rebinding, or /etc/hosts) is
+/// refused when the connection is made. Needs such a name: the machine's host name usually is
+/// one (127.0.1.1 on Debian, 127.0.0.1 in containers); the test says so and passes otherwise.
+#[tokio::test]
+async fn names_resolving_to_loopback_are_refused_at_connect_time() {
+    use std::net::ToSocketAddrs;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let loopback_name = !name.is_empty()
+        && (name.as_str(), 0)
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.any(|a| a.ip().is_loopback()));
+    if !loopback_name {
+        eprintln!("skipped: the host name {name:?} does not resolve to a loopback address");
+        return;
+    }
+    let addr = serve(Arc::new(|_| response(200, &[], "{}"))).await;
+    let registry = format!("{name}:{}", addr.port());
+    let reference = ImageReference::parse(&format!("{registry}/ns/app")).unwrap();
+    let r = Remote::new(
+        &reference,
+        RemoteOptions {
+            insecure: true,
+            ..RemoteOptions::default()
+        },
+    )
+    .unwrap();
+    let err = r.get_manifest("v1").await.unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::NotAllowed(m) if m.contains(&format!("{name} resolves to "))),
+        "{err:?}"
+    );
+    // Naming the host allows it.
+    let named = Arc::new(AllowedRegistries::new(vec![RegistryPattern::parse(
+        &format!("{name}:*"),
+        true,
+    )
+    .unwrap()]));
+    let r = Remote::new(
+        &reference,
+        RemoteOptions {
+            insecure: true,
+            allowed: named,
+            ..RemoteOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        r.get_manifest("v1").await.unwrap_err(),
+        RemoteError::Invalid(_)
+    ));
 }
 
 /// Standard base64 (the test's own, to check the client's Basic header independently).

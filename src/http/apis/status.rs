@@ -30,6 +30,7 @@ pub enum Reason {
     ServerTimeout,
     UnsupportedMediaType,
     RequestEntityTooLarge,
+    TooManyRequests,
 }
 
 impl Reason {
@@ -48,6 +49,7 @@ impl Reason {
             Reason::ServerTimeout => "ServerTimeout",
             Reason::UnsupportedMediaType => "UnsupportedMediaType",
             Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::TooManyRequests => "TooManyRequests",
         }
     }
 }
@@ -474,6 +476,22 @@ impl StatusError {
                     "The {operation} operation against {} could not be completed at this time, please try again.",
                     resource.qualified()
                 ),
+            )
+        }
+    }
+
+    /// 429 `Too many requests: <msg>` with `retryAfterSeconds` (and a `Retry-After` header), as
+    /// Kubernetes' `NewTooManyRequests`.
+    pub fn too_many_requests(msg: impl fmt::Display, retry_after_seconds: u64) -> Self {
+        StatusError {
+            details: boxed(StatusDetails {
+                retry_after_seconds: Some(u32::try_from(retry_after_seconds).unwrap_or(u32::MAX)),
+                ..StatusDetails::default()
+            }),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Reason::TooManyRequests,
+                format!("Too many requests: {msg}"),
             )
         }
     }
