@@ -875,11 +875,19 @@ fn put_image(
 /// transaction: a crash leaves each stream either converted or not, and the next start
 /// finishes the rest. Returns how many streams were converted.
 pub fn migrate(meta: &dyn MetadataStore) -> berth_storage::Result<usize> {
+    migrate_at_most(meta, usize::MAX)
+}
+
+/// [`migrate`], stopping after `max` streams (what a crash part-way leaves behind).
+pub fn migrate_at_most(meta: &dyn MetadataStore, max: usize) -> berth_storage::Result<usize> {
     use berth_storage::MetadataStoreExt;
     let mut converted = 0;
     for (key, value) in scan_all(meta, &keys::streams(None))? {
         if value.first() != Some(&1) {
             continue;
+        }
+        if converted == max {
+            break;
         }
         let whole: ImageStream = serde_json::from_slice(&value[1..])
             .map_err(|e| berth_storage::Error::Backend(format!("stream record: {e}")))?;

@@ -26,7 +26,8 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().unwrap(), tweak).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    /// A server on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
@@ -69,11 +70,9 @@ impl TestServer {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let config = self.config.clone();
+        // The same directory (a fixture may keep its data in a subdirectory of it).
         Self::start_in(dir, |c| {
-            *c = Config {
-                data_dir: c.data_dir.clone(),
-                ..config
-            };
+            *c = config;
             tweak(c);
         })
         .await

@@ -13,4 +13,5 @@ mod isolation;
 mod isolation_props;
 mod peer;
 mod remote;
+mod streams_at_scale;
 mod tls;
