@@ -385,7 +385,15 @@ pub async fn handle(
         }
         ApiEndpoint::GetImageStream { namespace, name }
         | ApiEndpoint::GetImageStreamStatus { namespace, name } => {
-            object(StatusCode::OK, &s.get(namespace.as_str(), name.as_str())?)
+            // Written while read: a stream's size does not weigh on memory.
+            let meta = s.registry().metadata().clone();
+            let host = s.registry().public_host().to_string();
+            super::stream_body::respond(meta, host, namespace.as_str(), name.as_str())?
+                .ok_or_else(|| Error::NotFound {
+                    resource: "imagestreams",
+                    name: name.as_str().to_string(),
+                })
+                .map_err(StatusError::from)
         }
         ApiEndpoint::ReplaceImageStream { namespace, name } => {
             let stream: ImageStream = read_json(body).await?;

@@ -13,6 +13,7 @@ pub mod imagestream;
 pub mod query;
 pub mod range;
 pub mod response;
+pub mod stream_body;
 
 use std::time::Instant;
 

@@ -193,6 +193,26 @@ impl ImageStreams {
         Ok((out, rv))
     }
 
+    /// The stream with every tag but each tag's top event only (what import decisions and
+    /// istag listings need, at a cost independent of the history's length).
+    pub fn get_tops(&self, ns: &str, name: &str) -> Result<ImageStream> {
+        let s = store::read_tops(self.registry.metadata().as_ref(), ns, name)?
+            .ok_or_else(|| Self::not_found(name))?;
+        Ok(self.decorate(s))
+    }
+
+    /// [`ImageStreams::get_tops`] of every stream of `ns`, or of every namespace.
+    pub fn list_tops(&self, ns: Option<&str>) -> Result<Vec<ImageStream>> {
+        let mut out = Vec::new();
+        for head in self.list_heads(ns)? {
+            let (ns, name) = (&head.metadata.namespace, &head.metadata.name);
+            if let Some(s) = store::read_tops(self.registry.metadata().as_ref(), ns, name)? {
+                out.push(self.decorate(s));
+            }
+        }
+        Ok(out)
+    }
+
     /// The heads (metadata and spec without tags) of the streams of `ns`, or of every
     /// namespace.
     pub fn list_heads(&self, ns: Option<&str>) -> Result<Vec<ImageStream>> {

@@ -325,6 +325,79 @@ fn read_with(
     Ok(Some(stream))
 }
 
+/// Receives a stream piece by piece (see [`visit_stream`]).
+pub trait StreamVisitor {
+    fn head(&mut self, head: &ImageStream) -> std::io::Result<()>;
+    fn spec_tag(&mut self, tag: &super::types::TagReference) -> std::io::Result<()>;
+    /// A status tag begins; its events follow, newest first, then [`StreamVisitor::end_tag`].
+    fn status_tag(&mut self, tag: &str, conditions: &[TagEventCondition]) -> std::io::Result<()>;
+    fn event(&mut self, event: &TagEvent) -> std::io::Result<()>;
+    fn end_tag(&mut self) -> std::io::Result<()>;
+}
+
+/// Reads the whole stream a page at a time into `visitor`, holding one page in memory
+/// whatever the stream's size. Returns false when the stream does not exist. The pages are
+/// read one after another, not from one snapshot: a write landing meanwhile may show in the
+/// pages read after it.
+pub fn visit_stream(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+    visitor: &mut dyn StreamVisitor,
+) -> Result<bool, VisitError> {
+    let Some(bytes) = meta.get(&keys::stream(ns, name))? else {
+        return Ok(false);
+    };
+    let head: ImageStream = decode(&bytes)?;
+    visitor.head(&head)?;
+    for_each_page(meta, &keys::spec_tags(ns, name), |_, v| {
+        visitor.spec_tag(&decode(v)?)?;
+        Ok(())
+    })?;
+    let base = keys::status_tags(ns, name);
+    for_each_page(meta, &base, |k, v| {
+        let tag = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+        let head: StatusHead = decode(v)?;
+        visitor.status_tag(&tag, &head.conditions)?;
+        if head.count > 0 {
+            for_each_page(meta, &keys::events(ns, name, &tag), |_, e| {
+                visitor.event(&decode(e)?)?;
+                Ok(())
+            })?;
+        }
+        visitor.end_tag()?;
+        Ok(())
+    })?;
+    Ok(true)
+}
+
+/// Why [`visit_stream`] stopped: the store failed, or the visitor did (its reader left).
+#[derive(Debug, thiserror::Error)]
+pub enum VisitError {
+    #[error(transparent)]
+    Storage(#[from] berth_storage::Error),
+    #[error(transparent)]
+    Visitor(#[from] std::io::Error),
+}
+
+fn for_each_page(
+    meta: &dyn MetadataStore,
+    prefix: &[u8],
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), VisitError>,
+) -> Result<(), VisitError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = meta.scan(prefix, after.as_deref(), 256)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        for (k, v) in &page {
+            f(k, v)?;
+        }
+    }
+}
+
 fn top_event(
     meta: &dyn MetadataStore,
     (ns, name, tag): (&str, &str, &str),

@@ -77,7 +77,7 @@ async fn run(
         tokio::select! {
             next = changed.recv() => {
                 let Some((ns, name)) = next else { return };
-                if let Ok(stream) = controller.streams.get(&ns, &name) {
+                if let Ok(stream) = controller.streams.get_tops(&ns, &name) {
                     for tag in pending_tags(&stream) {
                         controller.start(&stream, tag.clone());
                     }
@@ -100,8 +100,9 @@ struct Controller {
 impl Controller {
     /// Starts every pending import, and with `scheduled` every scheduled one the budget allows.
     fn scan(&self, scheduled: bool, budget: &mut Budget) {
-        let streams = match self.streams.list(None) {
-            Ok((streams, _)) => streams,
+        // Import decisions need each tag's spec and top event, never the whole history.
+        let streams = match self.streams.list_tops(None) {
+            Ok(streams) => streams,
             Err(e) => {
                 tracing::warn!(error = %e, "import controller cannot list image streams");
                 return;
@@ -175,7 +176,7 @@ impl Controller {
                 let next = again
                     .then(|| {
                         ImageStreams::new(importer.registry().clone())
-                            .get(ns, name)
+                            .get_tops(ns, name)
                             .ok()
                     })
                     .flatten()

@@ -1,0 +1,299 @@
+//! A whole ImageStream written as JSON while it is read, a page at a time: a GET of a stream
+//! with 100,000 history entries holds a page and a chunk in memory, not the stream. The bytes
+//! are those the API writes for the assembled object everywhere else: objects go through
+//! `serde_json::Value`, so keys are in sorted order at every level.
+
+use std::io;
+use std::sync::Arc;
+
+use berth_storage::MetadataStore;
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::apis::status::StatusError;
+use super::response::{self as resp, Response};
+use crate::imagestream::service::decorate;
+use crate::imagestream::store::{self, StreamVisitor, VisitError};
+use crate::imagestream::types::{ImageStream, TagEvent, TagEventCondition, TagReference};
+
+/// Bytes gathered before a chunk goes to the client.
+const CHUNK: usize = 64 * 1024;
+/// Chunks waiting for a slow client before the reader waits too.
+const QUEUED_CHUNKS: usize = 4;
+
+/// 200 with the stream `ns/name` as JSON, or `None` when it does not exist.
+pub fn respond(
+    meta: Arc<dyn MetadataStore>,
+    public_host: String,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Response>, StatusError> {
+    let exists = meta
+        .get(&store::keys::stream(ns, name))
+        .map_err(|e| StatusError::internal(e.to_string()))?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUED_CHUNKS);
+    let (ns, name) = (ns.to_string(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut w = JsonWriter::new(tx.clone(), public_host);
+        let outcome = store::visit_stream(meta.as_ref(), &ns, &name, &mut w)
+            .and_then(|found| w.finish(found).map_err(VisitError::from));
+        if let Err(e) = outcome {
+            // The status line is gone already: cut the body short so the client sees an error.
+            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "streaming an image stream failed");
+            let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+        }
+    });
+    let body: berth_storage::ByteStream =
+        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let mut r = http::Response::new(resp::stream(body));
+    resp::set(&mut r, http::header::CONTENT_TYPE, "application/json");
+    Ok(Some(r))
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Spec { tags_open: bool },
+    Status { tags_open: bool },
+}
+
+struct JsonWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+    public_host: String,
+    head: Option<ImageStream>,
+    phase: Phase,
+    first_event: bool,
+    /// The status tag being written (its name is its last key).
+    tag: String,
+}
+
+impl JsonWriter {
+    fn new(tx: mpsc::Sender<io::Result<Bytes>>, public_host: String) -> Self {
+        JsonWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+            public_host,
+            head: None,
+            phase: Phase::Spec { tags_open: false },
+            first_event: true,
+            tag: String::new(),
+        }
+    }
+
+    fn raw(&mut self, s: &str) {
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// Writes `v` as the API does (through a `Value`: sorted keys).
+    fn value(&mut self, v: &impl Serialize) -> io::Result<()> {
+        let v = serde_json::to_value(v).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut self.buf, &v).map_err(io::Error::other)
+    }
+
+    fn flush_if_full(&mut self) -> io::Result<()> {
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+
+    /// Closes the spec and opens the status, once.
+    fn enter_status(&mut self) -> io::Result<()> {
+        let Phase::Spec { tags_open } = self.phase else {
+            return Ok(());
+        };
+        self.raw(if tags_open { "]}" } else { "}" });
+        let head = self.head.take().unwrap_or_default();
+        self.raw(",\"status\":{\"dockerImageRepository\":");
+        self.value(&head.status.docker_image_repository)?;
+        if !head.status.public_docker_image_repository.is_empty() {
+            self.raw(",\"publicDockerImageRepository\":");
+            self.value(&head.status.public_docker_image_repository)?;
+        }
+        self.phase = Phase::Status { tags_open: false };
+        Ok(())
+    }
+
+    fn finish(&mut self, found: bool) -> io::Result<()> {
+        if !found {
+            return Err(io::Error::other(
+                "the image stream was deleted while being read",
+            ));
+        }
+        self.enter_status()?;
+        let tags_open = self.phase == Phase::Status { tags_open: true };
+        self.raw(if tags_open { "]}}" } else { "}}" });
+        self.send()
+    }
+}
+
+impl StreamVisitor for JsonWriter {
+    fn head(&mut self, head: &ImageStream) -> io::Result<()> {
+        let head = decorate(&self.public_host, head.clone());
+        self.raw("{\"apiVersion\":");
+        self.value(&head.api_version)?;
+        self.raw(",\"kind\":");
+        self.value(&head.kind)?;
+        self.raw(",\"metadata\":");
+        self.value(&head.metadata)?;
+        self.raw(",\"spec\":{");
+        if !head.spec.docker_image_repository.is_empty() {
+            self.raw("\"dockerImageRepository\":");
+            self.value(&head.spec.docker_image_repository)?;
+            self.raw(",");
+        }
+        self.raw("\"lookupPolicy\":");
+        self.value(&head.spec.lookup_policy)?;
+        self.head = Some(head);
+        Ok(())
+    }
+
+    fn spec_tag(&mut self, tag: &TagReference) -> io::Result<()> {
+        let Phase::Spec { tags_open } = &mut self.phase else {
+            return Err(io::Error::other("spec tag after status"));
+        };
+        let first = !*tags_open;
+        *tags_open = true;
+        self.raw(if first { ",\"tags\":[" } else { "," });
+        self.value(tag)?;
+        self.flush_if_full()
+    }
+
+    fn status_tag(&mut self, tag: &str, conditions: &[TagEventCondition]) -> io::Result<()> {
+        self.enter_status()?;
+        let Phase::Status { tags_open } = &mut self.phase else {
+            unreachable!("entered the status above")
+        };
+        let first = !*tags_open;
+        *tags_open = true;
+        self.raw(if first { ",\"tags\":[{" } else { ",{" });
+        if !conditions.is_empty() {
+            self.raw("\"conditions\":");
+            self.value(&conditions)?;
+            self.raw(",");
+        }
+        self.raw("\"items\":[");
+        self.first_event = true;
+        self.tag = tag.to_string();
+        Ok(())
+    }
+
+    fn event(&mut self, event: &TagEvent) -> io::Result<()> {
+        if !std::mem::take(&mut self.first_event) {
+            self.raw(",");
+        }
+        self.value(event)?;
+        self.flush_if_full()
+    }
+
+    fn end_tag(&mut self) -> io::Result<()> {
+        self.raw("],\"tag\":");
+        let tag = std::mem::take(&mut self.tag);
+        self.value(&tag)?;
+        self.raw("}");
+        self.flush_if_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imagestream::reach::Reach;
+    use crate::imagestream::types::{NamedTagEventList, ObjectReference};
+    use berth_storage::memory::MemoryMetadata;
+    use berth_storage::{MetadataStoreExt, TxError, Txn};
+
+    fn stream_with(tags: usize, events: usize) -> ImageStream {
+        let mut s = crate::imagestream::mapping::new_stream("ns", "app");
+        s.metadata.labels.insert("team".into(), "x".into());
+        s.spec.tags.push(TagReference {
+            name: "t0".into(),
+            from: Some(ObjectReference {
+                kind: "DockerImage".into(),
+                name: "example.com/a/b:c".into(),
+                namespace: String::new(),
+            }),
+            ..Default::default()
+        });
+        for t in 0..tags {
+            s.status.tags.push(NamedTagEventList {
+                tag: format!("t{t}"),
+                items: (0..events)
+                    .map(|e| TagEvent {
+                        created: "2026-01-01T00:00:00Z".into(),
+                        docker_image_reference: format!("h/ns/app@sha256:{t:032x}{e:032x}"),
+                        image: format!("sha256:{t:032x}{e:032x}"),
+                        generation: 1,
+                    })
+                    .collect(),
+                conditions: if t % 2 == 0 {
+                    vec![TagEventCondition {
+                        kind: "ImportSuccess".into(),
+                        status: "False".into(),
+                        message: "m".into(),
+                        generation: 1,
+                        ..Default::default()
+                    }]
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        s
+    }
+
+    fn streamed(meta: Arc<dyn MetadataStore>) -> Vec<u8> {
+        let (tx, mut rx) = mpsc::channel(1 << 16);
+        let mut w = JsonWriter::new(tx, "reg:5000".into());
+        let found = store::visit_stream(meta.as_ref(), "ns", "app", &mut w).unwrap();
+        w.finish(found).unwrap();
+        drop(w);
+        let mut out = Vec::new();
+        while let Ok(Ok(chunk)) = rx.try_recv() {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn streamed_json_is_the_assembled_objects_bytes() {
+        for (tags, events) in [(0, 0), (1, 1), (3, 2), (40, 60)] {
+            let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadata::new());
+            let mut s = stream_with(tags, events);
+            if tags == 0 {
+                s.spec.tags.clear();
+            }
+            meta.transaction(|tx: &mut dyn Txn| {
+                let mut changes = Vec::new();
+                store::save_stream(tx, None, &mut s.clone(), &mut changes, &Reach::trusted())
+                    .map_err(|e| match e {
+                        TxError::Storage(e) => TxError::<()>::Storage(e),
+                        TxError::Abort(_) => TxError::Abort(()),
+                    })
+            })
+            .unwrap();
+            let whole = store::read_stream(meta.as_ref(), "ns", "app")
+                .unwrap()
+                .unwrap();
+            let v = serde_json::to_value(decorate("reg:5000", whole)).unwrap();
+            let expected = serde_json::to_vec(&v).unwrap();
+            assert_eq!(
+                String::from_utf8(streamed(meta)).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{tags} tags x {events} events"
+            );
+        }
+    }
+}
