@@ -6,6 +6,7 @@
 //! cargo run --release -p berth-bench -- [--quick] [--out benches/results]
 //! ```
 
+mod big_stream;
 mod client;
 mod limits;
 mod report;
@@ -43,7 +44,7 @@ struct Args {
     /// Write results.json and chart.svg here.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Workloads to run, e.g. `1,4,8` (1-3 run together); all by default.
+    /// Workloads to run, e.g. `1,4,9` (1-3 run together); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Repetitions per server of the workloads other than 1-3 (default 5, quick 2).
@@ -58,7 +59,21 @@ struct Args {
     /// Tags x history entries of workload 8's image stream (default 1000x10, quick 100x3).
     #[arg(long, value_parser = parse_dims)]
     stream: Option<(usize, usize)>,
-    /// Setups of workloads 6 and 8 stop pushing once berth's RSS passes this (MiB): they
+    /// New tags workload 9 pushes into one repository (default 10000, quick 300).
+    #[arg(long)]
+    big_tags: Option<usize>,
+    /// Workload 9's history: TAGSxROUNDS re-pushes after the new tags (default 1000x10, quick
+    /// 30x3).
+    #[arg(long, value_parser = parse_dims)]
+    big_history: Option<(usize, usize)>,
+    /// Tags workload 9 pushes one at a time while watching the stream (default 50, quick 20).
+    #[arg(long)]
+    big_watch: Option<usize>,
+    /// Workload 9 at issue 12's full size: 100000 tags, history 1000x10 (overrides --quick's
+    /// sizes for 9; --big-tags and --big-history still override it).
+    #[arg(long)]
+    big: bool,
+    /// Setups of workloads 6, 8 and 9 stop pushing once berth's RSS passes this (MiB): they
     /// keep one copy of the whole stream per watch event, and the machine is shared.
     #[arg(long, default_value_t = 3072)]
     rss_cap_mib: u64,
@@ -101,16 +116,14 @@ fn start_pair(
     Ok(vec![berth, peer])
 }
 
-fn registries(servers: &[Server], http: &reqwest::Client) -> (Vec<(Kind, Registry)>, u32) {
+/// The registries' clients, and the (berth, peer) process ids.
+fn registries(servers: &[Server], http: &reqwest::Client) -> (Vec<(Kind, Registry)>, (u32, u32)) {
     let regs = servers
         .iter()
         .map(|s| (s.kind, Registry::new(http.clone(), s.base.clone())))
         .collect();
-    let pid = servers
-        .iter()
-        .find(|s| s.kind == Kind::Berth)
-        .map_or(0, Server::pid);
-    (regs, pid)
+    let pid = |k: Kind| servers.iter().find(|s| s.kind == k).map_or(0, Server::pid);
+    (regs, (pid(Kind::Berth), pid(Kind::Peer)))
 }
 
 fn default_berth_bin() -> PathBuf {
@@ -160,7 +173,7 @@ fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
 
 fn plan_line(p: &Plan) -> String {
     format!(
-        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; {} repetitions per server elsewhere.\n",
+        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; {} repetitions per server elsewhere.\n",
         p.big_layer >> 20,
         p.big_reps,
         p.images,
@@ -169,6 +182,10 @@ fn plan_line(p: &Plan) -> String {
         p.mixed_ops,
         p.stream_tags,
         p.stream_history,
+        p.big_tags,
+        p.big_history_tags,
+        p.big_history_rounds,
+        p.big_watch,
         p.reps
     )
 }
@@ -218,6 +235,24 @@ async fn main() -> ExitCode {
         plan.stream_tags = t;
         plan.stream_history = h;
     }
+    if args.big {
+        plan.big_tags = 100_000;
+        plan.big_history_tags = 1000;
+        plan.big_history_rounds = 10;
+        plan.big_watch = 50;
+    }
+    if let Some(t) = args.big_tags {
+        plan.big_tags = t.max(1);
+    }
+    if let Some((t, r)) = args.big_history {
+        plan.big_history_tags = t;
+        plan.big_history_rounds = r;
+    }
+    if let Some(w) = args.big_watch {
+        plan.big_watch = w.max(1);
+    }
+    // History re-pushes tags that exist.
+    plan.big_history_tags = plan.big_history_tags.min(plan.big_tags);
     let wanted = |w: u32| args.only.is_empty() || args.only.contains(&w);
 
     let limits = if args.no_limits {
@@ -240,8 +275,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (regs, pid) = registries(&servers, &client::http_client());
-    let mut bench = Bench::new(plan.clone(), regs, pid, args.rss_cap_mib << 20);
+    let (regs, pids) = registries(&servers, &client::http_client());
+    let mut bench = Bench::new(plan.clone(), regs, pids, args.rss_cap_mib << 20);
     let mut memory = vec![memory_sample("start", &servers)];
 
     bench.setup_pool().await;
@@ -262,17 +297,18 @@ async fn main() -> ExitCode {
         bench.mixed().await;
         memory.push(memory_sample("7 mixed", &servers));
     }
-    // 6 and 8 build big image streams; each gets a fresh pair of servers so what they keep in
-    // memory does not weigh on the other workloads (and each server's peak is its own).
+    // 6, 8 and 9 build big image streams; each gets a fresh pair of servers so what they keep
+    // in memory does not weigh on the other workloads (and each server's peak is its own).
     for (w, name) in [
         (6, "6 tags/list (fresh servers)"),
         (8, "8 image streams (fresh servers)"),
+        (9, "9 big stream (fresh servers)"),
     ] {
         if !wanted(w) {
             continue;
         }
         // Idle keep-alive connections go with the old registries' clients.
-        bench.set_servers(Vec::new(), 0);
+        bench.set_servers(Vec::new(), (0, 0));
         drop(servers);
         servers = match start_pair(&args, &berth_bin, &work) {
             Ok(s) => s,
@@ -281,12 +317,12 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let (regs, pid) = registries(&servers, &client::http_client());
-        bench.set_servers(regs, pid);
-        if w == 6 {
-            bench.tags_list().await;
-        } else {
-            bench.image_streams().await;
+        let (regs, pids) = registries(&servers, &client::http_client());
+        bench.set_servers(regs, pids);
+        match w {
+            6 => bench.tags_list().await,
+            8 => bench.image_streams().await,
+            _ => bench.big_stream().await,
         }
         memory.push(memory_sample(name, &servers));
     }

@@ -113,6 +113,19 @@ pub fn tables(rep: &Report) -> String {
             ratio_cell(r)
         );
     }
+    if !rep.results.checks.is_empty() {
+        let _ = writeln!(out, "\nTargets and the figures they were judged on:\n");
+        let _ = writeln!(out, "| # | target | this run | met? |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for c in &rep.results.checks {
+            let met = match c.met {
+                Some(true) => "met",
+                Some(false) => "not met",
+                None => "not measured",
+            };
+            let _ = writeln!(out, "| {} | {} | {} | {met} |", c.id, c.target, c.figure);
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

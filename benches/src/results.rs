@@ -15,7 +15,7 @@ pub enum Better {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
-    /// Workload number as in issue 8 ("1".."8"), with a short name.
+    /// Workload number as in issues 8 and 12 ("1".."9"), with a short name.
     pub id: String,
     pub workload: String,
     pub metric: String,
@@ -73,6 +73,18 @@ pub struct Results {
     pub errors: Vec<String>,
     /// Deviations from the plan (e.g. a setup stopped at the RSS cap), for the report.
     pub notes: Vec<String>,
+    /// Targets that are not a berth/peer ratio of one row (absolute bounds, ratios within one
+    /// server), each with the figure it was judged on.
+    pub checks: Vec<Check>,
+}
+
+/// One target and whether this run met it; `met` is `None` when the figure was not measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub id: String,
+    pub target: String,
+    pub figure: String,
+    pub met: Option<bool>,
 }
 
 impl Results {

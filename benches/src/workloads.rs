@@ -37,6 +37,13 @@ pub struct Plan {
     pub stream_gets: usize,
     pub watch_pushes: usize,
     pub big_watch_pushes: usize,
+    /// Workload 9: new tags pushed into one repository.
+    pub big_tags: usize,
+    /// Workload 9: tags re-pushed, and how many rounds of that.
+    pub big_history_tags: usize,
+    pub big_history_rounds: usize,
+    /// Workload 9: new tags pushed one at a time while a watch is open.
+    pub big_watch: usize,
 }
 
 impl Plan {
@@ -58,6 +65,10 @@ impl Plan {
                 stream_gets: 5,
                 watch_pushes: 5,
                 big_watch_pushes: 2,
+                big_tags: 300,
+                big_history_tags: 30,
+                big_history_rounds: 3,
+                big_watch: 20,
             }
         } else {
             Plan {
@@ -76,6 +87,10 @@ impl Plan {
                 stream_gets: 20,
                 watch_pushes: 20,
                 big_watch_pushes: 5,
+                big_tags: 10_000,
+                big_history_tags: 1000,
+                big_history_rounds: 10,
+                big_watch: 50,
             }
         }
     }
@@ -87,6 +102,8 @@ pub struct Bench {
     pub regs: Vec<(Kind, Registry)>,
     /// berth's process id, watched while the big image streams are built.
     pub berth_pid: u32,
+    /// The peer's process id, for its VmHWM.
+    pub peer_pid: u32,
     /// A setup stops pushing once berth's RSS passes this many bytes.
     pub rss_cap: u64,
     pub results: Results,
@@ -94,13 +111,13 @@ pub struct Bench {
 }
 
 /// Raised once berth's RSS passes the cap; sampled every 50 ms while it lives.
-struct RssGuard {
+pub(crate) struct RssGuard {
     over: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
 impl RssGuard {
-    fn start(pid: u32, cap: u64) -> RssGuard {
+    pub(crate) fn start(pid: u32, cap: u64) -> RssGuard {
         let over = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (o, s) = (over.clone(), stop.clone());
@@ -114,7 +131,7 @@ impl RssGuard {
         });
         RssGuard { over, stop }
     }
-    fn over(&self) -> bool {
+    pub(crate) fn over(&self) -> bool {
         self.over.load(Ordering::Relaxed)
     }
 }
@@ -125,7 +142,7 @@ impl Drop for RssGuard {
     }
 }
 
-fn log(msg: &str) {
+pub(crate) fn log(msg: &str) {
     eprintln!("[{}] {msg}", chrono_like_now());
 }
 
@@ -147,7 +164,12 @@ fn seed(purpose: u64, rep: usize, kind: Kind, i: usize) -> u64 {
 }
 
 impl Bench {
-    pub fn new(plan: Plan, regs: Vec<(Kind, Registry)>, berth_pid: u32, rss_cap: u64) -> Bench {
+    pub fn new(
+        plan: Plan,
+        regs: Vec<(Kind, Registry)>,
+        (berth_pid, peer_pid): (u32, u32),
+        rss_cap: u64,
+    ) -> Bench {
         let pool = Arc::new(
             (0..plan.pool)
                 .map(|i| make_image(900_000 + i as u64, MIB))
@@ -157,6 +179,7 @@ impl Bench {
             plan,
             regs,
             berth_pid,
+            peer_pid,
             rss_cap,
             results: Results::default(),
             pool,
@@ -164,12 +187,13 @@ impl Bench {
     }
 
     /// Points the workloads at a fresh pair of servers.
-    pub fn set_servers(&mut self, regs: Vec<(Kind, Registry)>, berth_pid: u32) {
+    pub fn set_servers(&mut self, regs: Vec<(Kind, Registry)>, (berth, peer): (u32, u32)) {
         self.regs = regs;
-        self.berth_pid = berth_pid;
+        self.berth_pid = berth;
+        self.peer_pid = peer;
     }
 
-    fn record_batch(&mut self, m: &Metric, kind: Kind, b: &Batch) {
+    pub(crate) fn record_batch(&mut self, m: &Metric, kind: Kind, b: &Batch) {
         self.results
             .fail(m, kind, b.failures, b.first_error.clone());
     }
