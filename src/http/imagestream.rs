@@ -19,6 +19,7 @@ use super::apis::status::{self, FieldError, StatusError};
 use super::apis::watch::{EventType, Resolver, Watch, WatchEvent};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
+use super::stream_body;
 use super::ReqBody;
 use crate::auth::Action;
 use crate::imagestream::service::{decorate, ImageStreams};
@@ -70,21 +71,20 @@ impl Api {
                         let mut head = stream.clone();
                         head.spec.tags.clear();
                         head.status.tags.clear();
+                        let (ns, name) = (&head.metadata.namespace, &head.metadata.name);
                         let whole = (*kind != ChangeKind::Deleted && sh.watched())
                             .then(|| meta.upgrade())
                             .flatten()
-                            .and_then(|m| whole_stream(m.as_ref(), &host, &head));
-                        let event = match whole {
-                            Some(v) => WatchEvent::new(event_type(*kind), rv, v),
-                            None => match serde_json::to_value(decorate(&host, head)) {
-                                Ok(stub) if *kind == ChangeKind::Deleted => {
-                                    WatchEvent::new(event_type(*kind), rv, stub)
-                                }
-                                Ok(stub) => WatchEvent::lazy(event_type(*kind), rv, stub),
-                                Err(_) => return,
-                            },
+                            .and_then(|m| stream_body::render(m.as_ref(), &host, ns, name));
+                        let Ok(stub) = serde_json::to_value(decorate(&host, head.clone())) else {
+                            return;
                         };
-                        sh.publish(event);
+                        let kind = event_type(*kind);
+                        sh.publish(match whole {
+                            Some(json) => WatchEvent::rendered(kind, rv, stub, json),
+                            None if kind == EventType::Deleted => WatchEvent::new(kind, rv, stub),
+                            None => WatchEvent::lazy(kind, rv, stub),
+                        });
                     }
                     Change::Image { kind, image } => {
                         if let Ok(v) = serde_json::to_value(image) {
@@ -108,17 +108,6 @@ impl Api {
         self.stream_hub.close();
         self.image_hub.close();
     }
-}
-
-/// The whole stream named by `head`, as the API serves it (`None` once deleted).
-fn whole_stream(
-    meta: &dyn berth_storage::MetadataStore,
-    host: &str,
-    head: &ImageStream,
-) -> Option<Value> {
-    let (ns, name) = (&head.metadata.namespace, &head.metadata.name);
-    let s = crate::imagestream::store::read_stream(meta, ns, name).ok()??;
-    serde_json::to_value(decorate(host, s)).ok()
 }
 
 fn event_type(kind: ChangeKind) -> EventType {
@@ -287,11 +276,15 @@ fn to_values<T: Serialize>(items: Vec<T>) -> Vec<Value> {
 
 /// Builds a lazy stream event's whole object when a watch delivers it.
 fn stream_resolver(streams: &ImageStreams) -> Resolver {
-    let streams = streams.clone();
+    let registry = streams.registry().clone();
     Arc::new(move |e: &WatchEvent| {
         let (ns, name) = (e.namespace()?, e.name());
-        let s = streams.get(ns, name).ok()?;
-        serde_json::to_value(s).ok().map(Arc::new)
+        stream_body::render(
+            registry.metadata().as_ref(),
+            registry.public_host(),
+            ns,
+            name,
+        )
     })
 }
 

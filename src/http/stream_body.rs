@@ -39,7 +39,7 @@ pub fn respond(
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUED_CHUNKS);
     let (ns, name) = (ns.to_string(), name.to_string());
     tokio::task::spawn_blocking(move || {
-        let mut w = JsonWriter::new(tx.clone(), public_host);
+        let mut w = JsonWriter::new(Some(tx.clone()), public_host);
         let outcome = store::visit_stream(meta.as_ref(), &ns, &name, &mut w)
             .and_then(|found| w.finish(found).map_err(VisitError::from));
         if let Err(e) = outcome {
@@ -55,6 +55,22 @@ pub fn respond(
     Ok(Some(r))
 }
 
+/// The whole stream `ns/name` as JSON in memory (a watch event's object), or `None` when it
+/// does not exist (or cannot be read: logged).
+pub fn render(meta: &dyn MetadataStore, public_host: &str, ns: &str, name: &str) -> Option<Bytes> {
+    let mut w = JsonWriter::new(None, public_host.to_string());
+    match store::visit_stream(meta, ns, name, &mut w) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
+            return None;
+        }
+    }
+    w.finish(true).ok()?;
+    Some(Bytes::from(std::mem::take(&mut w.buf)))
+}
+
 #[derive(PartialEq)]
 enum Phase {
     Spec { tags_open: bool },
@@ -62,7 +78,8 @@ enum Phase {
 }
 
 struct JsonWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    /// Where chunks go; `None` keeps everything in `buf` (rendering in memory).
+    tx: Option<mpsc::Sender<io::Result<Bytes>>>,
     buf: Vec<u8>,
     public_host: String,
     head: Option<ImageStream>,
@@ -73,7 +90,7 @@ struct JsonWriter {
 }
 
 impl JsonWriter {
-    fn new(tx: mpsc::Sender<io::Result<Bytes>>, public_host: String) -> Self {
+    fn new(tx: Option<mpsc::Sender<io::Result<Bytes>>>, public_host: String) -> Self {
         JsonWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
@@ -103,9 +120,11 @@ impl JsonWriter {
     }
 
     fn send(&mut self) -> io::Result<()> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
+        tx.blocking_send(Ok(chunk))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
     }
 
@@ -256,7 +275,7 @@ mod tests {
 
     fn streamed(meta: Arc<dyn MetadataStore>) -> Vec<u8> {
         let (tx, mut rx) = mpsc::channel(1 << 16);
-        let mut w = JsonWriter::new(tx, "reg:5000".into());
+        let mut w = JsonWriter::new(Some(tx), "reg:5000".into());
         let found = store::visit_stream(meta.as_ref(), "ns", "app", &mut w).unwrap();
         w.finish(found).unwrap();
         drop(w);
@@ -289,11 +308,13 @@ mod tests {
                 .unwrap();
             let v = serde_json::to_value(decorate("reg:5000", whole)).unwrap();
             let expected = serde_json::to_vec(&v).unwrap();
+            let rendered = render(meta.as_ref(), "reg:5000", "ns", "app").unwrap();
             assert_eq!(
                 String::from_utf8(streamed(meta)).unwrap(),
-                String::from_utf8(expected).unwrap(),
+                String::from_utf8(expected.clone()).unwrap(),
                 "{tags} tags x {events} events"
             );
+            assert_eq!(rendered.as_ref(), &expected[..]);
         }
     }
 }

@@ -141,6 +141,10 @@ pub mod keys {
     pub fn events(ns: &str, name: &str, tag: &str) -> Vec<u8> {
         prefix(&["ise", ns, name, tag])
     }
+    /// Every event of every tag of the stream, by tag then newest first.
+    pub fn all_events(ns: &str, name: &str) -> Vec<u8> {
+        prefix(&["ise", ns, name])
+    }
     pub fn image_refs(ns: &str, name: &str, image: &str) -> Vec<u8> {
         key(&["isi", ns, name, image])
     }
@@ -300,6 +304,15 @@ fn read_with(
     name: &str,
     history: bool,
 ) -> berth_storage::Result<Option<ImageStream>> {
+    if history {
+        let mut collect = Collect::default();
+        return match visit_stream(meta, ns, name, &mut collect) {
+            Ok(true) => Ok(collect.stream),
+            Ok(false) => Ok(None),
+            Err(VisitError::Storage(e)) => Err(e),
+            Err(VisitError::Visitor(e)) => Err(berth_storage::Error::Io(e)),
+        };
+    }
     let Some(bytes) = meta.get(&keys::stream(ns, name))? else {
         return Ok(None);
     };
@@ -309,13 +322,9 @@ fn read_with(
     for (k, v) in scan_all(meta, &base)? {
         let tag = String::from_utf8_lossy(&k[base.len()..]).into_owned();
         let head: StatusHead = decode(&v)?;
-        let items = match (head.count, history) {
-            (0, _) => Vec::new(),
-            (_, true) => scan_values(meta, &keys::events(ns, name, &tag))?,
-            (_, false) => top_event(meta, (ns, name, &tag), &head)?
-                .into_iter()
-                .collect(),
-        };
+        let items = top_event(meta, (ns, name, &tag), &head)?
+            .into_iter()
+            .collect();
         stream.status.tags.push(NamedTagEventList {
             tag,
             items,
@@ -323,6 +332,44 @@ fn read_with(
         });
     }
     Ok(Some(stream))
+}
+
+/// Assembles the whole stream from [`visit_stream`].
+#[derive(Default)]
+struct Collect {
+    stream: Option<ImageStream>,
+}
+
+impl StreamVisitor for Collect {
+    fn head(&mut self, head: &ImageStream) -> std::io::Result<()> {
+        self.stream = Some(head.clone());
+        Ok(())
+    }
+    fn spec_tag(&mut self, tag: &super::types::TagReference) -> std::io::Result<()> {
+        if let Some(s) = &mut self.stream {
+            s.spec.tags.push(tag.clone());
+        }
+        Ok(())
+    }
+    fn status_tag(&mut self, tag: &str, conditions: &[TagEventCondition]) -> std::io::Result<()> {
+        if let Some(s) = &mut self.stream {
+            s.status.tags.push(NamedTagEventList {
+                tag: tag.to_string(),
+                items: Vec::new(),
+                conditions: conditions.to_vec(),
+            });
+        }
+        Ok(())
+    }
+    fn event(&mut self, event: &TagEvent) -> std::io::Result<()> {
+        if let Some(t) = self.stream.as_mut().and_then(|s| s.status.tags.last_mut()) {
+            t.items.push(event.clone());
+        }
+        Ok(())
+    }
+    fn end_tag(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Receives a stream piece by piece (see [`visit_stream`]).
@@ -336,9 +383,9 @@ pub trait StreamVisitor {
 }
 
 /// Reads the whole stream a page at a time into `visitor`, holding one page in memory
-/// whatever the stream's size. Returns false when the stream does not exist. The pages are
-/// read one after another, not from one snapshot: a write landing meanwhile may show in the
-/// pages read after it.
+/// whatever the stream's size, in three scans however many tags it has. Returns false when
+/// the stream does not exist. The pages are read one after another, not from one snapshot: a
+/// write landing meanwhile may show in the pages read after it.
 pub fn visit_stream(
     meta: &dyn MetadataStore,
     ns: &str,
@@ -354,16 +401,25 @@ pub fn visit_stream(
         visitor.spec_tag(&decode(v)?)?;
         Ok(())
     })?;
+    // Status heads and events both sort by tag, so one pass over each lists every tag's events
+    // without a scan per tag.
     let base = keys::status_tags(ns, name);
+    let event_base = keys::all_events(ns, name);
+    let mut events = Cursor::new(meta, event_base.clone());
     for_each_page(meta, &base, |k, v| {
-        let tag = String::from_utf8_lossy(&k[base.len()..]).into_owned();
+        let tag = &k[base.len()..];
         let head: StatusHead = decode(v)?;
-        visitor.status_tag(&tag, &head.conditions)?;
-        if head.count > 0 {
-            for_each_page(meta, &keys::events(ns, name, &tag), |_, e| {
-                visitor.event(&decode(e)?)?;
-                Ok(())
-            })?;
+        visitor.status_tag(&String::from_utf8_lossy(tag), &head.conditions)?;
+        while let Some((key, value)) = events.peek()? {
+            // `<tag>\0<16 hex digits>`
+            let event_tag = &key[event_base.len()..key.len().saturating_sub(17)];
+            match event_tag.cmp(tag) {
+                // Events of a tag without a head (none are written) are skipped.
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => visitor.event(&decode(value)?)?,
+                std::cmp::Ordering::Greater => break,
+            }
+            events.advance();
         }
         visitor.end_tag()?;
         Ok(())
@@ -395,6 +451,43 @@ fn for_each_page(
         for (k, v) in &page {
             f(k, v)?;
         }
+    }
+}
+
+/// Reads a prefix a page at a time, one entry after another.
+struct Cursor<'a> {
+    meta: &'a dyn MetadataStore,
+    prefix: Vec<u8>,
+    page: std::collections::VecDeque<KeyValue>,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(meta: &'a dyn MetadataStore, prefix: Vec<u8>) -> Self {
+        Cursor {
+            meta,
+            prefix,
+            page: Default::default(),
+            after: None,
+            done: false,
+        }
+    }
+
+    fn peek(&mut self) -> berth_storage::Result<Option<(&[u8], &[u8])>> {
+        if self.page.is_empty() && !self.done {
+            let page = self.meta.scan(&self.prefix, self.after.as_deref(), 256)?;
+            match page.last() {
+                Some((last, _)) => self.after = Some(last.clone()),
+                None => self.done = true,
+            }
+            self.page = page.into();
+        }
+        Ok(self.page.front().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+
+    fn advance(&mut self) {
+        self.page.pop_front();
     }
 }
 

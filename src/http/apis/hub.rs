@@ -112,8 +112,9 @@ impl Hub {
             );
         }
         s.latest = s.latest.max(event.resource_version);
+        let kept = event.for_backlog();
         while s.buffer.len() >= self.capacity
-            || (!s.buffer.is_empty() && s.weight + event.weight > self.budget)
+            || (!s.buffer.is_empty() && s.weight + kept.weight > self.budget)
         {
             let Some(evicted) = s.buffer.pop_front() else {
                 break;
@@ -121,8 +122,8 @@ impl Hub {
             s.weight -= evicted.weight;
             s.floor = s.floor.max(evicted.resource_version);
         }
-        s.weight += event.weight;
-        s.buffer.push_back(event.clone());
+        s.weight += kept.weight;
+        s.buffer.push_back(kept);
         // No receivers is not an error: nobody is watching.
         let _ = sender.send(event);
     }

@@ -73,10 +73,13 @@ pub struct WatchEvent {
     /// `object` is only a stub (metadata, for filters) of an object too costly to build when
     /// nobody was watching; the watch builds the whole object when it delivers the event.
     pub lazy: bool,
+    /// The whole object's JSON, when it was rendered for the watchers of the moment (then
+    /// `object` is a stub). Never kept in a backlog.
+    pub rendered: Option<Bytes>,
 }
 
-/// Builds the whole object of a lazy event (`None`: it is gone; the stub is sent).
-pub type Resolver = Arc<dyn Fn(&WatchEvent) -> Option<Arc<Value>> + Send + Sync>;
+/// Renders the whole object of a lazy event as JSON (`None`: it is gone; the stub is sent).
+pub type Resolver = Arc<dyn Fn(&WatchEvent) -> Option<Bytes> + Send + Sync>;
 
 /// Roughly the heap a JSON value takes: its text plus a node's cost (a `Value`, and for object
 /// members a map entry and a key `String`; measured with massif at 60-80 bytes).
@@ -98,6 +101,33 @@ impl WatchEvent {
             weight: approximate_size(&object),
             object,
             lazy: false,
+            rendered: None,
+        }
+    }
+
+    /// An event whose whole object is `rendered` JSON, with `stub` for filters.
+    pub fn rendered(
+        kind: EventType,
+        resource_version: u64,
+        stub: impl Into<Arc<Value>>,
+        rendered: Bytes,
+    ) -> Self {
+        WatchEvent {
+            rendered: Some(rendered),
+            ..Self::new(kind, resource_version, stub)
+        }
+    }
+
+    /// What a backlog keeps: rendered objects become lazy stubs again, so buffered events
+    /// weigh their metadata, not whole streams.
+    pub fn for_backlog(&self) -> WatchEvent {
+        match self.rendered {
+            Some(_) => WatchEvent {
+                lazy: true,
+                rendered: None,
+                ..self.clone()
+            },
+            None => self.clone(),
         }
     }
 
@@ -307,11 +337,15 @@ struct Pump {
 
 impl Pump {
     fn event_line(&self, e: &WatchEvent) -> Bytes {
-        let built = match (&self.resolver, e.lazy) {
-            (Some(resolve), true) => resolve(e),
+        let built = match (&e.rendered, &self.resolver, e.lazy) {
+            (Some(r), _, _) => Some(r.clone()),
+            (None, Some(resolve), true) => resolve(e),
             _ => None,
         };
-        line(e.kind.as_str(), built.as_deref().unwrap_or(&e.object))
+        match built {
+            Some(object) => rendered_line(e.kind.as_str(), &object),
+            None => line(e.kind.as_str(), &e.object),
+        }
     }
 
     /// The next line to write, or `None` when the watch is over.
@@ -389,6 +423,17 @@ fn line(kind: &str, object: &Value) -> Bytes {
     }
     let mut v = serde_json::to_vec(&Line { kind, object }).unwrap_or_default();
     v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// [`line`] for an object already rendered as JSON.
+fn rendered_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(object.len() + 32);
+    v.extend_from_slice(b"{\"type\":");
+    v.extend_from_slice(&serde_json::to_vec(kind).unwrap_or_default());
+    v.extend_from_slice(b",\"object\":");
+    v.extend_from_slice(object);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
 }
 
