@@ -1,13 +1,15 @@
 //! Delivery of committed changes to watchers, in resourceVersion order.
 //!
 //! Transactions commit concurrently, so their changes can reach this point out of order. Every
-//! resourceVersion bump is exactly one [`Change`], so the sequence has no gaps and a small
-//! reorder buffer can release changes strictly in order.
+//! transaction that changes an object commits at its own store revision (the resourceVersion
+//! of everything it wrote), so the revisions have no gaps and a small reorder buffer releases
+//! each transaction's changes strictly in order. Within one transaction an object changes at
+//! most once as far as watchers see: several writes of one stream become one change.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::store::Change;
+use super::store::{Change, ChangeKind};
 
 pub type Listener = Arc<dyn Fn(&Change) + Send + Sync>;
 
@@ -17,7 +19,7 @@ pub struct Events {
 
 struct Inner {
     next: u64,
-    pending: BTreeMap<u64, Change>,
+    pending: BTreeMap<u64, Vec<Change>>,
     listeners: Vec<Listener>,
 }
 
@@ -29,6 +31,59 @@ impl Change {
         };
         rv.parse().unwrap_or(0)
     }
+}
+
+/// One change per object: later writes of a stream in the same transaction absorb earlier ones
+/// (the head as last written, the union of the tags they touched, later ones winning).
+fn coalesce(changes: Vec<Change>) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::with_capacity(changes.len());
+    for c in changes {
+        let same = out.iter_mut().find(|o| match (&**o, &c) {
+            (Change::Stream { stream: a, .. }, Change::Stream { stream: b, .. }) => {
+                a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
+            }
+            (Change::Image { image: a, .. }, Change::Image { image: b, .. }) => {
+                a.metadata.name == b.metadata.name
+            }
+            _ => false,
+        });
+        let Some(earlier) = same else {
+            out.push(c);
+            continue;
+        };
+        *earlier = match (std::mem::replace(earlier, c.clone()), c) {
+            (
+                Change::Stream {
+                    kind: first,
+                    stream: mut merged,
+                },
+                Change::Stream { kind, stream },
+            ) => {
+                for t in stream.spec.tags {
+                    merged.spec.tags.retain(|x| x.name != t.name);
+                    merged.spec.tags.push(t);
+                }
+                for t in stream.status.tags {
+                    merged.status.tags.retain(|x| x.tag != t.tag);
+                    merged.status.tags.push(t);
+                }
+                merged.metadata = stream.metadata;
+                merged.spec.lookup_policy = stream.spec.lookup_policy;
+                merged.normalize();
+                Change::Stream {
+                    // Created in this transaction: still an addition for watchers.
+                    kind: if first == ChangeKind::Added && kind == ChangeKind::Modified {
+                        ChangeKind::Added
+                    } else {
+                        kind
+                    },
+                    stream: merged,
+                }
+            }
+            (_, later) => later,
+        };
+    }
+    out
 }
 
 impl Events {
@@ -55,7 +110,7 @@ impl Events {
     /// Hands over the changes of one committed transaction.
     pub fn publish(&self, changes: Vec<Change>) {
         let mut inner = self.lock();
-        for c in changes {
+        for c in coalesce(changes) {
             let rv = c.resource_version();
             if rv < inner.next {
                 // Should not happen; deliver rather than drop.
@@ -63,16 +118,18 @@ impl Events {
                     l(&c);
                 }
             } else {
-                inner.pending.insert(rv, c);
+                inner.pending.entry(rv).or_default().push(c);
             }
         }
-        while let Some(c) = {
+        while let Some(batch) = {
             let next = inner.next;
             inner.pending.remove(&next)
         } {
             inner.next += 1;
-            for l in &inner.listeners {
-                l(&c);
+            for c in &batch {
+                for l in &inner.listeners {
+                    l(c);
+                }
             }
         }
         // A transaction whose flush failed never publishes; don't let it stall the rest.
@@ -90,11 +147,11 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imagestream::store::ChangeKind;
     use crate::imagestream::types::Image;
 
     fn change(rv: u64) -> Change {
         let mut image = Image::default();
+        image.metadata.name = format!("sha256:{rv}");
         image.metadata.resource_version = rv.to_string();
         Change::Image {
             kind: ChangeKind::Added,
@@ -102,17 +159,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn releases_in_order() {
-        let events = Events::new(10);
+    fn stream_change(rv: u64, kind: ChangeKind, tag: &str) -> Change {
+        let mut stream = crate::imagestream::mapping::new_stream("ns", "app");
+        stream.metadata.resource_version = rv.to_string();
+        stream.status_tag_mut(tag);
+        Change::Stream { kind, stream }
+    }
+
+    fn recorder(events: &Events) -> Arc<Mutex<Vec<Change>>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        events.listen(Arc::new(move |c| {
-            s.lock().unwrap().push(c.resource_version())
-        }));
-        events.publish(vec![change(12), change(13)]);
+        events.listen(Arc::new(move |c| s.lock().unwrap().push(c.clone())));
+        seen
+    }
+
+    #[test]
+    fn releases_transactions_in_order() {
+        let events = Events::new(10);
+        let seen = recorder(&events);
+        events.publish(vec![change(12)]);
+        events.publish(vec![change(13)]);
         assert!(seen.lock().unwrap().is_empty());
-        events.publish(vec![change(11)]);
-        assert_eq!(*seen.lock().unwrap(), [11, 12, 13]);
+        // One transaction, two objects: both released, at its revision.
+        let mut other = change(11);
+        if let Change::Image { image, .. } = &mut other {
+            image.metadata.name = "sha256:other".into();
+        }
+        events.publish(vec![change(11), other]);
+        let rvs: Vec<u64> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.resource_version())
+            .collect();
+        assert_eq!(rvs, [11, 11, 12, 13]);
+    }
+
+    #[test]
+    fn writes_of_one_stream_in_a_transaction_are_one_change() {
+        let events = Events::new(0);
+        let seen = recorder(&events);
+        events.publish(vec![
+            stream_change(1, ChangeKind::Added, "a"),
+            stream_change(1, ChangeKind::Modified, "b"),
+        ]);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let Change::Stream { kind, stream } = &seen[0] else {
+            panic!("a stream change")
+        };
+        assert_eq!(*kind, ChangeKind::Added);
+        let tags: Vec<&str> = stream.status.tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(tags, ["a", "b"]);
     }
 }

@@ -160,7 +160,8 @@ pub mod keys {
     pub fn images() -> Vec<u8> {
         b"image\0".to_vec()
     }
-    pub const RESOURCE_VERSION: &[u8] = b"meta\0resourceVersion";
+    /// Where the previous format counted resourceVersions (now the store's revision).
+    pub const OLD_RESOURCE_VERSION: &[u8] = b"meta\0resourceVersion";
 }
 
 /// What a committed transaction changed, for watchers and controllers.
@@ -192,20 +193,15 @@ pub fn get<R: Record>(tx: &mut dyn Txn, key: &[u8]) -> TxResult<Option<R>> {
     }
 }
 
-/// The store-wide resourceVersion now.
+/// The store-wide resourceVersion now: the metadata store's revision.
 pub fn current_resource_version(meta: &dyn MetadataStore) -> berth_storage::Result<u64> {
-    match meta.get(keys::RESOURCE_VERSION)? {
-        Some(bytes) => Ok(decode::<Counter>(&bytes)?.value),
-        None => Ok(0),
-    }
+    meta.revision()
 }
 
-/// Takes the next store-wide resourceVersion.
+/// The resourceVersion of everything this transaction writes: the store's revision of the
+/// commit, shared by every object the transaction changes (as etcd's is).
 pub fn next_resource_version(tx: &mut dyn Txn) -> TxResult<u64> {
-    let mut c: Counter = get(tx, keys::RESOURCE_VERSION)?.unwrap_or_default();
-    c.value += 1;
-    tx.put(keys::RESOURCE_VERSION, &encode(&c))?;
-    Ok(c.value)
+    Ok(tx.revision()?)
 }
 
 /// A stream as a write loaded it: which tags it holds, and how their events are stored.
@@ -1047,6 +1043,20 @@ pub fn migrate(meta: &dyn MetadataStore) -> berth_storage::Result<usize> {
 /// [`migrate`], stopping after `max` streams (what a crash part-way leaves behind).
 pub fn migrate_at_most(meta: &dyn MetadataStore, max: usize) -> berth_storage::Result<usize> {
     use berth_storage::MetadataStoreExt;
+    // resourceVersions continue from the old counter (clients may hold any of them).
+    if let Some(bytes) = meta.get(keys::OLD_RESOURCE_VERSION)? {
+        let old: Counter = decode(&bytes)?;
+        meta.transaction(|tx: &mut dyn Txn| {
+            berth_storage::metadata::raise_revision(tx, old.value)?;
+            tx.delete(keys::OLD_RESOURCE_VERSION)?;
+            Ok::<_, TxError<()>>(())
+        })
+        .map_err(|e| match e {
+            TxError::Storage(e) => e,
+            TxError::Abort(()) => berth_storage::Error::Backend("revision takeover".into()),
+        })?;
+        meta.flush()?;
+    }
     let mut converted = 0;
     for (key, value) in scan_all(meta, &keys::streams(None))? {
         if value.first() != Some(&1) {

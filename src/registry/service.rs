@@ -169,7 +169,7 @@ impl Registry {
 
     /// Fails unless the metadata store answers a read (readiness).
     pub fn check_store(&self) -> Result<()> {
-        self.meta.get(imagestream::store::keys::RESOURCE_VERSION)?;
+        self.meta.revision()?;
         Ok(())
     }
 

@@ -34,6 +34,7 @@ impl MemoryMetadata {
 struct MemoryTxn<'a> {
     base: &'a Map,
     staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    revision: Option<u64>,
 }
 
 impl Txn for MemoryTxn<'_> {
@@ -52,6 +53,15 @@ impl Txn for MemoryTxn<'_> {
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         self.staged.insert(key.to_vec(), None);
         Ok(())
+    }
+
+    fn revision(&mut self) -> Result<u64> {
+        if let Some(r) = self.revision {
+            return Ok(r);
+        }
+        let r = crate::metadata::take_revision(self)?;
+        self.revision = Some(r);
+        Ok(r)
     }
 }
 
@@ -91,6 +101,7 @@ impl MetadataStore for MemoryMetadata {
             let mut txn = MemoryTxn {
                 base: &map,
                 staged: BTreeMap::new(),
+                revision: None,
             };
             match body(&mut txn) {
                 Ok(()) => break txn.staged,

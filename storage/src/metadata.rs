@@ -12,6 +12,43 @@ pub trait Txn {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
     fn delete(&mut self, key: &[u8]) -> Result<()>;
+
+    /// The store revision this transaction commits at: one more than the newest committed
+    /// transaction that took one, the same number on every call. A transaction that never asks
+    /// takes none, and an aborted one gives its number back, so committed revisions have no
+    /// gaps. (etcd has such a revision natively; sled keeps one under a reserved key.)
+    fn revision(&mut self) -> Result<u64>;
+}
+
+/// Where the embedded backends keep the revision: outside every keyspace callers scan.
+pub const REVISION_KEY: &[u8] = b"\xff\xffrevision";
+
+fn decode_revision(value: Option<Vec<u8>>) -> Result<u64> {
+    match value {
+        None => Ok(0),
+        Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(
+            |_| Error::Corrupt {
+                kind: "revision",
+                reason: format!("{} bytes, not 8", v.len()),
+            },
+        )?)),
+    }
+}
+
+/// Takes the next revision in `tx` (the embedded backends' [`Txn::revision`], called once).
+pub(crate) fn take_revision(tx: &mut dyn Txn) -> Result<u64> {
+    let next = decode_revision(tx.get(REVISION_KEY)?)? + 1;
+    tx.put(REVISION_KEY, &next.to_be_bytes())?;
+    Ok(next)
+}
+
+/// Raises the store's revision to at least `floor` (taking over a counter kept elsewhere by
+/// an older format). Later transactions commit above it.
+pub fn raise_revision(tx: &mut dyn Txn, floor: u64) -> Result<()> {
+    if decode_revision(tx.get(REVISION_KEY)?)? < floor {
+        tx.put(REVISION_KEY, &floor.to_be_bytes())?;
+    }
+    Ok(())
 }
 
 /// Why a transaction closure stopped: the caller's own reason, or a storage fault.
@@ -57,6 +94,11 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Makes every committed transaction durable (fsync).
     fn flush(&self) -> Result<()>;
+
+    /// The revision of the newest committed transaction that took one (0 on a new store).
+    fn revision(&self) -> Result<u64> {
+        decode_revision(self.get(REVISION_KEY)?)
+    }
 }
 
 /// Typed transactions over any `MetadataStore`.

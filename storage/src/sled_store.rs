@@ -66,6 +66,7 @@ enum Fault {
 struct SledTxn<'a> {
     tree: &'a TransactionalTree,
     fault: Option<Fault>,
+    revision: Option<u64>,
 }
 
 impl SledTxn<'_> {
@@ -98,6 +99,15 @@ impl Txn for SledTxn<'_> {
     fn delete(&mut self, key: &[u8]) -> Result<()> {
         let r = self.tree.remove(key);
         self.check(r).map(drop)
+    }
+
+    fn revision(&mut self) -> Result<u64> {
+        if let Some(r) = self.revision {
+            return Ok(r);
+        }
+        let r = crate::metadata::take_revision(self)?;
+        self.revision = Some(r);
+        Ok(r)
     }
 }
 
@@ -146,7 +156,11 @@ impl MetadataStore for SledMetadata {
         let attempts = Cell::new(0u32);
         let result = self.db.transaction(|tree| {
             attempts.set(attempts.get() + 1);
-            let mut txn = SledTxn { tree, fault: None };
+            let mut txn = SledTxn {
+                tree,
+                fault: None,
+                revision: None,
+            };
             let outcome = (body.borrow_mut())(&mut txn);
             match (txn.fault, outcome) {
                 (Some(Fault::Storage(e)), _) => Err(ConflictableTransactionError::Storage(e)),

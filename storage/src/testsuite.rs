@@ -20,7 +20,38 @@ pub fn metadata_suite(store: &dyn MetadataStore) {
     metadata_read_your_writes(store);
     metadata_conflicts_rerun_the_body(store);
     metadata_concurrent_counter(store);
+    metadata_revisions(store);
     store.flush().expect("flush");
+}
+
+/// One revision per transaction that asks, the same on every call within it, none taken by
+/// an aborted transaction or one that never asks.
+fn metadata_revisions(store: &dyn MetadataStore) {
+    let start = store.revision().unwrap();
+    let (a, b) = store
+        .transaction(|tx| {
+            let a = tx.revision()?;
+            tx.put(b"rev/a", b"1")?;
+            Ok::<_, TxError<()>>((a, tx.revision()?))
+        })
+        .unwrap();
+    assert_eq!((a, b), (start + 1, start + 1));
+    let aborted = store.transaction(|tx| {
+        tx.revision()?;
+        Err::<(), _>(TxError::Abort("no"))
+    });
+    assert!(matches!(aborted, Err(TxError::Abort("no"))));
+    store
+        .transaction(|tx| tx.put(b"rev/b", b"2").map_err(TxError::<()>::from))
+        .unwrap();
+    assert_eq!(store.revision().unwrap(), start + 1);
+    let c = store
+        .transaction(|tx| tx.revision().map_err(TxError::<()>::from))
+        .unwrap();
+    assert_eq!(c, start + 2);
+    assert_eq!(store.revision().unwrap(), start + 2);
+    // Scans of ordinary keyspaces never see where the revision is kept.
+    assert_eq!(store.scan(b"rev", None, 1000).unwrap().len(), 2);
 }
 
 fn put(store: &dyn MetadataStore, key: &[u8], value: &[u8]) {

@@ -104,7 +104,8 @@ impl Hub {
         let Some(sender) = s.sender.clone() else {
             return;
         };
-        if event.resource_version <= s.latest {
+        // Objects written by one transaction share its revision.
+        if event.resource_version < s.latest {
             tracing::warn!(
                 rv = event.resource_version,
                 latest = s.latest,
