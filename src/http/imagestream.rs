@@ -1,7 +1,7 @@
 //! Handlers of `/apis/image.openshift.io/v1`: wire JSON ↔ the image-stream domain, Kubernetes
 //! `Status` errors, lists and watches.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -23,7 +23,7 @@ use super::stream_body;
 use super::ReqBody;
 use crate::auth::Action;
 use crate::imagestream::service::{decorate, ImageStreams};
-use crate::imagestream::types::ImageStream;
+use crate::imagestream::types::{Image, ImageStream};
 use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error, Reach};
 use crate::importer::stream_import::ImageStreamImport;
 use crate::importer::Importer;
@@ -40,6 +40,7 @@ pub struct Api {
     pub importer: Importer,
     stream_hub: Arc<Hub>,
     image_hub: Arc<Hub>,
+    renders: Arc<Renders>,
 }
 
 impl Api {
@@ -58,37 +59,41 @@ impl Api {
             image_hub.clone(),
             streams.registry().public_host().to_string(),
         );
-        let meta = Arc::downgrade(streams.registry().metadata());
         streams
             .registry()
             .events()
             .listen(Arc::new(move |change: &Change| {
                 let rv = change.resource_version();
                 match change {
+                    // Events carry stubs (metadata, for filters); a watch renders the whole
+                    // object when it delivers one, so neither pushes nor backlogs pay for
+                    // objects nobody reads. A deleted object's last state is its stub.
                     Change::Stream { kind, stream } => {
-                        // The change holds only the tags the write touched; the event carries
-                        // the whole stream, read now if someone watches, else on delivery.
                         let mut head = stream.clone();
                         head.spec.tags.clear();
                         head.status.tags.clear();
-                        let (ns, name) = (&head.metadata.namespace, &head.metadata.name);
-                        let whole = (*kind != ChangeKind::Deleted && sh.watched())
-                            .then(|| meta.upgrade())
-                            .flatten()
-                            .and_then(|m| stream_body::render(m.as_ref(), &host, ns, name));
-                        let Ok(stub) = serde_json::to_value(decorate(&host, head.clone())) else {
+                        let Ok(stub) = serde_json::to_value(decorate(&host, head)) else {
                             return;
                         };
-                        let kind = event_type(*kind);
-                        sh.publish(match whole {
-                            Some(json) => WatchEvent::rendered(kind, rv, stub, json),
-                            None if kind == EventType::Deleted => WatchEvent::new(kind, rv, stub),
-                            None => WatchEvent::lazy(kind, rv, stub),
+                        sh.publish(match event_type(*kind) {
+                            EventType::Deleted => WatchEvent::new(EventType::Deleted, rv, stub),
+                            kind => WatchEvent::lazy(kind, rv, stub),
                         });
                     }
                     Change::Image { kind, image } => {
-                        if let Ok(v) = serde_json::to_value(image) {
-                            ih.publish(WatchEvent::new(event_type(*kind), rv, v));
+                        let event = match event_type(*kind) {
+                            EventType::Deleted => serde_json::to_value(image)
+                                .map(|v| WatchEvent::new(EventType::Deleted, rv, v)),
+                            kind => {
+                                let stub = Image {
+                                    metadata: image.metadata.clone(),
+                                    ..Image::default()
+                                };
+                                serde_json::to_value(stub).map(|v| WatchEvent::lazy(kind, rv, v))
+                            }
+                        };
+                        if let Ok(event) = event {
+                            ih.publish(event);
                         }
                     }
                 }
@@ -98,6 +103,7 @@ impl Api {
             importer,
             stream_hub,
             image_hub,
+            renders: Arc::default(),
         })
     }
 }
@@ -274,17 +280,45 @@ fn to_values<T: Serialize>(items: Vec<T>) -> Vec<Value> {
         .collect()
 }
 
-/// Builds a lazy stream event's whole object when a watch delivers it.
-fn stream_resolver(streams: &ImageStreams) -> Resolver {
+/// The last stream rendered for a watch event: every watcher of a change shares one render,
+/// and at most one rendered stream is kept.
+#[derive(Default)]
+pub struct Renders {
+    last: Mutex<Option<(RenderKey, Bytes)>>,
+}
+
+type RenderKey = (String, String, u64);
+
+/// Renders a lazy stream event's whole object (the stream as it is now) when a watch
+/// delivers it.
+fn stream_resolver(streams: &ImageStreams, renders: Arc<Renders>) -> Resolver {
     let registry = streams.registry().clone();
     Arc::new(move |e: &WatchEvent| {
         let (ns, name) = (e.namespace()?, e.name());
-        stream_body::render(
+        let key = (ns.to_string(), name.to_string(), e.resource_version);
+        if let Some((k, json)) = &*renders.last.lock().unwrap_or_else(|p| p.into_inner()) {
+            if *k == key {
+                return Some(json.clone());
+            }
+        }
+        let json = stream_body::render(
             registry.metadata().as_ref(),
             registry.public_host(),
             ns,
             name,
-        )
+        )?;
+        *renders.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, json.clone()));
+        Some(json)
+    })
+}
+
+/// Renders a lazy Image event's whole object when a watch delivers it.
+fn image_resolver(streams: &ImageStreams) -> Resolver {
+    let streams = streams.clone();
+    Arc::new(move |e: &WatchEvent| {
+        let image = streams.get_image(e.name()).ok()?;
+        let v = serde_json::to_value(image).ok()?;
+        serde_json::to_vec(&v).ok().map(Bytes::from)
     })
 }
 
@@ -365,7 +399,7 @@ pub async fn handle(
                     let (items, rv) = s.list(ns.as_ref().map(|n| n.as_str()))?;
                     Ok((to_values(items), rv))
                 },
-                Some(stream_resolver(s)),
+                Some(stream_resolver(s, api.renders.clone())),
             )
         }
         ApiEndpoint::CreateImageStream { namespace } => {
@@ -583,7 +617,7 @@ pub async fn handle(
                 let (items, rv) = s.list_images()?;
                 Ok((to_values(items), rv))
             },
-            None,
+            Some(image_resolver(s)),
         ),
         ApiEndpoint::GetImage { name } => object(StatusCode::OK, &s.get_image(&name)?),
         ApiEndpoint::DeleteImage { name } => {

@@ -41,7 +41,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
-            max_page: 10_000,
+            max_page: 100_000,
         }
     }
 }

@@ -113,9 +113,8 @@ impl Hub {
             );
         }
         s.latest = s.latest.max(event.resource_version);
-        let kept = event.for_backlog();
         while s.buffer.len() >= self.capacity
-            || (!s.buffer.is_empty() && s.weight + kept.weight > self.budget)
+            || (!s.buffer.is_empty() && s.weight + event.weight > self.budget)
         {
             let Some(evicted) = s.buffer.pop_front() else {
                 break;
@@ -123,8 +122,8 @@ impl Hub {
             s.weight -= evicted.weight;
             s.floor = s.floor.max(evicted.resource_version);
         }
-        s.weight += kept.weight;
-        s.buffer.push_back(kept);
+        s.weight += event.weight;
+        s.buffer.push_back(event.clone());
         // No receivers is not an error: nobody is watching.
         let _ = sender.send(event);
     }
@@ -159,15 +158,6 @@ impl Hub {
             receiver,
             resource_version: s.latest,
         })
-    }
-
-    /// Whether any watch is receiving events now (objects are built for it at publish time;
-    /// otherwise events carry stubs, built on delivery).
-    pub fn watched(&self) -> bool {
-        self.lock()
-            .sender
-            .as_ref()
-            .is_some_and(|s| s.receiver_count() > 0)
     }
 
     /// The newest resourceVersion published (or the starting one).

@@ -73,9 +73,6 @@ pub struct WatchEvent {
     /// `object` is only a stub (metadata, for filters) of an object too costly to build when
     /// nobody was watching; the watch builds the whole object when it delivers the event.
     pub lazy: bool,
-    /// The whole object's JSON, when it was rendered for the watchers of the moment (then
-    /// `object` is a stub). Never kept in a backlog.
-    pub rendered: Option<Bytes>,
 }
 
 /// Renders the whole object of a lazy event as JSON (`None`: it is gone; the stub is sent).
@@ -101,33 +98,6 @@ impl WatchEvent {
             weight: approximate_size(&object),
             object,
             lazy: false,
-            rendered: None,
-        }
-    }
-
-    /// An event whose whole object is `rendered` JSON, with `stub` for filters.
-    pub fn rendered(
-        kind: EventType,
-        resource_version: u64,
-        stub: impl Into<Arc<Value>>,
-        rendered: Bytes,
-    ) -> Self {
-        WatchEvent {
-            rendered: Some(rendered),
-            ..Self::new(kind, resource_version, stub)
-        }
-    }
-
-    /// What a backlog keeps: rendered objects become lazy stubs again, so buffered events
-    /// weigh their metadata, not whole streams.
-    pub fn for_backlog(&self) -> WatchEvent {
-        match self.rendered {
-            Some(_) => WatchEvent {
-                lazy: true,
-                rendered: None,
-                ..self.clone()
-            },
-            None => self.clone(),
         }
     }
 
@@ -337,9 +307,8 @@ struct Pump {
 
 impl Pump {
     fn event_line(&self, e: &WatchEvent) -> Bytes {
-        let built = match (&e.rendered, &self.resolver, e.lazy) {
-            (Some(r), _, _) => Some(r.clone()),
-            (None, Some(resolve), true) => resolve(e),
+        let built = match (&self.resolver, e.lazy) {
+            (Some(resolve), true) => resolve(e),
             _ => None,
         };
         match built {
