@@ -30,6 +30,8 @@ pub struct Config {
     pub public_host: Option<String>,
     /// Largest manifest accepted, in bytes (larger bodies get 413).
     pub max_manifest_bytes: usize,
+    /// Most `?tag=` values one manifest PUT may carry (more get 400 MANIFEST_INVALID).
+    pub max_tags_per_push: usize,
     /// Upload sessions untouched this long are discarded.
     pub upload_max_age_secs: u64,
     /// How often tags with `importPolicy.scheduled` are re-imported; 0 turns scheduling off.
@@ -81,6 +83,7 @@ impl Default for Config {
             data_dir: PathBuf::from("berth-data"),
             public_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
+            max_tags_per_push: 100,
             upload_max_age_secs: 7 * 24 * 3600,
             scheduled_import_interval_secs: 15 * 60,
             max_scheduled_imports_per_minute: 60,
@@ -143,6 +146,9 @@ pub struct ServeArgs {
     /// Largest manifest accepted, in bytes.
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
+    /// Most `?tag=` values one manifest PUT may carry (default 100).
+    #[arg(long, env = "BERTH_MAX_TAGS_PER_PUSH")]
+    pub max_tags_per_push: Option<usize>,
     /// Seconds between scheduled re-imports (default 900; 0 disables them).
     #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
     pub scheduled_import_interval_secs: Option<u64>,
@@ -214,6 +220,9 @@ impl Config {
         }
         if let Some(v) = args.max_manifest_bytes {
             config.max_manifest_bytes = v;
+        }
+        if let Some(v) = args.max_tags_per_push {
+            config.max_tags_per_push = v;
         }
         if let Some(v) = args.scheduled_import_interval_secs {
             config.scheduled_import_interval_secs = v;

@@ -49,6 +49,7 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         Arc::new(blobs),
         Limits {
             max_manifest_bytes: config.max_manifest_bytes,
+            max_tags_per_push: config.max_tags_per_push,
             ..Limits::default()
         },
         public_host,

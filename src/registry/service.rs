@@ -35,6 +35,8 @@ pub struct Limits {
     /// Largest page of tags or repositories returned at once; bigger `n` is clamped (with a
     /// `Link` to the rest) rather than refused, so clients asking for huge pages still work.
     pub max_page: usize,
+    /// Most extra tags (`?tag=`) one manifest push may name.
+    pub max_tags_per_push: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
         Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_page: 10_000,
+            max_tags_per_push: 100,
         }
     }
 }
@@ -415,6 +418,13 @@ impl Registry {
         body: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PushedManifest> {
+        if extra_tags.len() > self.limits.max_tags_per_push {
+            return Err(Error::ManifestInvalid(format!(
+                "{} tags given; a manifest push may name at most {} (max_tags_per_push)",
+                extra_tags.len(),
+                self.limits.max_tags_per_push
+            )));
+        }
         if body.len() > self.limits.max_manifest_bytes {
             return Err(Error::TooLarge(format!(
                 "manifest is {} bytes; the limit is {}",
@@ -496,23 +506,25 @@ impl Registry {
             // The ImageStreamMapping of spec §3.4, in the same transaction: the Image is
             // created once, the stream if missing, and each tag gets a history event.
             content_image(tx, &image, first_store, changes).map_err(stream_error)?;
-            for tag in &tags {
-                apply_mapping(
-                    tx,
-                    &Mapping {
-                        namespace: repo.namespace().as_str(),
-                        name: repo.stream().as_str(),
-                        tag: tag.as_str(),
-                        image: &image,
-                        create_stream: true,
-                        public_host: &public_host,
-                        // A push: every blob and child was checked linked above.
-                        reach: &Reach::trusted(),
-                    },
-                    changes,
-                )
-                .map_err(stream_error)?;
+            if tags.is_empty() {
+                return Ok(());
             }
+            let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+            apply_mapping(
+                tx,
+                &Mapping {
+                    namespace: repo.namespace().as_str(),
+                    name: repo.stream().as_str(),
+                    tags: &tags,
+                    image: &image,
+                    create_stream: true,
+                    public_host: &public_host,
+                    // A push: every blob and child was checked linked above.
+                    reach: &Reach::trusted(),
+                },
+                changes,
+            )
+            .map_err(stream_error)?;
             Ok(())
         })
         .await?;
