@@ -34,6 +34,20 @@ pub struct Config {
     pub max_tags_per_push: usize,
     /// Upload sessions untouched this long are discarded.
     pub upload_max_age_secs: u64,
+    /// Connections served at once; beyond it new ones wait (unaccepted) until one closes.
+    pub max_connections: usize,
+    /// Largest request header in bytes (HTTP/1.1 request line and fields, HTTP/2 header
+    /// list); larger ones get 431. At least 8 KiB on HTTP/1.1.
+    pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1.1 request; more get 431.
+    pub max_headers: usize,
+    /// Time a client has to send a request's complete header; HTTP/1.1 connections waiting
+    /// for their next request are closed after it too.
+    pub header_read_timeout_secs: u64,
+    /// Connections with no request in flight for this long are closed.
+    pub idle_timeout_secs: u64,
+    /// Time a client has to complete the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
     /// How often tags with `importPolicy.scheduled` are re-imported; 0 turns scheduling off.
     pub scheduled_import_interval_secs: u64,
     /// At most this many scheduled imports start per minute (pending imports are not limited).
@@ -85,6 +99,12 @@ impl Default for Config {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_tags_per_push: 100,
             upload_max_age_secs: 7 * 24 * 3600,
+            max_connections: 1024,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 30,
+            tls_handshake_timeout_secs: 10,
             scheduled_import_interval_secs: 15 * 60,
             max_scheduled_imports_per_minute: 60,
             import_ca_bundle: None,
@@ -108,6 +128,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What one connection may cost, and for how long. Zero timeouts would close every
+    /// connection at once, so they count as one second.
+    pub fn connection_limits(&self) -> crate::server::Limits {
+        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+        crate::server::Limits {
+            max_connections: self.max_connections.max(1),
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers.max(1),
+            header_read_timeout: secs(self.header_read_timeout_secs),
+            idle_timeout: secs(self.idle_timeout_secs),
+            tls_handshake_timeout: secs(self.tls_handshake_timeout_secs),
+        }
+    }
+
     /// Whether requests must carry credentials.
     pub fn auth_enabled(&self) -> bool {
         self.auth || self.admin_password.is_some()
@@ -149,6 +183,24 @@ pub struct ServeArgs {
     /// Most `?tag=` values one manifest PUT may carry (default 100).
     #[arg(long, env = "BERTH_MAX_TAGS_PER_PUSH")]
     pub max_tags_per_push: Option<usize>,
+    /// Connections served at once (default 1024).
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request header in bytes (default 65536).
+    #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields in a request (default 100).
+    #[arg(long, env = "BERTH_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+    /// Seconds a client has to send a complete request header (default 30).
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds after which a connection without requests in flight is closed (default 30).
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a client has to complete the TLS handshake (default 10).
+    #[arg(long, env = "BERTH_TLS_HANDSHAKE_TIMEOUT_SECS")]
+    pub tls_handshake_timeout_secs: Option<u64>,
     /// Seconds between scheduled re-imports (default 900; 0 disables them).
     #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
     pub scheduled_import_interval_secs: Option<u64>,
@@ -223,6 +275,24 @@ impl Config {
         }
         if let Some(v) = args.max_tags_per_push {
             config.max_tags_per_push = v;
+        }
+        if let Some(v) = args.max_connections {
+            config.max_connections = v;
+        }
+        if let Some(v) = args.max_header_bytes {
+            config.max_header_bytes = v;
+        }
+        if let Some(v) = args.max_headers {
+            config.max_headers = v;
+        }
+        if let Some(v) = args.header_read_timeout_secs {
+            config.header_read_timeout_secs = v;
+        }
+        if let Some(v) = args.idle_timeout_secs {
+            config.idle_timeout_secs = v;
+        }
+        if let Some(v) = args.tls_handshake_timeout_secs {
+            config.tls_handshake_timeout_secs = v;
         }
         if let Some(v) = args.scheduled_import_interval_secs {
             config.scheduled_import_interval_secs = v;

@@ -236,7 +236,14 @@ impl Server {
             api_state.api.close();
         };
         let acceptor = self.tls.as_ref().map(tls::Tls::acceptor);
-        server::run(self.listener, self.state.clone(), acceptor, shutdown).await;
+        server::run(
+            self.listener,
+            self.state.clone(),
+            acceptor,
+            self.config.connection_limits(),
+            shutdown,
+        )
+        .await;
         if let Some(reloader) = reloader {
             reloader.abort();
         }

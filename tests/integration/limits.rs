@@ -111,3 +111,157 @@ async fn a_manifest_put_names_at_most_max_tags_per_push_tags() {
         .unwrap();
     assert_eq!(is["status"]["tags"].as_array().unwrap().len(), 100);
 }
+
+/// Waits until the server closes `conn` (EOF or reset), reading and discarding what it sends.
+async fn closed_by_server(conn: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn unfinished_headers_and_silent_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start_with(|c| {
+        c.header_read_timeout_secs = 2;
+        c.idle_timeout_secs = 2;
+    })
+    .await;
+    let mut conns = Vec::new();
+    for i in 0..120 {
+        let mut conn = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+        if i < 100 {
+            conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half: ")
+                .await
+                .unwrap();
+        }
+        conns.push(conn);
+    }
+    let started = std::time::Instant::now();
+    let closing = conns
+        .iter_mut()
+        .map(|c| closed_by_server(c, Duration::from_secs(10)));
+    let closed = futures_util::future::join_all(closing).await;
+    assert!(
+        closed.iter().all(|c| *c),
+        "{} of 120 connections still open after {:?}",
+        closed.iter().filter(|c| !**c).count(),
+        started.elapsed()
+    );
+    assert_eq!(s.get("/healthz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_but_busy_ones_stay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| {
+        c.header_read_timeout_secs = 60;
+        c.idle_timeout_secs = 1;
+    })
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(closed_by_server(&mut conn, Duration::from_secs(10)).await);
+
+    // A watch is a request in flight: it outlives the idle timeout and ends at its own.
+    let started = std::time::Instant::now();
+    let r = s
+        .get("/apis/image.openshift.io/v1/namespaces/ns/imagestreams?watch=true&timeoutSeconds=3")
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.bytes().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn oversized_request_headers_get_431() {
+    let s = TestServer::start_with(|c| c.max_header_bytes = 16 * 1024).await;
+    let big = "x".repeat(20 * 1024);
+    let answer = raw_exchange(
+        &s,
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = raw_exchange(
+        &s,
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let answer = raw_exchange(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// CPU time this thread has used. `#[tokio::test]` runs the server on the test's own thread.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) },
+        0
+    );
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[tokio::test]
+async fn at_max_connections_the_server_waits_for_a_free_slot_without_spinning() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| {
+        c.max_connections = 5;
+        c.idle_timeout_secs = 600;
+        c.header_read_timeout_secs = 600;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(addr(&s)).await.unwrap());
+    }
+    // The kernel completes the handshake, but the server does not take the request yet.
+    let mut waiting = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let cpu = thread_cpu_time();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_secs(1), waiting.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "answered beyond the connection limit");
+    let used = thread_cpu_time() - cpu;
+    assert!(
+        used < Duration::from_millis(500),
+        "the server loop used {used:?} of CPU in 1 s while at its limit"
+    );
+
+    drop(idle);
+    tokio::time::timeout(Duration::from_secs(10), waiting.read_to_end(&mut answer))
+        .await
+        .expect("answered once the idle connections closed")
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(s.get("/healthz").await.status(), StatusCode::OK);
+}
