@@ -48,6 +48,10 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Time a client has to complete the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// A request body (a blob upload above all) must deliver at least this many bytes in every
+    /// `body_rate_window_secs`, or it is cut off (408); 0 turns the floor off.
+    pub min_body_bytes_per_window: u64,
+    pub body_rate_window_secs: u64,
     /// How often tags with `importPolicy.scheduled` are re-imported; 0 turns scheduling off.
     pub scheduled_import_interval_secs: u64,
     /// At most this many scheduled imports start per minute (pending imports are not limited).
@@ -105,6 +109,8 @@ impl Default for Config {
             header_read_timeout_secs: 30,
             idle_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
+            min_body_bytes_per_window: 1024,
+            body_rate_window_secs: 30,
             scheduled_import_interval_secs: 15 * 60,
             max_scheduled_imports_per_minute: 60,
             import_ca_bundle: None,
@@ -201,6 +207,12 @@ pub struct ServeArgs {
     /// Seconds a client has to complete the TLS handshake (default 10).
     #[arg(long, env = "BERTH_TLS_HANDSHAKE_TIMEOUT_SECS")]
     pub tls_handshake_timeout_secs: Option<u64>,
+    /// Least bytes a request body must deliver per window (default 1024; 0: no floor).
+    #[arg(long, env = "BERTH_MIN_BODY_BYTES_PER_WINDOW")]
+    pub min_body_bytes_per_window: Option<u64>,
+    /// Seconds of the window for --min-body-bytes-per-window (default 30).
+    #[arg(long, env = "BERTH_BODY_RATE_WINDOW_SECS")]
+    pub body_rate_window_secs: Option<u64>,
     /// Seconds between scheduled re-imports (default 900; 0 disables them).
     #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
     pub scheduled_import_interval_secs: Option<u64>,
@@ -293,6 +305,12 @@ impl Config {
         }
         if let Some(v) = args.tls_handshake_timeout_secs {
             config.tls_handshake_timeout_secs = v;
+        }
+        if let Some(v) = args.min_body_bytes_per_window {
+            config.min_body_bytes_per_window = v;
+        }
+        if let Some(v) = args.body_rate_window_secs {
+            config.body_rate_window_secs = v;
         }
         if let Some(v) = args.scheduled_import_interval_secs {
             config.scheduled_import_interval_secs = v;

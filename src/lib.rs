@@ -171,6 +171,10 @@ impl Server {
             state: Arc::new(http::State {
                 auth,
                 https: tls.is_some(),
+                min_body_rate: http::min_rate::MinRate::new(
+                    config.min_body_bytes_per_window,
+                    Duration::from_secs(config.body_rate_window_secs),
+                ),
                 pull_through: importer::pullthrough::PullThrough::new(importer.clone()),
                 api: http::imagestream::Api::new(
                     imagestream::service::ImageStreams::new(registry.clone()),

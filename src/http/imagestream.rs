@@ -232,7 +232,14 @@ async fn read_body(body: ReqBody) -> Result<Bytes, StatusError> {
         .collect()
         .await
         .map(|b| b.to_bytes())
-        .map_err(|e| StatusError::too_large(format!("reading the request body: {e}")))
+        .map_err(|e| match e.downcast_ref::<std::io::Error>() {
+            Some(e) if e.kind() == std::io::ErrorKind::TimedOut => StatusError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                status::Reason::Timeout,
+                e.to_string(),
+            ),
+            _ => StatusError::too_large(format!("reading the request body: {e}")),
+        })
 }
 
 fn object<T: Serialize>(code: StatusCode, value: &T) -> Result<Response, StatusError> {

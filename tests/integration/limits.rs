@@ -265,3 +265,92 @@ async fn at_max_connections_the_server_waits_for_a_free_slot_without_spinning() 
     assert!(answer.starts_with(b"HTTP/1.1 200"));
     assert_eq!(s.get("/healthz").await.status(), StatusCode::OK);
 }
+
+/// The value of header `name` in a raw HTTP answer.
+fn raw_header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    answer.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn a_trickling_upload_is_cut_off_and_stays_resumable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| {
+        c.min_body_bytes_per_window = 10;
+        c.body_rate_window_secs = 2;
+    })
+    .await;
+    let r = s
+        .req(Method::POST, "/v2/ns/slow/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = crate::common::location(&r);
+    let r = s
+        .req(Method::PATCH, &loc)
+        .body(vec![b'a'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = crate::common::location(&r);
+
+    // One byte per second, in chunked encoding, until the server answers.
+    let conn = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    let path = loc.trim_start_matches(&s.base).to_string();
+    let trickle = tokio::spawn(async move {
+        let head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        write.write_all(head.as_bytes()).await?;
+        for _ in 0..60 {
+            write.write_all(b"1\r\nx\r\n").await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), read.read_to_end(&mut answer))
+        .await
+        .expect("the server cuts the trickle off")
+        .unwrap();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    assert!(answer.contains("10 bytes per 2 s"), "{answer}");
+    let range = raw_header(&answer, "range").expect("Range").to_string();
+    let held: usize = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
+    assert!((1000..1010).contains(&held), "{range}");
+
+    // What arrived stays, and the session continues from there.
+    let r = s.get(&loc).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"], range.as_str());
+    let mut content = vec![b'a'; 1000];
+    content.extend(std::iter::repeat_n(b'x', held - 1000));
+    let rest = b"the rest".to_vec();
+    content.extend_from_slice(&rest);
+    let digest = crate::common::sha256(&content);
+    let r = s
+        .req(
+            Method::PUT,
+            &crate::common::with_query(&loc, &format!("digest={digest}")),
+        )
+        .body(rest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = s.get(&format!("/v2/ns/slow/blobs/{digest}")).await;
+    assert_eq!(r.bytes().await.unwrap(), content);
+}
