@@ -34,6 +34,11 @@ pub struct Config {
     pub max_tags_per_push: usize,
     /// Upload sessions untouched this long are discarded.
     pub upload_max_age_secs: u64,
+    /// Most upload sessions open at once in one repository; more get 429 (0: no limit).
+    pub max_uploads_per_repository: u64,
+    /// Most upload sessions one user (without auth: one client address) may have open at
+    /// once; more get 429 (0: no limit).
+    pub max_uploads_per_user: u64,
     /// Connections served at once; beyond it new ones wait (unaccepted) until one closes.
     pub max_connections: usize,
     /// Largest request header in bytes (HTTP/1.1 request line and fields, HTTP/2 header
@@ -102,7 +107,9 @@ impl Default for Config {
             public_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
             max_tags_per_push: 100,
-            upload_max_age_secs: 7 * 24 * 3600,
+            upload_max_age_secs: 24 * 3600,
+            max_uploads_per_repository: 100,
+            max_uploads_per_user: 500,
             max_connections: 1024,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
@@ -213,6 +220,15 @@ pub struct ServeArgs {
     /// Seconds of the window for --min-body-bytes-per-window (default 30).
     #[arg(long, env = "BERTH_BODY_RATE_WINDOW_SECS")]
     pub body_rate_window_secs: Option<u64>,
+    /// Most upload sessions open at once in one repository (default 100; 0: no limit).
+    #[arg(long, env = "BERTH_MAX_UPLOADS_PER_REPOSITORY")]
+    pub max_uploads_per_repository: Option<u64>,
+    /// Most upload sessions one user may have open at once (default 500; 0: no limit).
+    #[arg(long, env = "BERTH_MAX_UPLOADS_PER_USER")]
+    pub max_uploads_per_user: Option<u64>,
+    /// Seconds after which an untouched upload session is discarded (default 86400).
+    #[arg(long, env = "BERTH_UPLOAD_MAX_AGE_SECS")]
+    pub upload_max_age_secs: Option<u64>,
     /// Seconds between scheduled re-imports (default 900; 0 disables them).
     #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
     pub scheduled_import_interval_secs: Option<u64>,
@@ -311,6 +327,15 @@ impl Config {
         }
         if let Some(v) = args.body_rate_window_secs {
             config.body_rate_window_secs = v;
+        }
+        if let Some(v) = args.max_uploads_per_repository {
+            config.max_uploads_per_repository = v;
+        }
+        if let Some(v) = args.max_uploads_per_user {
+            config.max_uploads_per_user = v;
+        }
+        if let Some(v) = args.upload_max_age_secs {
+            config.upload_max_age_secs = v;
         }
         if let Some(v) = args.scheduled_import_interval_secs {
             config.scheduled_import_interval_secs = v;

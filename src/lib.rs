@@ -50,6 +50,8 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         Limits {
             max_manifest_bytes: config.max_manifest_bytes,
             max_tags_per_push: config.max_tags_per_push,
+            max_uploads_per_repository: config.max_uploads_per_repository,
+            max_uploads_per_owner: config.max_uploads_per_user,
             ..Limits::default()
         },
         public_host,
@@ -216,8 +218,10 @@ impl Server {
         tracing::info!(%addr, data_dir = %self.config.data_dir.display(), "listening");
         let state = self.state.clone();
         let max_age = Duration::from_secs(self.config.upload_max_age_secs);
+        // Often enough that a session outlives its max age by at most a quarter of it.
+        let every = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let janitor = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 match state.registry.purge_uploads(max_age).await {

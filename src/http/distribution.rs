@@ -17,6 +17,7 @@ use super::{ReqBody, State};
 use crate::auth::Action;
 use crate::importer::pullthrough::Fetch;
 use crate::registry::{self, manifest, Page, RepositoryName};
+use crate::server::RemoteAddr;
 
 const API_VERSION: &str = "registry/2.0";
 
@@ -63,38 +64,45 @@ pub async fn handle(
             reg.delete_blob(&repo, &digest).await?;
             Ok(resp::status(StatusCode::ACCEPTED))
         }
-        Endpoint::StartUpload { repo, start } => match start {
-            UploadStart::Session { algorithm } => {
-                let id = reg.start_upload(&repo, algorithm).await?;
-                Ok(upload_accepted(&repo, &id, 0))
-            }
-            UploadStart::Monolithic { digest } => {
-                let id = reg.start_upload(&repo, digest.algorithm()).await?;
-                let size = reg
-                    .append_upload(&repo, &id, None, upload_stream(body, tripwire))
-                    .await?;
-                too_slow(tripwire, &repo, &id, size)?;
-                reg.finish_upload(&repo, &id, &digest).await?;
-                Ok(blob_created(&repo, &digest))
-            }
-            UploadStart::Mount { digest, from } => {
-                // Mounting reads the source: without that right it is an ordinary upload.
-                let from = from.filter(|f| {
-                    caller.may(
-                        &state.auth,
-                        &Action::View(f.namespace().as_str().to_string()),
-                        Some(f.as_str()),
-                    )
-                });
-                if let Some(from) = from {
-                    if reg.mount_blob(&repo, &digest, &from).await? {
-                        return Ok(blob_created(&repo, &digest));
-                    }
+        Endpoint::StartUpload { repo, start } => {
+            let owner = upload_owner(caller, parts.extensions.get::<RemoteAddr>());
+            match start {
+                UploadStart::Session { algorithm } => {
+                    let id = reg.start_upload(&repo, algorithm, Some(&owner)).await?;
+                    Ok(upload_accepted(&repo, &id, 0))
                 }
-                let id = reg.start_upload(&repo, digest.algorithm()).await?;
-                Ok(upload_accepted(&repo, &id, 0))
+                UploadStart::Monolithic { digest } => {
+                    let id = reg
+                        .start_upload(&repo, digest.algorithm(), Some(&owner))
+                        .await?;
+                    let size = reg
+                        .append_upload(&repo, &id, None, upload_stream(body, tripwire))
+                        .await?;
+                    too_slow(tripwire, &repo, &id, size)?;
+                    reg.finish_upload(&repo, &id, &digest).await?;
+                    Ok(blob_created(&repo, &digest))
+                }
+                UploadStart::Mount { digest, from } => {
+                    // Mounting reads the source: without that right it is an ordinary upload.
+                    let from = from.filter(|f| {
+                        caller.may(
+                            &state.auth,
+                            &Action::View(f.namespace().as_str().to_string()),
+                            Some(f.as_str()),
+                        )
+                    });
+                    if let Some(from) = from {
+                        if reg.mount_blob(&repo, &digest, &from).await? {
+                            return Ok(blob_created(&repo, &digest));
+                        }
+                    }
+                    let id = reg
+                        .start_upload(&repo, digest.algorithm(), Some(&owner))
+                        .await?;
+                    Ok(upload_accepted(&repo, &id, 0))
+                }
             }
-        },
+        }
         Endpoint::UploadStatus { repo, id } => {
             let size = reg.upload_status(&repo, &id).await?;
             let mut r = upload_accepted(&repo, &id, size);
@@ -340,6 +348,18 @@ async fn read_manifest_body(body: ReqBody, max: usize) -> Result<bytes::Bytes, A
         return Err(err);
     }
     Ok(buf.freeze())
+}
+
+/// Whom an upload session counts against: the user, or without authentication the client's
+/// address.
+fn upload_owner(caller: &Caller, peer: Option<&RemoteAddr>) -> String {
+    match caller {
+        Caller::User(id) => format!("user {}", id.user),
+        Caller::Open | Caller::Anonymous => match peer {
+            Some(RemoteAddr(addr)) => format!("client {}", addr.ip()),
+            None => "client (unknown address)".to_string(),
+        },
+    }
 }
 
 /// An upload's body. When it is cut off for arriving too slowly it simply ends, so the store

@@ -16,8 +16,8 @@ use super::error::{Error, Result};
 use super::manifest::{self, Kind};
 use super::names::{Reference, RepositoryName, Tag};
 use super::records::{
-    keys, now_secs, BlobRecord, Link, ManifestRecord, ReferrerRecord, RepositoryRecord, TagRecord,
-    UploadRecord,
+    keys, now_secs, BlobRecord, Link, ManifestRecord, OpenUploads, ReferrerRecord,
+    RepositoryRecord, TagRecord, UploadRecord,
 };
 use crate::imagestream::{
     self,
@@ -37,6 +37,10 @@ pub struct Limits {
     pub max_page: usize,
     /// Most extra tags (`?tag=`) one manifest push may name.
     pub max_tags_per_push: usize,
+    /// Most upload sessions open at once in one repository (0: no limit).
+    pub max_uploads_per_repository: u64,
+    /// Most upload sessions one owner (user) may have open at once (0: no limit).
+    pub max_uploads_per_owner: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +49,8 @@ impl Default for Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_page: 10_000,
             max_tags_per_push: 100,
+            max_uploads_per_repository: 100,
+            max_uploads_per_owner: 500,
         }
     }
 }
@@ -291,10 +297,13 @@ impl Registry {
 
     // ---- uploads
 
+    /// Opens an upload session for `owner` (the client, for the per-owner limit; `None` for the
+    /// server's own sessions, which no limit counts).
     pub async fn start_upload(
         &self,
         repo: &RepositoryName,
         algorithm: Algorithm,
+        owner: Option<&str>,
     ) -> Result<UploadId> {
         let id = self.blobs.create_upload(algorithm).await?;
         let (key, record) = (
@@ -302,10 +311,48 @@ impl Registry {
             UploadRecord {
                 repository: repo.to_string(),
                 started: now_secs(),
+                owner: owner.map(str::to_string),
             },
         );
-        self.write(move |tx| Ok(tx.put(&key, &encode(&record))?))
-            .await?;
+        let limits = self.limits.clone();
+        let opened = self
+            .write(move |tx| {
+                if let Some(owner) = &record.owner {
+                    let repo = RepositoryName::parse(&record.repository)
+                        .map_err(|e| TxError::Abort(Error::UploadInvalid(e.to_string())))?;
+                    let per_repository = (
+                        keys::open_uploads_of_repository(&repo),
+                        limits.max_uploads_per_repository,
+                        format!("repository {repo}"),
+                        "max_uploads_per_repository",
+                    );
+                    let per_owner = (
+                        keys::open_uploads_of_owner(owner),
+                        limits.max_uploads_per_owner,
+                        owner.clone(),
+                        "max_uploads_per_user",
+                    );
+                    for (counter, max, who, setting) in [per_repository, per_owner] {
+                        let mut open: OpenUploads = get_record(tx, &counter)?.unwrap_or_default();
+                        if max > 0 && open.count >= max {
+                            return abort(Error::TooManyUploads(format!(
+                                "{who} has {} upload sessions open; the limit is {max} \
+                                 ({setting}): finish or cancel one first",
+                                open.count
+                            )));
+                        }
+                        open.count += 1;
+                        tx.put(&counter, &encode(&open))?;
+                    }
+                }
+                tx.put(&key, &encode(&record))?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = opened {
+            let _ = self.blobs.cancel(&id).await;
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -354,7 +401,7 @@ impl Registry {
             Err(e) => {
                 if matches!(e, berth_storage::Error::DigestMismatch { .. }) {
                     // The store discarded the bytes; forget the session too.
-                    self.write(move |tx| Ok(tx.delete(&upload_key)?)).await?;
+                    self.write(move |tx| forget_upload(tx, &upload_key)).await?;
                 }
                 return Err(upload_error(e));
             }
@@ -368,8 +415,7 @@ impl Registry {
             tx.put(&blob_key, &encode(&BlobRecord { size }))?;
             tx.put(&link_key, &encode(&Link {}))?;
             ensure_repository(tx, &repo_key)?;
-            tx.delete(&upload_key)?;
-            Ok(())
+            forget_upload(tx, &upload_key)
         })
         .await?;
         Ok(size)
@@ -379,7 +425,7 @@ impl Registry {
         self.check_upload(repo, id)?;
         self.blobs.cancel(id).await?;
         let key = keys::upload(id);
-        self.write(move |tx| Ok(tx.delete(&key)?)).await
+        self.write(move |tx| forget_upload(tx, &key)).await
     }
 
     /// Removes upload sessions untouched for `max_age`, bytes and records both.
@@ -401,7 +447,7 @@ impl Registry {
                     None => true,
                 };
                 if gone {
-                    self.write(move |tx| Ok(tx.delete(&key)?)).await?;
+                    self.write(move |tx| forget_upload(tx, &key)).await?;
                 }
             }
         }
@@ -780,6 +826,37 @@ pub fn store_manifest<E>(
         tx.put(&key, &encode(&record))?;
     }
     Ok(first)
+}
+
+/// Deletes an upload session's record and takes it off the counts it was on.
+fn forget_upload(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {
+    let record = match tx.get(key)? {
+        Some(bytes) => decode::<UploadRecord>(&bytes).ok(),
+        None => return Ok(()),
+    };
+    tx.delete(key)?;
+    let Some(UploadRecord {
+        repository,
+        owner: Some(owner),
+        ..
+    }) = record
+    else {
+        return Ok(());
+    };
+    let mut counters = vec![keys::open_uploads_of_owner(&owner)];
+    if let Ok(repo) = RepositoryName::parse(&repository) {
+        counters.push(keys::open_uploads_of_repository(&repo));
+    }
+    for counter in counters {
+        let mut open: OpenUploads = get_record(tx, &counter)?.unwrap_or_default();
+        open.count = open.count.saturating_sub(1);
+        if open.count == 0 {
+            tx.delete(&counter)?;
+        } else {
+            tx.put(&counter, &encode(&open))?;
+        }
+    }
+    Ok(())
 }
 
 fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {

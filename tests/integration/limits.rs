@@ -354,3 +354,120 @@ async fn a_trickling_upload_is_cut_off_and_stays_resumable() {
     let r = s.get(&format!("/v2/ns/slow/blobs/{digest}")).await;
     assert_eq!(r.bytes().await.unwrap(), content);
 }
+
+async fn open_upload(s: &TestServer, repo: &str) -> reqwest::Response {
+    s.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn open_upload_sessions_are_limited_per_repository_and_per_user() {
+    let s = TestServer::start_with(|c| {
+        c.max_uploads_per_repository = 3;
+        c.max_uploads_per_user = 5;
+    })
+    .await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let r = open_upload(&s, "ns/a").await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        sessions.push(crate::common::location(&r));
+    }
+    let r = open_upload(&s, "ns/a").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (code, message) = oci_error(r).await;
+    assert_eq!(code, "TOOMANYREQUESTS");
+    assert!(
+        message.contains("the limit is 3 (max_uploads_per_repository)"),
+        "{message}"
+    );
+
+    // Cancelling one frees a slot; so does finishing one.
+    assert_eq!(
+        s.delete(&sessions.pop().unwrap()).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = open_upload(&s, "ns/a").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        open_upload(&s, "ns/a").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let digest = crate::common::sha256(b"done");
+    let r = s
+        .req(
+            Method::PUT,
+            &crate::common::with_query(&sessions.pop().unwrap(), &format!("digest={digest}")),
+        )
+        .body(b"done".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(open_upload(&s, "ns/a").await.status(), StatusCode::ACCEPTED);
+
+    // Three open in ns/a; the client may open two more anywhere, then its own limit holds.
+    for _ in 0..2 {
+        assert_eq!(open_upload(&s, "ns/b").await.status(), StatusCode::ACCEPTED);
+    }
+    let r = open_upload(&s, "ns/c").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (_, message) = oci_error(r).await;
+    assert!(
+        message.contains("the limit is 5 (max_uploads_per_user)"),
+        "{message}"
+    );
+    // A monolithic upload needs a session too.
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/v2/ns/c/blobs/uploads/?digest={digest}"),
+        )
+        .body(b"done".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // The counts are kept in the store: a restart sees the same open sessions.
+    let s = s.restart().await;
+    assert_eq!(
+        open_upload(&s, "ns/c").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn expired_upload_sessions_stop_counting() {
+    let s = TestServer::start_with(|c| {
+        c.max_uploads_per_repository = 2;
+        c.upload_max_age_secs = 1;
+    })
+    .await;
+    let first = crate::common::location(&open_upload(&s, "ns/a").await);
+    assert_eq!(open_upload(&s, "ns/a").await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        open_upload(&s, "ns/a").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.get(&first).await.status() != StatusCode::NOT_FOUND {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both were purged together or nearly so; wait for the second as well.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = open_upload(&s, "ns/a").await;
+        if r.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
