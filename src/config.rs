@@ -53,6 +53,15 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Time a client has to complete the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// Events one watcher has not yet taken may hold this many MiB; a watcher beyond it is
+    /// closed (410 ERROR event; if it does not read that either, its connection).
+    pub watch_buffer_mib_per_watcher: u64,
+    /// MiB all watchers' queued events may hold together (each charged as if it had its own
+    /// copy); beyond it the watchers holding the most are closed.
+    pub watch_buffer_mib_total: u64,
+    /// MiB of recent events kept per watchable resource for watches resuming from a
+    /// resourceVersion.
+    pub watch_backlog_mib: u64,
     /// A request body (a blob upload above all) must deliver at least this many bytes in every
     /// `body_rate_window_secs`, or it is cut off (408); 0 turns the floor off.
     pub min_body_bytes_per_window: u64,
@@ -116,6 +125,9 @@ impl Default for Config {
             header_read_timeout_secs: 30,
             idle_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
+            watch_buffer_mib_per_watcher: 16,
+            watch_buffer_mib_total: 256,
+            watch_backlog_mib: 64,
             min_body_bytes_per_window: 1024,
             body_rate_window_secs: 30,
             scheduled_import_interval_secs: 15 * 60,
@@ -214,6 +226,12 @@ pub struct ServeArgs {
     /// Seconds a client has to complete the TLS handshake (default 10).
     #[arg(long, env = "BERTH_TLS_HANDSHAKE_TIMEOUT_SECS")]
     pub tls_handshake_timeout_secs: Option<u64>,
+    /// MiB of events one watcher may have queued before it is closed (default 16).
+    #[arg(long, env = "BERTH_WATCH_BUFFER_MIB_PER_WATCHER")]
+    pub watch_buffer_mib_per_watcher: Option<u64>,
+    /// MiB all watchers' queues may hold together (default 256).
+    #[arg(long, env = "BERTH_WATCH_BUFFER_MIB_TOTAL")]
+    pub watch_buffer_mib_total: Option<u64>,
     /// Least bytes a request body must deliver per window (default 1024; 0: no floor).
     #[arg(long, env = "BERTH_MIN_BODY_BYTES_PER_WINDOW")]
     pub min_body_bytes_per_window: Option<u64>,
@@ -321,6 +339,12 @@ impl Config {
         }
         if let Some(v) = args.tls_handshake_timeout_secs {
             config.tls_handshake_timeout_secs = v;
+        }
+        if let Some(v) = args.watch_buffer_mib_per_watcher {
+            config.watch_buffer_mib_per_watcher = v;
+        }
+        if let Some(v) = args.watch_buffer_mib_total {
+            config.watch_buffer_mib_total = v;
         }
         if let Some(v) = args.min_body_bytes_per_window {
             config.min_body_bytes_per_window = v;

@@ -181,6 +181,11 @@ impl Server {
                 api: http::imagestream::Api::new(
                     imagestream::service::ImageStreams::new(registry.clone()),
                     importer.clone(),
+                    http::imagestream::WatchLimits {
+                        per_watcher_bytes: mib(config.watch_buffer_mib_per_watcher),
+                        total_bytes: mib(config.watch_buffer_mib_total),
+                        backlog_bytes: mib(config.watch_backlog_mib),
+                    },
                 )?,
                 importer,
                 registry,
@@ -262,6 +267,10 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// Boxed errors for start-up paths, where the only consumer is a human reading a message.

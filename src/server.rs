@@ -83,6 +83,23 @@ pub struct ClientCertificate {
     pub common_name: String,
 }
 
+/// Closes the connection a request came on, whatever it is doing: for a response that can no
+/// longer be delivered (a watcher that stopped reading), which hyper would otherwise keep
+/// waiting to write. Found in every request's extensions.
+#[derive(Clone, Debug, Default)]
+pub struct CloseConnection(Arc<tokio::sync::Notify>);
+
+impl CloseConnection {
+    pub fn close(&self) {
+        // A permit is kept if the connection is not waiting right now.
+        self.0.notify_one();
+    }
+
+    async fn closed(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// The address of the connection's peer (the TCP peer: a proxy in front is what it sees).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteAddr(pub std::net::SocketAddr);
@@ -331,9 +348,12 @@ where
 {
     let activity = Activity::new();
     let counted = activity.clone();
+    let closer = CloseConnection::default();
+    let close = closer.clone();
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let in_flight = counted.enter();
         req.extensions_mut().insert(RemoteAddr(peer));
+        req.extensions_mut().insert(close.clone());
         if let Some(cert) = &client_cert {
             req.extensions_mut().insert(cert.clone());
         }
@@ -360,6 +380,9 @@ where
             }
             () = activity.idle_for(idle_timeout) => {
                 tracing::debug!(%peer, "idle connection closed");
+            }
+            () = closer.closed() => {
+                tracing::debug!(%peer, "connection closed by the server");
             }
         }
     }

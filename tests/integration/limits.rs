@@ -471,3 +471,107 @@ async fn expired_upload_sessions_stop_counting() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Resident memory of this process (the server runs in it), in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+#[tokio::test]
+async fn a_watcher_that_does_not_read_is_closed_and_costs_bounded_memory() {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    const API: &str = "/apis/image.openshift.io/v1";
+    // Long enough that only being dropped as a stuck watcher can end that connection in time.
+    let s = TestServer::start_with(|c| c.idle_timeout_secs = 300).await;
+    // A stream with 1,500 history entries: 15 images, each tagged 100 times in one push.
+    let config = r#"{"architecture":"amd64","os":"linux"}"#;
+    let cd = s.push_blob("ns/big", config.as_bytes()).await;
+    let ld = s.push_blob("ns/big", b"layer").await;
+    let manifest = |i: usize| {
+        image_manifest(
+            &cd,
+            config.len(),
+            &[(&ld, 5)],
+            &format!(r#","annotations":{{"n":"{i}"}}"#),
+        )
+    };
+    let tags: Vec<String> = (0..100)
+        .map(|t| format!("tag=a-fairly-long-tag-name-{t}"))
+        .collect();
+    for i in 0..15 {
+        let m = manifest(i);
+        let head = format!(
+            "PUT /v2/ns/big/manifests/{}?{} HTTP/1.1\r\nHost: x\r\ncontent-type: {OCI_MANIFEST}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            crate::common::sha256(&m),
+            tags.join("&"),
+            m.len()
+        );
+        let answer = raw_exchange(&s, &[head.as_bytes(), &m].concat()).await;
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    }
+    let watch = format!("{API}/namespaces/ns/imagestreams?watch=true");
+
+    // A watcher with a 4 KiB receive buffer that never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr(&s)).await.unwrap();
+    stuck
+        .write_all(format!("GET {watch} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // And one that reads everything.
+    let r = s.get(&watch).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let reader = tokio::spawn(async move {
+        let (mut modified, mut errors, mut line) = (0usize, 0usize, Vec::new());
+        let mut body = r.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            for b in chunk.unwrap() {
+                if b != b'\n' {
+                    line.push(b);
+                    continue;
+                }
+                modified += usize::from(line.starts_with(br#"{"type":"MODIFIED""#));
+                errors += usize::from(line.starts_with(br#"{"type":"ERROR""#));
+                line.clear();
+                if modified == 300 {
+                    return (modified, errors);
+                }
+            }
+        }
+        (modified, errors)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let before = rss();
+    let mut peak = before;
+    for i in 0..300 {
+        let m = manifest(1000 + i);
+        let r = s.put_manifest("ns/big", "live", OCI_MANIFEST, &m).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        peak = peak.max(rss());
+    }
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 256 << 20,
+        "RSS grew by {} MiB during 300 pushes",
+        grown >> 20
+    );
+    // The stuck watcher was closed: what it has not read ends, then EOF.
+    assert!(
+        closed_by_server(&mut stuck, Duration::from_secs(20)).await,
+        "the watcher that does not read is still connected"
+    );
+    let (modified, errors) = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the reading watcher got every change")
+        .unwrap();
+    assert_eq!((modified, errors), (300, 0));
+}
