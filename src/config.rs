@@ -401,6 +401,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn limits_default_then_file_then_flags() {
+        let c = Config::default();
+        assert_eq!(
+            (
+                c.max_tags_per_push,
+                c.max_connections,
+                c.upload_max_age_secs
+            ),
+            (100, 1024, 24 * 3600)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 7\nmax_uploads_per_user = 3\nheader_read_timeout_secs = 0\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            max_connections: Some(9),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!((c.max_connections, c.max_uploads_per_user), (9, 3));
+        let limits = c.connection_limits();
+        assert_eq!(limits.max_connections, 9);
+        assert_eq!(limits.header_read_timeout.as_secs(), 1, "0 counts as 1 s");
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");

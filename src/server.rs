@@ -38,7 +38,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// once would only fail again, at full CPU.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// What one connection may cost, and for how long.
+/// What one connection may cost, and for how long (defaults: `crate::config::Config`).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Connections served at once; beyond it the loop waits for one to close.
@@ -55,19 +55,6 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 1024,
-            max_header_bytes: 64 * 1024,
-            max_headers: 100,
-            header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(30),
-            tls_handshake_timeout: Duration::from_secs(10),
-        }
-    }
 }
 
 /// hyper's smallest allowed HTTP/1 buffer; the header limit cannot go below it.
