@@ -30,8 +30,45 @@ pub struct Config {
     pub public_host: Option<String>,
     /// Largest manifest accepted, in bytes (larger bodies get 413).
     pub max_manifest_bytes: usize,
+    /// Most `?tag=` values one manifest PUT may carry (more get 400 MANIFEST_INVALID).
+    pub max_tags_per_push: usize,
     /// Upload sessions untouched this long are discarded.
     pub upload_max_age_secs: u64,
+    /// Most upload sessions open at once in one repository; more get 429 (0: no limit).
+    pub max_uploads_per_repository: u64,
+    /// Most upload sessions one user (without auth: one client address) may have open at
+    /// once; more get 429 (0: no limit).
+    pub max_uploads_per_user: u64,
+    /// Connections served at once; beyond it new ones wait (unaccepted) until one closes.
+    pub max_connections: usize,
+    /// Largest request header in bytes (HTTP/1.1 request line and fields, HTTP/2 header
+    /// list); larger ones get 431. At least 8 KiB on HTTP/1.1.
+    pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1.1 request; more get 431.
+    pub max_headers: usize,
+    /// Time a client has to send a request's complete header; HTTP/1.1 connections waiting
+    /// for their next request are closed after it too.
+    pub header_read_timeout_secs: u64,
+    /// Connections with no request in flight for this long are closed.
+    pub idle_timeout_secs: u64,
+    /// Time a client has to complete the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Events one watcher has not yet taken may hold this many MiB; a watcher beyond it is
+    /// closed (410 ERROR event; if it does not read that either, its connection).
+    pub watch_buffer_mib_per_watcher: u64,
+    /// Events one watcher may be behind before it is closed the same way (it re-lists or
+    /// resumes, as Kubernetes clients do).
+    pub watch_buffer_events_per_watcher: usize,
+    /// MiB all watchers' queued events may hold together (each charged as if it had its own
+    /// copy); beyond it the watchers holding the most are closed.
+    pub watch_buffer_mib_total: u64,
+    /// MiB of recent events kept per watchable resource for watches resuming from a
+    /// resourceVersion.
+    pub watch_backlog_mib: u64,
+    /// A request body (a blob upload above all) must deliver at least this many bytes in every
+    /// `body_rate_window_secs`, or it is cut off (408); 0 turns the floor off.
+    pub min_body_bytes_per_window: u64,
+    pub body_rate_window_secs: u64,
     /// How often tags with `importPolicy.scheduled` are re-imported; 0 turns scheduling off.
     pub scheduled_import_interval_secs: u64,
     /// At most this many scheduled imports start per minute (pending imports are not limited).
@@ -81,7 +118,22 @@ impl Default for Config {
             data_dir: PathBuf::from("berth-data"),
             public_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
-            upload_max_age_secs: 7 * 24 * 3600,
+            max_tags_per_push: 100,
+            upload_max_age_secs: 24 * 3600,
+            max_uploads_per_repository: 100,
+            max_uploads_per_user: 500,
+            max_connections: 1024,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 30,
+            tls_handshake_timeout_secs: 10,
+            watch_buffer_mib_per_watcher: 16,
+            watch_buffer_events_per_watcher: 1000,
+            watch_buffer_mib_total: 256,
+            watch_backlog_mib: 64,
+            min_body_bytes_per_window: 1024,
+            body_rate_window_secs: 30,
             scheduled_import_interval_secs: 15 * 60,
             max_scheduled_imports_per_minute: 60,
             import_ca_bundle: None,
@@ -105,6 +157,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What one connection may cost, and for how long. Zero timeouts would close every
+    /// connection at once, so they count as one second.
+    pub fn connection_limits(&self) -> crate::server::Limits {
+        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+        crate::server::Limits {
+            max_connections: self.max_connections.max(1),
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers.max(1),
+            header_read_timeout: secs(self.header_read_timeout_secs),
+            idle_timeout: secs(self.idle_timeout_secs),
+            tls_handshake_timeout: secs(self.tls_handshake_timeout_secs),
+        }
+    }
+
     /// Whether requests must carry credentials.
     pub fn auth_enabled(&self) -> bool {
         self.auth || self.admin_password.is_some()
@@ -143,6 +209,51 @@ pub struct ServeArgs {
     /// Largest manifest accepted, in bytes.
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
+    /// Most `?tag=` values one manifest PUT may carry (default 100).
+    #[arg(long, env = "BERTH_MAX_TAGS_PER_PUSH")]
+    pub max_tags_per_push: Option<usize>,
+    /// Connections served at once (default 1024).
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request header in bytes (default 65536).
+    #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields in a request (default 100).
+    #[arg(long, env = "BERTH_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+    /// Seconds a client has to send a complete request header (default 30).
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds after which a connection without requests in flight is closed (default 30).
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a client has to complete the TLS handshake (default 10).
+    #[arg(long, env = "BERTH_TLS_HANDSHAKE_TIMEOUT_SECS")]
+    pub tls_handshake_timeout_secs: Option<u64>,
+    /// MiB of events one watcher may have queued before it is closed (default 16).
+    #[arg(long, env = "BERTH_WATCH_BUFFER_MIB_PER_WATCHER")]
+    pub watch_buffer_mib_per_watcher: Option<u64>,
+    /// Events one watcher may be behind before it is closed (default 1000).
+    #[arg(long, env = "BERTH_WATCH_BUFFER_EVENTS_PER_WATCHER")]
+    pub watch_buffer_events_per_watcher: Option<usize>,
+    /// MiB all watchers' queues may hold together (default 256).
+    #[arg(long, env = "BERTH_WATCH_BUFFER_MIB_TOTAL")]
+    pub watch_buffer_mib_total: Option<u64>,
+    /// Least bytes a request body must deliver per window (default 1024; 0: no floor).
+    #[arg(long, env = "BERTH_MIN_BODY_BYTES_PER_WINDOW")]
+    pub min_body_bytes_per_window: Option<u64>,
+    /// Seconds of the window for --min-body-bytes-per-window (default 30).
+    #[arg(long, env = "BERTH_BODY_RATE_WINDOW_SECS")]
+    pub body_rate_window_secs: Option<u64>,
+    /// Most upload sessions open at once in one repository (default 100; 0: no limit).
+    #[arg(long, env = "BERTH_MAX_UPLOADS_PER_REPOSITORY")]
+    pub max_uploads_per_repository: Option<u64>,
+    /// Most upload sessions one user may have open at once (default 500; 0: no limit).
+    #[arg(long, env = "BERTH_MAX_UPLOADS_PER_USER")]
+    pub max_uploads_per_user: Option<u64>,
+    /// Seconds after which an untouched upload session is discarded (default 86400).
+    #[arg(long, env = "BERTH_UPLOAD_MAX_AGE_SECS")]
+    pub upload_max_age_secs: Option<u64>,
     /// Seconds between scheduled re-imports (default 900; 0 disables them).
     #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
     pub scheduled_import_interval_secs: Option<u64>,
@@ -215,6 +326,51 @@ impl Config {
         if let Some(v) = args.max_manifest_bytes {
             config.max_manifest_bytes = v;
         }
+        if let Some(v) = args.max_tags_per_push {
+            config.max_tags_per_push = v;
+        }
+        if let Some(v) = args.max_connections {
+            config.max_connections = v;
+        }
+        if let Some(v) = args.max_header_bytes {
+            config.max_header_bytes = v;
+        }
+        if let Some(v) = args.max_headers {
+            config.max_headers = v;
+        }
+        if let Some(v) = args.header_read_timeout_secs {
+            config.header_read_timeout_secs = v;
+        }
+        if let Some(v) = args.idle_timeout_secs {
+            config.idle_timeout_secs = v;
+        }
+        if let Some(v) = args.tls_handshake_timeout_secs {
+            config.tls_handshake_timeout_secs = v;
+        }
+        if let Some(v) = args.watch_buffer_mib_per_watcher {
+            config.watch_buffer_mib_per_watcher = v;
+        }
+        if let Some(v) = args.watch_buffer_events_per_watcher {
+            config.watch_buffer_events_per_watcher = v;
+        }
+        if let Some(v) = args.watch_buffer_mib_total {
+            config.watch_buffer_mib_total = v;
+        }
+        if let Some(v) = args.min_body_bytes_per_window {
+            config.min_body_bytes_per_window = v;
+        }
+        if let Some(v) = args.body_rate_window_secs {
+            config.body_rate_window_secs = v;
+        }
+        if let Some(v) = args.max_uploads_per_repository {
+            config.max_uploads_per_repository = v;
+        }
+        if let Some(v) = args.max_uploads_per_user {
+            config.max_uploads_per_user = v;
+        }
+        if let Some(v) = args.upload_max_age_secs {
+            config.upload_max_age_secs = v;
+        }
         if let Some(v) = args.scheduled_import_interval_secs {
             config.scheduled_import_interval_secs = v;
         }
@@ -253,6 +409,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_default_then_file_then_flags() {
+        let c = Config::default();
+        assert_eq!(
+            (
+                c.max_tags_per_push,
+                c.max_connections,
+                c.upload_max_age_secs
+            ),
+            (100, 1024, 24 * 3600)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 7\nmax_uploads_per_user = 3\nheader_read_timeout_secs = 0\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            max_connections: Some(9),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!((c.max_connections, c.max_uploads_per_user), (9, 3));
+        let limits = c.connection_limits();
+        assert_eq!(limits.max_connections, 9);
+        assert_eq!(limits.header_read_timeout.as_secs(), 1, "0 counts as 1 s");
+    }
 
     #[test]
     fn file_then_flags() {

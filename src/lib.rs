@@ -49,6 +49,9 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         Arc::new(blobs),
         Limits {
             max_manifest_bytes: config.max_manifest_bytes,
+            max_tags_per_push: config.max_tags_per_push,
+            max_uploads_per_repository: config.max_uploads_per_repository,
+            max_uploads_per_owner: config.max_uploads_per_user,
             ..Limits::default()
         },
         public_host,
@@ -170,10 +173,20 @@ impl Server {
             state: Arc::new(http::State {
                 auth,
                 https: tls.is_some(),
+                min_body_rate: http::min_rate::MinRate::new(
+                    config.min_body_bytes_per_window,
+                    Duration::from_secs(config.body_rate_window_secs),
+                ),
                 pull_through: importer::pullthrough::PullThrough::new(importer.clone()),
                 api: http::imagestream::Api::new(
                     imagestream::service::ImageStreams::new(registry.clone()),
                     importer.clone(),
+                    http::imagestream::WatchLimits {
+                        per_watcher_bytes: mib(config.watch_buffer_mib_per_watcher),
+                        per_watcher_events: config.watch_buffer_events_per_watcher.max(1),
+                        total_bytes: mib(config.watch_buffer_mib_total),
+                        backlog_bytes: mib(config.watch_backlog_mib),
+                    },
                 )?,
                 importer,
                 registry,
@@ -211,8 +224,10 @@ impl Server {
         tracing::info!(%addr, data_dir = %self.config.data_dir.display(), "listening");
         let state = self.state.clone();
         let max_age = Duration::from_secs(self.config.upload_max_age_secs);
+        // Often enough that a session outlives its max age by at most a quarter of it.
+        let every = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let janitor = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 match state.registry.purge_uploads(max_age).await {
@@ -235,7 +250,14 @@ impl Server {
             api_state.api.close();
         };
         let acceptor = self.tls.as_ref().map(tls::Tls::acceptor);
-        server::run(self.listener, self.state.clone(), acceptor, shutdown).await;
+        server::run(
+            self.listener,
+            self.state.clone(),
+            acceptor,
+            self.config.connection_limits(),
+            shutdown,
+        )
+        .await;
         if let Some(reloader) = reloader {
             reloader.abort();
         }
@@ -246,6 +268,10 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// Boxed errors for start-up paths, where the only consumer is a human reading a message.

@@ -1,6 +1,6 @@
 //! Handlers of the OCI distribution API (`/v2/...`).
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -10,12 +10,14 @@ use berth_storage::{ByteStream, Digest, UploadId};
 use super::auth::Caller;
 use super::endpoint::{Endpoint, UploadStart};
 use super::error::{ApiError, Code};
+use super::min_rate::Tripwire;
 use super::range::{self, RangeRequest};
 use super::response::{self as resp, Response};
 use super::{ReqBody, State};
 use crate::auth::Action;
 use crate::importer::pullthrough::Fetch;
 use crate::registry::{self, manifest, Page, RepositoryName};
+use crate::server::RemoteAddr;
 
 const API_VERSION: &str = "registry/2.0";
 
@@ -28,6 +30,7 @@ pub async fn handle(
     let reg = &state.registry;
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
+    let tripwire = parts.extensions.get::<Tripwire>();
     match endpoint {
         Endpoint::ApiVersion => {
             let mut r = resp::json(StatusCode::OK, &serde_json::json!({}));
@@ -61,36 +64,45 @@ pub async fn handle(
             reg.delete_blob(&repo, &digest).await?;
             Ok(resp::status(StatusCode::ACCEPTED))
         }
-        Endpoint::StartUpload { repo, start } => match start {
-            UploadStart::Session { algorithm } => {
-                let id = reg.start_upload(&repo, algorithm).await?;
-                Ok(upload_accepted(&repo, &id, 0))
-            }
-            UploadStart::Monolithic { digest } => {
-                let id = reg.start_upload(&repo, digest.algorithm()).await?;
-                reg.append_upload(&repo, &id, None, body_stream(body))
-                    .await?;
-                reg.finish_upload(&repo, &id, &digest).await?;
-                Ok(blob_created(&repo, &digest))
-            }
-            UploadStart::Mount { digest, from } => {
-                // Mounting reads the source: without that right it is an ordinary upload.
-                let from = from.filter(|f| {
-                    caller.may(
-                        &state.auth,
-                        &Action::View(f.namespace().as_str().to_string()),
-                        Some(f.as_str()),
-                    )
-                });
-                if let Some(from) = from {
-                    if reg.mount_blob(&repo, &digest, &from).await? {
-                        return Ok(blob_created(&repo, &digest));
-                    }
+        Endpoint::StartUpload { repo, start } => {
+            let owner = upload_owner(caller, parts.extensions.get::<RemoteAddr>());
+            match start {
+                UploadStart::Session { algorithm } => {
+                    let id = reg.start_upload(&repo, algorithm, Some(&owner)).await?;
+                    Ok(upload_accepted(&repo, &id, 0))
                 }
-                let id = reg.start_upload(&repo, digest.algorithm()).await?;
-                Ok(upload_accepted(&repo, &id, 0))
+                UploadStart::Monolithic { digest } => {
+                    let id = reg
+                        .start_upload(&repo, digest.algorithm(), Some(&owner))
+                        .await?;
+                    let size = reg
+                        .append_upload(&repo, &id, None, upload_stream(body, tripwire))
+                        .await?;
+                    too_slow(tripwire, &repo, &id, size)?;
+                    reg.finish_upload(&repo, &id, &digest).await?;
+                    Ok(blob_created(&repo, &digest))
+                }
+                UploadStart::Mount { digest, from } => {
+                    // Mounting reads the source: without that right it is an ordinary upload.
+                    let from = from.filter(|f| {
+                        caller.may(
+                            &state.auth,
+                            &Action::View(f.namespace().as_str().to_string()),
+                            Some(f.as_str()),
+                        )
+                    });
+                    if let Some(from) = from {
+                        if reg.mount_blob(&repo, &digest, &from).await? {
+                            return Ok(blob_created(&repo, &digest));
+                        }
+                    }
+                    let id = reg
+                        .start_upload(&repo, digest.algorithm(), Some(&owner))
+                        .await?;
+                    Ok(upload_accepted(&repo, &id, 0))
+                }
             }
-        },
+        }
         Endpoint::UploadStatus { repo, id } => {
             let size = reg.upload_status(&repo, &id).await?;
             let mut r = upload_accepted(&repo, &id, size);
@@ -100,15 +112,18 @@ pub async fn handle(
         Endpoint::PatchUpload { repo, id } => {
             let offset = chunk_offset(headers)?;
             let size = reg
-                .append_upload(&repo, &id, offset, body_stream(body))
+                .append_upload(&repo, &id, offset, upload_stream(body, tripwire))
                 .await?;
+            too_slow(tripwire, &repo, &id, size)?;
             Ok(upload_accepted(&repo, &id, size))
         }
         Endpoint::FinishUpload { repo, id, digest } => {
             let offset = chunk_offset(headers)?;
             if !body.is_end_stream() {
-                reg.append_upload(&repo, &id, offset, body_stream(body))
+                let size = reg
+                    .append_upload(&repo, &id, offset, upload_stream(body, tripwire))
                     .await?;
+                too_slow(tripwire, &repo, &id, size)?;
             }
             reg.finish_upload(&repo, &id, &digest).await?;
             Ok(blob_created(&repo, &digest))
@@ -301,6 +316,15 @@ async fn read_manifest_body(body: ReqBody, max: usize) -> Result<bytes::Bytes, A
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.try_next().await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            let mut err = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                Code::ManifestInvalid,
+                e.to_string(),
+            );
+            err.headers.push(("connection", "close".into()));
+            return err;
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             Code::ManifestInvalid,
@@ -326,8 +350,60 @@ async fn read_manifest_body(body: ReqBody, max: usize) -> Result<bytes::Bytes, A
     Ok(buf.freeze())
 }
 
-fn body_stream(body: ReqBody) -> ByteStream {
-    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+/// Whom an upload session counts against: the user, or without authentication the client's
+/// address.
+fn upload_owner(caller: &Caller, peer: Option<&RemoteAddr>) -> String {
+    match caller {
+        Caller::User(id) => format!("user {}", id.user),
+        Caller::Open | Caller::Anonymous => match peer {
+            Some(RemoteAddr(addr)) => format!("client {}", addr.ip()),
+            None => "client (unknown address)".to_string(),
+        },
+    }
+}
+
+/// An upload's body. When it is cut off for arriving too slowly it simply ends, so the store
+/// keeps what did arrive and the session can resume from there ([`too_slow`] then answers).
+fn upload_stream(body: ReqBody, tripwire: Option<&Tripwire>) -> ByteStream {
+    let tripwire = tripwire.cloned();
+    Box::pin(
+        body.into_data_stream()
+            .take_while(move |chunk| {
+                let cut_off = chunk.is_err() && tripwire.as_ref().is_some_and(Tripwire::tripped);
+                futures_util::future::ready(!cut_off)
+            })
+            .map_err(std::io::Error::other),
+    )
+}
+
+/// 408 when the upload's body was cut off for arriving too slowly, telling the client where to
+/// resume (the headers of an upload status).
+fn too_slow(
+    tripwire: Option<&Tripwire>,
+    repo: &RepositoryName,
+    id: &UploadId,
+    size: u64,
+) -> Result<(), ApiError> {
+    let Some(tripwire) = tripwire.filter(|t| t.tripped()) else {
+        return Ok(());
+    };
+    let message = tripwire.rate().message(&format!(
+        "the upload holds {size} bytes; resume from there (GET {} reports it)",
+        upload_location(repo, id)
+    ));
+    let mut err = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        Code::BlobUploadInvalid,
+        message,
+    );
+    err.headers.extend([
+        ("location", upload_location(repo, id)),
+        ("range", resp::upload_range(size)),
+        ("docker-upload-uuid", id.as_str().to_string()),
+        // The rest of the body may still be on its way; the connection cannot be reused.
+        ("connection", "close".to_string()),
+    ]);
+    Err(err)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

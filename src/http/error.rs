@@ -154,6 +154,7 @@ impl From<registry::Error> for ApiError {
             }
             E::NameUnknown(_) => ApiError::new(S::NOT_FOUND, Code::NameUnknown, msg),
             E::TooLarge(_) => ApiError::new(S::PAYLOAD_TOO_LARGE, Code::SizeInvalid, msg),
+            E::TooManyUploads(_) => ApiError::new(S::TOO_MANY_REQUESTS, Code::TooManyRequests, msg),
             E::Upstream {
                 too_many_requests: true,
                 ..

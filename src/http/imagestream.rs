@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::apis::discovery;
-use super::apis::hub::Hub;
+use super::apis::hub::{Hub, WatchBudget, WatcherLimits};
 use super::apis::patch::PatchKind;
 use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
@@ -29,11 +29,37 @@ use crate::importer::stream_import::ImageStreamImport;
 use crate::importer::Importer;
 use crate::registry::Namespace;
 use crate::secrets::Secret;
+use crate::server::CloseConnection;
 
 /// Largest object body accepted on the API (Kubernetes' own limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
-/// Recent changes kept per resource so watches can resume from a resourceVersion.
+/// Recent changes kept per resource so watches can resume from a resourceVersion; also the
+/// most events one watcher may have queued.
 const WATCH_BACKLOG: usize = 4096;
+
+/// What watches may buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchLimits {
+    /// Bytes of events one watcher may have queued before it is closed.
+    pub per_watcher_bytes: usize,
+    /// Events one watcher may be behind before it is closed.
+    pub per_watcher_events: usize,
+    /// Bytes all watchers' queues may hold together; beyond it the fullest are closed.
+    pub total_bytes: usize,
+    /// Bytes of recent events each hub keeps for watches resuming from a resourceVersion.
+    pub backlog_bytes: usize,
+}
+
+impl Default for WatchLimits {
+    fn default() -> Self {
+        WatchLimits {
+            per_watcher_bytes: super::apis::hub::DEFAULT_WATCHER_BYTES,
+            per_watcher_events: 1000,
+            total_bytes: super::apis::hub::DEFAULT_WATCHERS_BUDGET,
+            backlog_bytes: super::apis::hub::DEFAULT_BUDGET,
+        }
+    }
+}
 
 pub struct Api {
     pub streams: ImageStreams,
@@ -48,10 +74,24 @@ impl Api {
     pub fn new(
         streams: ImageStreams,
         importer: Importer,
+        limits: WatchLimits,
     ) -> Result<Self, crate::imagestream::Error> {
         let rv = streams.resource_version()?;
-        let stream_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
-        let image_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
+        let budget = WatchBudget::new(limits.total_bytes);
+        let hub = || {
+            let per_watcher = WatcherLimits {
+                events: limits.per_watcher_events,
+                bytes: limits.per_watcher_bytes,
+            };
+            Arc::new(Hub::with_limits(
+                WATCH_BACKLOG,
+                limits.backlog_bytes,
+                per_watcher,
+                budget.clone(),
+                rv,
+            ))
+        };
+        let (stream_hub, image_hub) = (hub(), hub());
         // The listener lives inside the registry: it must not hold the registry itself (a
         // reference cycle would keep the store, and sled's lock, alive forever).
         let (sh, ih, host) = (
@@ -227,7 +267,14 @@ async fn read_body(body: ReqBody) -> Result<Bytes, StatusError> {
         .collect()
         .await
         .map(|b| b.to_bytes())
-        .map_err(|e| StatusError::too_large(format!("reading the request body: {e}")))
+        .map_err(|e| match e.downcast_ref::<std::io::Error>() {
+            Some(e) if e.kind() == std::io::ErrorKind::TimedOut => StatusError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                status::Reason::Timeout,
+                e.to_string(),
+            ),
+            _ => StatusError::too_large(format!("reading the request body: {e}")),
+        })
 }
 
 fn object<T: Serialize>(code: StatusCode, value: &T) -> Result<Response, StatusError> {
@@ -330,6 +377,7 @@ fn watch(
     options: &ListOptions,
     snapshot: impl FnOnce() -> Result<(Vec<Value>, u64), StatusError>,
     resolver: Option<Resolver>,
+    connection: Option<CloseConnection>,
 ) -> Result<Response, StatusError> {
     let (sub, initial, start_rv) = match options.watch_start() {
         WatchStart::After(rv) => {
@@ -348,7 +396,11 @@ fn watch(
             (sub, added, rv)
         }
     };
-    Ok(Watch::new(sub.receiver, start_rv)
+    let mut watch = Watch::new(sub.receiver, start_rv);
+    if let Some(connection) = connection {
+        watch = watch.disconnect_if_stuck(move || connection.close());
+    }
+    Ok(watch
         .resolver(resolver)
         .initial(initial)
         .options(resource, namespace, options)
@@ -376,6 +428,7 @@ pub async fn handle(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let connection = req.extensions().get::<CloseConnection>().cloned();
     let body = req.into_body();
     let s = &api.streams;
     match endpoint {
@@ -400,6 +453,7 @@ pub async fn handle(
                     Ok((to_values(items), rv))
                 },
                 Some(stream_resolver(s, api.renders.clone())),
+                connection,
             )
         }
         ApiEndpoint::CreateImageStream { namespace } => {
@@ -618,6 +672,7 @@ pub async fn handle(
                 Ok((to_values(items), rv))
             },
             Some(image_resolver(s)),
+            connection,
         ),
         ApiEndpoint::GetImage { name } => object(StatusCode::OK, &s.get_image(&name)?),
         ApiEndpoint::DeleteImage { name } => {

@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod endpoint;
 pub mod error;
 pub mod imagestream;
+pub mod min_rate;
 pub mod query;
 pub mod range;
 pub mod response;
@@ -53,11 +54,22 @@ pub struct State {
     pub auth: auth::AuthSettings,
     /// Whether clients reach this server over HTTPS (for the token realm).
     pub https: bool,
+    /// The slowest a request body may arrive (`None`: no floor).
+    pub min_body_rate: Option<min_rate::MinRate>,
 }
 
 /// Serves one request and logs it (method, path, status, bytes, duration).
 pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
     let started = Instant::now();
+    let req = match state.min_body_rate {
+        Some(rate) if !http_body::Body::is_end_stream(req.body()) => {
+            let (mut parts, body) = req.into_parts();
+            let (body, tripwire) = rate.wrap(body);
+            parts.extensions.insert(tripwire);
+            http::Request::from_parts(parts, body)
+        }
+        _ => req,
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let response = route(state, req)

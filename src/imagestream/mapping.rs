@@ -23,11 +23,13 @@ pub fn new_stream(ns: &str, name: &str) -> ImageStream {
     }
 }
 
-/// One ImageStreamMapping: `image` recorded under `ns/name:tag`.
+/// One ImageStreamMapping: `image` recorded under `ns/name:tag` for each of `tags`.
 pub struct Mapping<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    pub tag: &'a str,
+    /// A push may name many tags at once; they share one load and one save of the stream, so
+    /// the cost grows with the number of tags, not with its square.
+    pub tags: &'a [&'a str],
     pub image: &'a Image,
     /// The registry creates a missing stream; the API's mapping never does (NotFound).
     pub create_stream: bool,
@@ -38,15 +40,9 @@ pub struct Mapping<'a> {
 }
 
 pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change>) -> TxResult<()> {
-    let (ns, name, tag, image, create_stream, public_host) = (
-        m.namespace,
-        m.name,
-        m.tag,
-        m.image,
-        m.create_stream,
-        m.public_host,
-    );
-    let old = load_tags(tx, ns, name, &[tag])?;
+    let (ns, name, image, create_stream, public_host) =
+        (m.namespace, m.name, m.image, m.create_stream, m.public_host);
+    let old = load_tags(tx, ns, name, m.tags)?;
     let mut stream = match &old {
         Some(s) => s.stream().clone(),
         None if create_stream => new_stream(ns, name),
@@ -70,9 +66,12 @@ pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change
         image: image.metadata.name.clone(),
         generation: stream.metadata.generation,
     };
-    let changed = add_tag_event(&mut stream, tag, event.clone());
-    if changed {
-        update_tracking_tags(&mut stream, tag, &event);
+    let mut changed = false;
+    for tag in m.tags {
+        if add_tag_event(&mut stream, tag, event.clone()) {
+            update_tracking_tags(&mut stream, tag, &event);
+            changed = true;
+        }
     }
     if changed || old.is_none() {
         save_stream(tx, old.as_ref(), &mut stream, changes, m.reach)?;

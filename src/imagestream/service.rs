@@ -831,7 +831,7 @@ impl ImageStreams {
                     &Mapping {
                         namespace: &ns,
                         name: &m.metadata.name,
-                        tag: &m.tag,
+                        tags: &[m.tag.as_str()],
                         image: &image,
                         create_stream: false,
                         public_host: &host,

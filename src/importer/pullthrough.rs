@@ -151,7 +151,9 @@ impl PullThrough {
         let (length, remote_stream) = remote.open_blob(digest).await.map_err(upstream)?;
         tracing::info!(%digest, source = %record.source, repository = %repo, "pulling blob through");
         let registry = self.importer.registry().clone();
-        let id = registry.start_upload(repo, digest.algorithm()).await?;
+        let id = registry
+            .start_upload(repo, digest.algorithm(), None)
+            .await?;
         let (client_tx, client_rx) = if stream {
             let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(CLIENT_BUFFER);
             (Some(tx), Some(rx))

@@ -27,6 +27,9 @@ pub enum Error {
     NameUnknown(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A limit on open upload sessions was reached.
+    #[error("{0}")]
+    TooManyUploads(String),
     /// Pull-through could not get a blob from the registry an image was imported from.
     #[error("{message}")]
     Upstream {

@@ -68,6 +68,14 @@ pub mod keys {
     pub fn uploads() -> Vec<u8> {
         prefix(&["upload"])
     }
+    /// How many upload sessions a repository has open (those opened by clients).
+    pub fn open_uploads_of_repository(r: &RepositoryName) -> Vec<u8> {
+        key(&["uploadcount", "repository", r.as_str()])
+    }
+    /// How many upload sessions one client (user, or source address without auth) has open.
+    pub fn open_uploads_of_owner(owner: &str) -> Vec<u8> {
+        key(&["uploadcount", "owner", owner])
+    }
 
     /// The last `\0`-separated part of a key: the tag, repository or digest it names.
     pub fn last_part(key: &[u8]) -> &[u8] {
@@ -160,6 +168,22 @@ impl Record for RepositoryRecord {
 pub struct UploadRecord {
     pub repository: String,
     pub started: u64,
+    /// Who opened it, for the per-client limit. Sessions with an owner are counted in their
+    /// repository's and owner's [`OpenUploads`]; the server's own (pull-through) and those of
+    /// earlier releases are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// The number of counted upload sessions open in a repository or for an owner, kept in the
+/// same transactions that add and remove [`UploadRecord`]s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OpenUploads {
+    pub count: u64,
+}
+impl Record for OpenUploads {
+    const KIND: &'static str = "uploadcount";
+    const VERSION: u8 = 1;
 }
 impl Record for UploadRecord {
     const KIND: &'static str = "upload";

@@ -16,8 +16,8 @@ use super::error::{Error, Result};
 use super::manifest::{self, Kind};
 use super::names::{Reference, RepositoryName, Tag};
 use super::records::{
-    keys, now_secs, BlobRecord, Link, ManifestRecord, ReferrerRecord, RepositoryRecord, TagRecord,
-    UploadRecord,
+    keys, now_secs, BlobRecord, Link, ManifestRecord, OpenUploads, ReferrerRecord,
+    RepositoryRecord, TagRecord, UploadRecord,
 };
 use crate::imagestream::{
     self,
@@ -35,6 +35,12 @@ pub struct Limits {
     /// Largest page of tags or repositories returned at once; bigger `n` is clamped (with a
     /// `Link` to the rest) rather than refused, so clients asking for huge pages still work.
     pub max_page: usize,
+    /// Most extra tags (`?tag=`) one manifest push may name.
+    pub max_tags_per_push: usize,
+    /// Most upload sessions open at once in one repository (0: no limit).
+    pub max_uploads_per_repository: u64,
+    /// Most upload sessions one owner (user) may have open at once (0: no limit).
+    pub max_uploads_per_owner: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +48,9 @@ impl Default for Limits {
         Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_page: 100_000,
+            max_tags_per_push: 100,
+            max_uploads_per_repository: 100,
+            max_uploads_per_owner: 500,
         }
     }
 }
@@ -288,10 +297,13 @@ impl Registry {
 
     // ---- uploads
 
+    /// Opens an upload session for `owner` (the client, for the per-owner limit; `None` for the
+    /// server's own sessions, which no limit counts).
     pub async fn start_upload(
         &self,
         repo: &RepositoryName,
         algorithm: Algorithm,
+        owner: Option<&str>,
     ) -> Result<UploadId> {
         let id = self.blobs.create_upload(algorithm).await?;
         let (key, record) = (
@@ -299,10 +311,48 @@ impl Registry {
             UploadRecord {
                 repository: repo.to_string(),
                 started: now_secs(),
+                owner: owner.map(str::to_string),
             },
         );
-        self.write(move |tx| Ok(tx.put(&key, &encode(&record))?))
-            .await?;
+        let limits = self.limits.clone();
+        let opened = self
+            .write(move |tx| {
+                if let Some(owner) = &record.owner {
+                    let repo = RepositoryName::parse(&record.repository)
+                        .map_err(|e| TxError::Abort(Error::UploadInvalid(e.to_string())))?;
+                    let per_repository = (
+                        keys::open_uploads_of_repository(&repo),
+                        limits.max_uploads_per_repository,
+                        format!("repository {repo}"),
+                        "max_uploads_per_repository",
+                    );
+                    let per_owner = (
+                        keys::open_uploads_of_owner(owner),
+                        limits.max_uploads_per_owner,
+                        owner.clone(),
+                        "max_uploads_per_user",
+                    );
+                    for (counter, max, who, setting) in [per_repository, per_owner] {
+                        let mut open: OpenUploads = get_record(tx, &counter)?.unwrap_or_default();
+                        if max > 0 && open.count >= max {
+                            return abort(Error::TooManyUploads(format!(
+                                "{who} has {} upload sessions open; the limit is {max} \
+                                 ({setting}): finish or cancel one first",
+                                open.count
+                            )));
+                        }
+                        open.count += 1;
+                        tx.put(&counter, &encode(&open))?;
+                    }
+                }
+                tx.put(&key, &encode(&record))?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = opened {
+            let _ = self.blobs.cancel(&id).await;
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -351,7 +401,7 @@ impl Registry {
             Err(e) => {
                 if matches!(e, berth_storage::Error::DigestMismatch { .. }) {
                     // The store discarded the bytes; forget the session too.
-                    self.write(move |tx| Ok(tx.delete(&upload_key)?)).await?;
+                    self.write(move |tx| forget_upload(tx, &upload_key)).await?;
                 }
                 return Err(upload_error(e));
             }
@@ -365,8 +415,7 @@ impl Registry {
             tx.put(&blob_key, &encode(&BlobRecord { size }))?;
             tx.put(&link_key, &encode(&Link {}))?;
             ensure_repository(tx, &repo_key)?;
-            tx.delete(&upload_key)?;
-            Ok(())
+            forget_upload(tx, &upload_key)
         })
         .await?;
         Ok(size)
@@ -376,7 +425,7 @@ impl Registry {
         self.check_upload(repo, id)?;
         self.blobs.cancel(id).await?;
         let key = keys::upload(id);
-        self.write(move |tx| Ok(tx.delete(&key)?)).await
+        self.write(move |tx| forget_upload(tx, &key)).await
     }
 
     /// Removes upload sessions untouched for `max_age`, bytes and records both.
@@ -398,7 +447,7 @@ impl Registry {
                     None => true,
                 };
                 if gone {
-                    self.write(move |tx| Ok(tx.delete(&key)?)).await?;
+                    self.write(move |tx| forget_upload(tx, &key)).await?;
                 }
             }
         }
@@ -415,6 +464,13 @@ impl Registry {
         body: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PushedManifest> {
+        if extra_tags.len() > self.limits.max_tags_per_push {
+            return Err(Error::ManifestInvalid(format!(
+                "{} tags given; a manifest push may name at most {} (max_tags_per_push)",
+                extra_tags.len(),
+                self.limits.max_tags_per_push
+            )));
+        }
         if body.len() > self.limits.max_manifest_bytes {
             return Err(Error::TooLarge(format!(
                 "manifest is {} bytes; the limit is {}",
@@ -496,23 +552,25 @@ impl Registry {
             // The ImageStreamMapping of spec §3.4, in the same transaction: the Image is
             // created once, the stream if missing, and each tag gets a history event.
             content_image(tx, &image, first_store, changes).map_err(stream_error)?;
-            for tag in &tags {
-                apply_mapping(
-                    tx,
-                    &Mapping {
-                        namespace: repo.namespace().as_str(),
-                        name: repo.stream().as_str(),
-                        tag: tag.as_str(),
-                        image: &image,
-                        create_stream: true,
-                        public_host: &public_host,
-                        // A push: every blob and child was checked linked above.
-                        reach: &Reach::trusted(),
-                    },
-                    changes,
-                )
-                .map_err(stream_error)?;
+            if tags.is_empty() {
+                return Ok(());
             }
+            let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+            apply_mapping(
+                tx,
+                &Mapping {
+                    namespace: repo.namespace().as_str(),
+                    name: repo.stream().as_str(),
+                    tags: &tags,
+                    image: &image,
+                    create_stream: true,
+                    public_host: &public_host,
+                    // A push: every blob and child was checked linked above.
+                    reach: &Reach::trusted(),
+                },
+                changes,
+            )
+            .map_err(stream_error)?;
             Ok(())
         })
         .await?;
@@ -768,6 +826,37 @@ pub fn store_manifest<E>(
         tx.put(&key, &encode(&record))?;
     }
     Ok(first)
+}
+
+/// Deletes an upload session's record and takes it off the counts it was on.
+fn forget_upload(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {
+    let record = match tx.get(key)? {
+        Some(bytes) => decode::<UploadRecord>(&bytes).ok(),
+        None => return Ok(()),
+    };
+    tx.delete(key)?;
+    let Some(UploadRecord {
+        repository,
+        owner: Some(owner),
+        ..
+    }) = record
+    else {
+        return Ok(());
+    };
+    let mut counters = vec![keys::open_uploads_of_owner(&owner)];
+    if let Ok(repo) = RepositoryName::parse(&repository) {
+        counters.push(keys::open_uploads_of_repository(&repo));
+    }
+    for counter in counters {
+        let mut open: OpenUploads = get_record(tx, &counter)?.unwrap_or_default();
+        open.count = open.count.saturating_sub(1);
+        if open.count == 0 {
+            tx.delete(&counter)?;
+        } else {
+            tx.put(&counter, &encode(&open))?;
+        }
+    }
+    Ok(())
 }
 
 fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>> {

@@ -11,6 +11,7 @@ mod imagestreams;
 mod import;
 mod isolation;
 mod isolation_props;
+mod limits;
 mod peer;
 mod remote;
 mod streams_at_scale;

@@ -2,14 +2,21 @@
 //! watch can resume from a `resourceVersion` instead of re-listing.
 //!
 //! Publish and subscribe take the same lock, so every event is either in a subscriber's
-//! backlog or in its receiver, never both and never neither. Events must be published in
+//! backlog or in its queue, never both and never neither. Events must be published in
 //! increasing resourceVersion order (the domain's `imagestream::events::Events` releases them
 //! that way); one hub per watchable resource (imagestreams, images) is the intended use.
+//!
+//! Every watcher has its own queue, bounded in events and in bytes, and all queues together
+//! stay within a server-wide [`WatchBudget`]. A watcher whose queue would pass a bound is
+//! dropped from fan-out at once and its queue freed: it then reads a [`RecvError::Lagged`]
+//! (the watch ends with a 410), and its `on_lag` action runs, so one that does not read at all
+//! can be disconnected. Publishing never waits for a watcher.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
 use super::status::StatusError;
 use super::watch::WatchEvent;
@@ -30,13 +37,66 @@ impl From<TooOld> for StatusError {
     }
 }
 
+/// Why a receiver gets no more events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvError {
+    /// It fell this many events behind a bound and was dropped.
+    Lagged(u64),
+    /// The hub closed (shutdown).
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryRecvError {
+    Empty,
+    Lagged(u64),
+    Closed,
+}
+
+/// The bytes all watchers' queues may hold together, shared by every hub of a server. Each
+/// watcher is charged for each event it holds, as if it held its own copy.
+#[derive(Debug)]
+pub struct WatchBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl WatchBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(WatchBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes the watchers' queues hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    fn charge(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
+/// What one watcher may have queued: events it has not yet taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatcherLimits {
+    pub events: usize,
+    pub bytes: usize,
+}
+
 /// What a new watcher starts from.
 #[derive(Debug)]
 pub struct Subscription {
     /// Buffered events newer than the requested resourceVersion, oldest first.
     pub backlog: Vec<WatchEvent>,
     /// Every event published after this subscription, in order.
-    pub receiver: broadcast::Receiver<WatchEvent>,
+    pub receiver: Receiver,
     /// The newest resourceVersion published before this subscription.
     pub resource_version: u64,
 }
@@ -46,21 +106,138 @@ pub struct Hub {
     /// The backlog also stays under this many (approximate) bytes: events of big objects are
     /// whole copies, and thousands of them would otherwise hold gigabytes.
     budget: usize,
+    watcher: WatcherLimits,
+    watchers_budget: Arc<WatchBudget>,
     state: Mutex<State>,
 }
 
 /// Default memory budget of one hub's backlog.
 pub const DEFAULT_BUDGET: usize = 64 * 1024 * 1024;
+/// Default bound of one watcher's queue, in bytes.
+pub const DEFAULT_WATCHER_BYTES: usize = 16 * 1024 * 1024;
+/// Default budget of all watchers' queues together.
+pub const DEFAULT_WATCHERS_BUDGET: usize = 256 * 1024 * 1024;
 
 struct State {
-    /// `None` once closed: new receivers then end at once.
-    sender: Option<broadcast::Sender<WatchEvent>>,
+    closed: bool,
+    watchers: Vec<Arc<Slot>>,
     buffer: VecDeque<WatchEvent>,
     /// Sum of the buffered events' weights.
     weight: usize,
     /// Every event newer than `floor` is in `buffer` or still to come.
     floor: u64,
     latest: u64,
+}
+
+/// One watcher's queue.
+struct Slot {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+type OnLag = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<WatchEvent>,
+    bytes: usize,
+    /// Set once no more events will be added (the queued ones are still delivered).
+    end: Option<RecvError>,
+    on_lag: Option<OnLag>,
+}
+
+impl Slot {
+    fn new(end: Option<RecvError>) -> Arc<Self> {
+        Arc::new(Slot {
+            queue: Mutex::new(Queue {
+                end,
+                ..Queue::default()
+            }),
+            ready: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ended(&self) -> bool {
+        self.lock().end.is_some()
+    }
+}
+
+impl Queue {
+    /// Drops the queue and ends it with `Lagged`; returns the action to run.
+    fn lag(&mut self, budget: &WatchBudget) -> Option<OnLag> {
+        let missed = self.events.len() as u64;
+        self.events.clear();
+        budget.release(std::mem::take(&mut self.bytes));
+        self.end = Some(RecvError::Lagged(missed));
+        self.on_lag.take()
+    }
+}
+
+/// A watcher's end of its queue.
+pub struct Receiver {
+    slot: Arc<Slot>,
+    budget: Arc<WatchBudget>,
+}
+
+impl Receiver {
+    /// The next event, or why there are no more.
+    pub async fn recv(&mut self) -> Result<WatchEvent, RecvError> {
+        loop {
+            match self.try_recv() {
+                Ok(e) => return Ok(e),
+                Err(TryRecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => return Err(RecvError::Closed),
+                // One receiver per slot: a wake-up sent before this wait is kept as a permit.
+                Err(TryRecvError::Empty) => self.slot.ready.notified().await,
+            }
+        }
+    }
+
+    pub fn try_recv(&mut self) -> Result<WatchEvent, TryRecvError> {
+        let mut q = self.slot.lock();
+        if let Some(e) = q.events.pop_front() {
+            q.bytes -= e.weight;
+            self.budget.release(e.weight);
+            return Ok(e);
+        }
+        match q.end {
+            None => Err(TryRecvError::Empty),
+            Some(RecvError::Lagged(n)) => Err(TryRecvError::Lagged(n)),
+            Some(RecvError::Closed) => Err(TryRecvError::Closed),
+        }
+    }
+
+    /// Runs `action` (once, from the publishing task) if this watcher is dropped for falling
+    /// behind; right away if it already was.
+    pub fn on_lag(&self, action: impl FnOnce() + Send + 'static) {
+        let mut q = self.slot.lock();
+        if matches!(q.end, Some(RecvError::Lagged(_))) {
+            drop(q);
+            action();
+        } else {
+            q.on_lag = Some(Box::new(action));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut q = self.slot.lock();
+        q.events.clear();
+        self.budget.release(std::mem::take(&mut q.bytes));
+        q.end.get_or_insert(RecvError::Closed);
+        q.on_lag = None;
+    }
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
 }
 
 impl Hub {
@@ -77,14 +254,39 @@ impl Hub {
 
     /// [`Hub::starting_at`] with a memory budget for the backlog, in bytes.
     pub fn with_budget(capacity: usize, budget: usize, current_rv: u64) -> Self {
-        // The broadcast channel needs room for at least one event.
         let capacity = capacity.max(1);
-        let (sender, _) = broadcast::channel(capacity);
-        Hub {
+        Self::with_limits(
             capacity,
             budget,
+            WatcherLimits {
+                events: capacity,
+                bytes: DEFAULT_WATCHER_BYTES,
+            },
+            WatchBudget::new(DEFAULT_WATCHERS_BUDGET),
+            current_rv,
+        )
+    }
+
+    /// A hub whose watchers may each queue up to `watcher` and all together (with those of
+    /// other hubs sharing `watchers_budget`) up to that budget.
+    pub fn with_limits(
+        capacity: usize,
+        budget: usize,
+        watcher: WatcherLimits,
+        watchers_budget: Arc<WatchBudget>,
+        current_rv: u64,
+    ) -> Self {
+        Hub {
+            capacity: capacity.max(1),
+            budget,
+            watcher: WatcherLimits {
+                events: watcher.events.max(1),
+                bytes: watcher.bytes,
+            },
+            watchers_budget,
             state: Mutex::new(State {
-                sender: Some(sender),
+                closed: false,
+                watchers: Vec::new(),
                 weight: 0,
                 buffer: VecDeque::new(),
                 floor: current_rv,
@@ -98,41 +300,70 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Buffers `event` and sends it to every current watcher. Ignored once closed.
+    /// Buffers `event` and queues it for every current watcher. Ignored once closed.
     pub fn publish(&self, event: WatchEvent) {
-        let mut s = self.lock();
-        let Some(sender) = s.sender.clone() else {
-            return;
-        };
-        // Objects written by one transaction share its revision.
-        if event.resource_version < s.latest {
-            tracing::warn!(
-                rv = event.resource_version,
-                latest = s.latest,
-                "watch event published out of resourceVersion order"
-            );
-        }
-        s.latest = s.latest.max(event.resource_version);
-        while s.buffer.len() >= self.capacity
-            || (!s.buffer.is_empty() && s.weight + event.weight > self.budget)
+        let mut lagged = Vec::new();
         {
-            let Some(evicted) = s.buffer.pop_front() else {
-                break;
-            };
-            s.weight -= evicted.weight;
-            s.floor = s.floor.max(evicted.resource_version);
+            let mut s = self.lock();
+            if s.closed {
+                return;
+            }
+            // Objects written by one transaction share its revision.
+            if event.resource_version < s.latest {
+                tracing::warn!(
+                    rv = event.resource_version,
+                    latest = s.latest,
+                    "watch event published out of resourceVersion order"
+                );
+            }
+            s.latest = s.latest.max(event.resource_version);
+            while s.buffer.len() >= self.capacity
+                || (!s.buffer.is_empty() && s.weight + event.weight > self.budget)
+            {
+                let Some(evicted) = s.buffer.pop_front() else {
+                    break;
+                };
+                s.weight -= evicted.weight;
+                s.floor = s.floor.max(evicted.resource_version);
+            }
+            s.weight += event.weight;
+            s.buffer.push_back(event.clone());
+            s.watchers.retain(|w| !w.ended());
+            for w in &s.watchers {
+                let mut q = w.lock();
+                q.events.push_back(event.clone());
+                q.bytes += event.weight;
+                self.watchers_budget.charge(event.weight);
+                if q.events.len() > self.watcher.events || q.bytes > self.watcher.bytes {
+                    lagged.extend(q.lag(&self.watchers_budget));
+                }
+                drop(q);
+                w.ready.notify_one();
+            }
+            // Over the server-wide budget: the watchers holding the most go first.
+            while self.watchers_budget.used() > self.watchers_budget.limit {
+                let fullest = s
+                    .watchers
+                    .iter()
+                    .map(|w| (w.lock().bytes, w))
+                    .filter(|(bytes, _)| *bytes > 0)
+                    .max_by_key(|(bytes, _)| *bytes)
+                    .map(|(_, w)| w.clone());
+                let Some(w) = fullest else { break };
+                lagged.extend(w.lock().lag(&self.watchers_budget));
+                w.ready.notify_one();
+            }
         }
-        s.weight += event.weight;
-        s.buffer.push_back(event.clone());
-        // No receivers is not an error: nobody is watching.
-        let _ = sender.send(event);
+        for action in lagged {
+            action();
+        }
     }
 
     /// Subscribes a watcher. `None` (a watch that starts from a fresh list) gets no backlog;
     /// `Some(rv)` gets every buffered event newer than `rv`, or [`TooOld`] when some of them
     /// have already been evicted.
     pub fn subscribe_from(&self, resource_version: Option<u64>) -> Result<Subscription, TooOld> {
-        let s = self.lock();
+        let mut s = self.lock();
         let backlog = match resource_version {
             None => Vec::new(),
             Some(rv) if rv < s.floor => {
@@ -148,16 +379,27 @@ impl Hub {
                 .cloned()
                 .collect(),
         };
-        let receiver = match &s.sender {
-            Some(sender) => sender.subscribe(),
-            // Closed: a receiver whose sender is already gone reports Closed immediately.
-            None => broadcast::channel(1).1,
+        let slot = if s.closed {
+            Slot::new(Some(RecvError::Closed))
+        } else {
+            let slot = Slot::new(None);
+            s.watchers.push(slot.clone());
+            slot
         };
         Ok(Subscription {
             backlog,
-            receiver,
+            receiver: Receiver {
+                slot,
+                budget: self.watchers_budget.clone(),
+            },
             resource_version: s.latest,
         })
+    }
+
+    /// Whether any watch is receiving events now.
+    pub fn watched(&self) -> bool {
+        let s = self.lock();
+        !s.closed && s.watchers.iter().any(|w| !w.ended())
     }
 
     /// The newest resourceVersion published (or the starting one).
@@ -168,7 +410,12 @@ impl Hub {
     /// Ends every watch (their bodies finish cleanly) and refuses new events; for graceful
     /// shutdown, which would otherwise wait out every open watch's timeout.
     pub fn close(&self) {
-        self.lock().sender = None;
+        let mut s = self.lock();
+        s.closed = true;
+        for w in s.watchers.drain(..) {
+            w.lock().end.get_or_insert(RecvError::Closed);
+            w.ready.notify_one();
+        }
     }
 }
 
@@ -190,7 +437,70 @@ mod tests {
     }
     use crate::http::apis::watch::EventType;
     use serde_json::json;
-    use tokio::sync::broadcast::error::TryRecvError;
+    use std::sync::atomic::AtomicBool;
+
+    fn big(rv: u64) -> WatchEvent {
+        let object = json!({"metadata": {"name": "x"}, "blob": "y".repeat(1000)});
+        WatchEvent::new(EventType::Modified, rv, object)
+    }
+
+    #[test]
+    fn a_watcher_past_its_byte_bound_is_dropped_and_its_bytes_freed() {
+        let budget = WatchBudget::new(1 << 20);
+        let weight = big(0).weight;
+        let limits = WatcherLimits {
+            events: 100,
+            bytes: 5 * weight,
+        };
+        let hub = Hub::with_limits(100, 1 << 20, limits, budget.clone(), 0);
+        let mut slow = hub.subscribe_from(None).unwrap().receiver;
+        let mut fast = hub.subscribe_from(None).unwrap().receiver;
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = dropped.clone();
+        slow.on_lag(move || flag.store(true, Ordering::SeqCst));
+        for rv in 1..=10 {
+            hub.publish(big(rv));
+            assert_eq!(fast.try_recv().unwrap().resource_version, rv);
+            assert_eq!(dropped.load(Ordering::SeqCst), rv > 5, "after {rv}");
+        }
+        assert_eq!(slow.try_recv().unwrap_err(), TryRecvError::Lagged(6));
+        assert_eq!(budget.used(), 0);
+        assert!(hub.watched());
+        drop(fast);
+        hub.publish(big(11));
+        assert!(!hub.watched());
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn the_server_wide_budget_drops_the_fullest_watchers() {
+        let weight = big(0).weight;
+        let budget = WatchBudget::new(7 * weight);
+        let limits = WatcherLimits {
+            events: 100,
+            bytes: 100 * weight,
+        };
+        let streams = Hub::with_limits(100, 1 << 20, limits, budget.clone(), 0);
+        let images = Hub::with_limits(100, 1 << 20, limits, budget.clone(), 0);
+        let mut a = streams.subscribe_from(None).unwrap().receiver;
+        let mut b = streams.subscribe_from(None).unwrap().receiver;
+        let mut c = images.subscribe_from(None).unwrap().receiver;
+        images.publish(big(1));
+        // a and b hold 3 events each, c one: 7 in all.
+        for rv in 2..=4 {
+            streams.publish(big(rv));
+        }
+        assert_eq!(budget.used(), 7 * weight);
+        b.try_recv().unwrap();
+        streams.publish(big(5));
+        // 8 > 7: a holds the most and goes; b and c carry on.
+        assert_eq!(a.try_recv().unwrap_err(), TryRecvError::Lagged(4));
+        assert_eq!(budget.used(), 4 * weight);
+        assert_eq!(b.try_recv().unwrap().resource_version, 3);
+        assert_eq!(c.try_recv().unwrap().resource_version, 1);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
 
     fn ev(rv: u64) -> WatchEvent {
         WatchEvent::new(

@@ -3,7 +3,7 @@
 //!
 //! A watch sends, in order: the initial events it was given (ADDED for a fresh list, or a
 //! [`Hub`](super::hub::Hub) backlog), an optional `k8s.io/initial-events-end` BOOKMARK, then
-//! live events from the broadcast receiver. It ends cleanly after `timeoutSeconds` (default 30
+//! live events from the hub. It ends cleanly after `timeoutSeconds` (default 30
 //! minutes, at most a day) or when the hub closes; clients simply re-watch from the last
 //! resourceVersion they saw. A receiver that fell behind gets an `ERROR` event carrying a 410
 //! Expired `Status` and the stream ends: the client then re-lists, exactly as after a too-old
@@ -25,10 +25,9 @@ use http::{header, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
-pub use super::hub::{Hub, Subscription, TooOld};
+pub use super::hub::{Hub, Receiver, RecvError, Subscription, TooOld};
 use super::path::ListOptions;
 use super::resource::Resource;
 use super::status::StatusError;
@@ -39,6 +38,9 @@ use crate::registry::names::Namespace;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Upper bound on `timeoutSeconds`, so a huge value cannot overflow the deadline.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a watcher dropped for falling behind has to take its 410 ERROR event before its
+/// connection is closed: one that does not read at all would otherwise hold it forever.
+pub const LAGGED_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK.
 pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -181,18 +183,20 @@ pub struct Bookmarks {
 /// ```
 pub struct Watch {
     initial: Vec<WatchEvent>,
-    receiver: broadcast::Receiver<WatchEvent>,
+    receiver: Receiver,
     start_rv: u64,
     filter: EventFilter,
     timeout: Duration,
     bookmarks: Option<Bookmarks>,
     resolver: Option<Resolver>,
+    /// Dropped with the body; while it lives, the watch was not delivered to its end.
+    alive: Arc<()>,
 }
 
 impl Watch {
     /// Live events with a resourceVersion at or below `start_rv` are skipped: they are already
     /// reflected in the initial events (or before the version the client resumed from).
-    pub fn new(receiver: broadcast::Receiver<WatchEvent>, start_rv: u64) -> Self {
+    pub fn new(receiver: Receiver, start_rv: u64) -> Self {
         Watch {
             initial: Vec::new(),
             receiver,
@@ -201,7 +205,27 @@ impl Watch {
             timeout: DEFAULT_TIMEOUT,
             bookmarks: None,
             resolver: None,
+            alive: Arc::new(()),
         }
+    }
+
+    /// When the watcher is dropped for falling behind and its body has not ended
+    /// [`LAGGED_CLOSE_GRACE`] later (the client is not reading), `disconnect` runs.
+    pub fn disconnect_if_stuck(self, disconnect: impl FnOnce() + Send + 'static) -> Self {
+        let alive = Arc::downgrade(&self.alive);
+        self.receiver.on_lag(move || {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return disconnect();
+            };
+            runtime.spawn(async move {
+                tokio::time::sleep(LAGGED_CLOSE_GRACE).await;
+                if alive.upgrade().is_some() {
+                    tracing::info!("closing the connection of a watcher that stopped reading");
+                    disconnect();
+                }
+            });
+        });
+        self
     }
 
     /// How lazy events get their whole object.
@@ -272,6 +296,7 @@ impl Watch {
             bookmark_timer,
             finished: false,
             resolver: self.resolver,
+            _alive: self.alive,
         };
         let frames = stream::unfold(pump, |mut pump| async move {
             let bytes = pump.next().await?;
@@ -293,7 +318,7 @@ impl Watch {
 struct Pump {
     initial: VecDeque<WatchEvent>,
     send_end_bookmark: bool,
-    receiver: broadcast::Receiver<WatchEvent>,
+    receiver: Receiver,
     start_rv: u64,
     /// Newest resourceVersion this watcher is up to date with; what bookmarks report.
     seen_rv: u64,
@@ -303,6 +328,7 @@ struct Pump {
     bookmark_timer: Option<Interval>,
     finished: bool,
     resolver: Option<Resolver>,
+    _alive: Arc<()>,
 }
 
 impl Pump {
@@ -345,7 +371,7 @@ impl Pump {
                     Err(RecvError::Lagged(missed)) => {
                         self.finished = true;
                         let status = StatusError::expired(format!(
-                            "the watch fell {missed} events behind and was closed; re-list to continue (last seen resource version: {})",
+                            "the watch fell behind by more than its buffer holds ({missed} events unsent) and was closed; re-list to continue (last seen resource version: {})",
                             self.seen_rv
                         ));
                         return Some(line("ERROR", &status.to_json()));
