@@ -217,6 +217,14 @@ impl StreamVisitor for JsonWriter {
         self.flush_if_full()
     }
 
+    fn event_json(&mut self, json: &[u8]) -> io::Result<()> {
+        if !std::mem::take(&mut self.first_event) {
+            self.raw(",");
+        }
+        self.buf.extend_from_slice(json);
+        self.flush_if_full()
+    }
+
     fn end_tag(&mut self) -> io::Result<()> {
         self.raw("],\"tag\":");
         let tag = std::mem::take(&mut self.tag);

@@ -52,7 +52,22 @@ impl Record for super::types::TagReference {
 
 impl Record for TagEvent {
     const KIND: &'static str = "tagevent";
-    const VERSION: u8 = 1;
+    /// 2: fields in wire order (see [`TagEvent`]); 1 (converted streams) decodes the same way.
+    const VERSION: u8 = 2;
+
+    fn decode_version(version: u8, json: &[u8]) -> berth_storage::Result<Self> {
+        match version {
+            1 | 2 => serde_json::from_slice(json).map_err(|e| berth_storage::Error::Corrupt {
+                kind: Self::KIND,
+                reason: e.to_string(),
+            }),
+            found => Err(berth_storage::Error::UnsupportedVersion {
+                kind: Self::KIND,
+                found,
+                supported: Self::VERSION,
+            }),
+        }
+    }
 }
 
 /// A status tag without its events.
@@ -375,6 +390,11 @@ pub trait StreamVisitor {
     /// A status tag begins; its events follow, newest first, then [`StreamVisitor::end_tag`].
     fn status_tag(&mut self, tag: &str, conditions: &[TagEventCondition]) -> std::io::Result<()>;
     fn event(&mut self, event: &TagEvent) -> std::io::Result<()>;
+    /// An event as stored in the current format: `json` is its wire form.
+    fn event_json(&mut self, json: &[u8]) -> std::io::Result<()> {
+        let event = serde_json::from_slice(json).map_err(std::io::Error::other)?;
+        self.event(&event)
+    }
     fn end_tag(&mut self) -> std::io::Result<()>;
 }
 
@@ -412,7 +432,12 @@ pub fn visit_stream(
             match event_tag.cmp(tag) {
                 // Events of a tag without a head (none are written) are skipped.
                 std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => visitor.event(&decode(value)?)?,
+                std::cmp::Ordering::Equal => match value.split_first() {
+                    Some((&v, json)) if v == <TagEvent as Record>::VERSION => {
+                        visitor.event_json(json)?
+                    }
+                    _ => visitor.event(&decode(value)?)?,
+                },
                 std::cmp::Ordering::Greater => break,
             }
             events.advance();

@@ -179,15 +179,17 @@ pub struct NamedTagEventList {
     pub conditions: Vec<TagEventCondition>,
 }
 
+/// Fields in the order the API writes them (sorted keys): a stored event's JSON is already its
+/// wire form, so a stream is served without decoding its history.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagEvent {
     pub created: String,
     pub docker_image_reference: String,
     #[serde(default)]
-    pub image: String,
-    #[serde(default)]
     pub generation: i64,
+    #[serde(default)]
+    pub image: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
