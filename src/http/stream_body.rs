@@ -228,7 +228,7 @@ impl StreamVisitor for JsonWriter {
     fn end_tag(&mut self) -> io::Result<()> {
         self.raw("],\"tag\":");
         let tag = std::mem::take(&mut self.tag);
-        self.value(&tag)?;
+        serde_json::to_writer(&mut self.buf, &tag).map_err(io::Error::other)?;
         self.raw("}");
         self.flush_if_full()
     }

@@ -424,8 +424,13 @@ pub fn visit_stream(
     let mut events = Cursor::new(meta, event_base.clone());
     for_each_page(meta, &base, |k, v| {
         let tag = &k[base.len()..];
-        let head: StatusHead = decode(v)?;
-        visitor.status_tag(&String::from_utf8_lossy(tag), &head.conditions)?;
+        // Most tags have no conditions: their head need not be decoded to be served.
+        let conditions = if v.windows(12).any(|w| w == b"\"conditions\"") {
+            decode::<StatusHead>(v)?.conditions
+        } else {
+            Vec::new()
+        };
+        visitor.status_tag(&String::from_utf8_lossy(tag), &conditions)?;
         while let Some((key, value)) = events.peek()? {
             // `<tag>\0<16 hex digits>`
             let event_tag = &key[event_base.len()..key.len().saturating_sub(17)];
@@ -464,7 +469,7 @@ fn for_each_page(
 ) -> Result<(), VisitError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = meta.scan(prefix, after.as_deref(), 256)?;
+        let page = meta.scan(prefix, after.as_deref(), PAGE)?;
         let Some((last, _)) = page.last() else {
             return Ok(());
         };
@@ -474,6 +479,10 @@ fn for_each_page(
         }
     }
 }
+
+/// Entries read per scan when a stream is read whole (small records: a page is well under a
+/// MiB).
+const PAGE: usize = 1024;
 
 /// Reads a prefix a page at a time, one entry after another.
 struct Cursor<'a> {
@@ -497,7 +506,7 @@ impl<'a> Cursor<'a> {
 
     fn peek(&mut self) -> berth_storage::Result<Option<(&[u8], &[u8])>> {
         if self.page.is_empty() && !self.done {
-            let page = self.meta.scan(&self.prefix, self.after.as_deref(), 256)?;
+            let page = self.meta.scan(&self.prefix, self.after.as_deref(), PAGE)?;
             match page.last() {
                 Some((last, _)) => self.after = Some(last.clone()),
                 None => self.done = true,
