@@ -15,6 +15,8 @@ PIP_REQS=(
   "oras>=0.2.25,<0.3"
   "kubernetes>=30,<38"
   "requests>=2.31,<3"
+  # The reference Prometheus text parser: test_metrics.py scrapes /metrics with it.
+  "prometheus_client>=0.20,<1"
 )
 
 sudo_cmd=()
@@ -111,5 +113,5 @@ fi
   echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
   echo "docker-compose $(docker-compose version --short 2>/dev/null)"
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
-  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests")))'
+  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests","prometheus_client")))'
 } | paste -sd ';' | sed 's/;/; /g; s/^/install-deps: versions: /'

@@ -72,6 +72,8 @@ pub struct Config {
     pub login_failures_per_user_per_minute: u32,
     /// Failed password logins per source address (IPv6: per /64) per minute. 0 turns it off.
     pub login_failures_per_source_per_minute: u32,
+    /// Bearer token `GET /metrics` requires. Unset: only loopback clients may scrape.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             insecure_no_auth: false,
             login_failures_per_user_per_minute: 10,
             login_failures_per_source_per_minute: 30,
+            metrics_token: None,
         }
     }
 }
@@ -184,6 +187,9 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without authentication.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Bearer token for GET /metrics (unset: loopback clients only).
+    #[arg(long, env = "BERTH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -245,6 +251,9 @@ impl Config {
         config.insecure_no_auth |= args.insecure_no_auth;
         if let Some(v) = &args.admin_password {
             config.admin_password = Some(v.clone());
+        }
+        if let Some(v) = &args.metrics_token {
+            config.metrics_token = Some(v.clone());
         }
         Ok(config)
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod http;
 pub mod imagestream;
 pub mod importer;
+pub mod metrics;
 pub mod registry;
 pub mod secrets;
 pub mod server;
@@ -156,6 +157,7 @@ impl Server {
             );
         }
         let registry = open_registry(&config, public_host.clone())?;
+        let metrics = Arc::new(metrics::Metrics::new());
         let importer = importer::Importer::new(
             registry.clone(),
             importer::fetch::RemoteSettings {
@@ -163,6 +165,7 @@ impl Server {
                 timeout: Duration::from_secs(config.import_timeout_secs.max(1)),
                 allowed,
             },
+            metrics.import_counters(),
         );
         let auth = start_auth(&config, &registry).await?;
         Ok(Server {
@@ -174,10 +177,13 @@ impl Server {
                 api: http::imagestream::Api::new(
                     imagestream::service::ImageStreams::new(registry.clone()),
                     importer.clone(),
+                    metrics.watch_gauges(),
                 )?,
                 importer,
                 registry,
                 public_host,
+                metrics,
+                metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
             }),
             config,
             tls,

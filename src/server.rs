@@ -118,6 +118,7 @@ fn connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let connections = state.metrics.connections();
     let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(RemoteAddr(peer));
         if let Some(cert) = &client_cert {
@@ -134,6 +135,7 @@ where
         .into_owned();
     let conn = watcher.watch(conn);
     async move {
+        let _open = connections.open();
         if let Err(e) = conn.await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }

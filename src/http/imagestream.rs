@@ -47,10 +47,11 @@ impl Api {
     pub fn new(
         streams: ImageStreams,
         importer: Importer,
+        gauges: crate::metrics::WatchGauges,
     ) -> Result<Self, crate::imagestream::Error> {
         let rv = streams.resource_version()?;
-        let stream_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
-        let image_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv));
+        let stream_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv).with_gauges(gauges.clone()));
+        let image_hub = Arc::new(Hub::starting_at(WATCH_BACKLOG, rv).with_gauges(gauges));
         // The listener lives inside the registry: it must not hold the registry itself (a
         // reference cycle would keep the store, and sled's lock, alive forever).
         let (sh, ih, host) = (
@@ -315,6 +316,7 @@ fn watch(
         }
     };
     Ok(Watch::new(sub.receiver, start_rv)
+        .counted(sub.watcher)
         .resolver(resolver)
         .initial(initial)
         .options(resource, namespace, options)

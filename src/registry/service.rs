@@ -167,6 +167,30 @@ impl Registry {
         .map_err(|e| E::from(berth_storage::Error::Backend(e.to_string())))?
     }
 
+    /// Open upload sessions (their records; a scan, for scrapes rather than requests).
+    pub fn count_uploads(&self) -> Result<u64> {
+        let prefix = keys::uploads();
+        let (mut count, mut after) = (0u64, None::<Vec<u8>>);
+        loop {
+            let page = self.meta.scan(&prefix, after.as_deref(), 1000)?;
+            count += page.len() as u64;
+            match page.into_iter().last() {
+                Some((last, _)) => after = Some(last),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// Bytes of complete blobs, when the blob store knows them.
+    pub fn blob_bytes(&self) -> Option<u64> {
+        self.blobs.stored_bytes()
+    }
+
+    /// Bytes still free for the blob store.
+    pub fn free_bytes(&self) -> Option<u64> {
+        self.blobs.free_bytes()
+    }
+
     /// Fails unless the metadata store answers a read (readiness).
     pub fn check_store(&self) -> Result<()> {
         self.meta.revision()?;

@@ -187,6 +187,10 @@ impl MetadataStore for SledMetadata {
     fn flush(&self) -> Result<()> {
         self.db.flush().map(drop).map_err(from_sled)
     }
+
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        self.db.size_on_disk().map(Some).map_err(from_sled)
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod imagestreams;
 mod import;
 mod isolation;
 mod isolation_props;
+mod metrics;
 mod peer;
 mod remote;
 mod streams_at_scale;

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use super::status::StatusError;
 use super::watch::WatchEvent;
+use crate::metrics::WatchGauges;
 
 /// A watch asked to resume from a resourceVersion whose successors are no longer buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +40,18 @@ pub struct Subscription {
     pub receiver: broadcast::Receiver<WatchEvent>,
     /// The newest resourceVersion published before this subscription.
     pub resource_version: u64,
+    /// Counts the watch as open until dropped: keep it as long as the watch runs.
+    pub watcher: WatcherGuard,
+}
+
+/// One open watch on the hub's gauge.
+#[derive(Debug)]
+pub struct WatcherGuard(prometheus::IntGauge);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 pub struct Hub {
@@ -47,6 +60,7 @@ pub struct Hub {
     /// whole copies, and thousands of them would otherwise hold gigabytes.
     budget: usize,
     state: Mutex<State>,
+    gauges: WatchGauges,
 }
 
 /// Default memory budget of one hub's backlog.
@@ -90,7 +104,14 @@ impl Hub {
                 floor: current_rv,
                 latest: current_rv,
             }),
+            gauges: WatchGauges::default(),
         }
+    }
+
+    /// Reports open watches and the backlog's bytes on `gauges`.
+    pub fn with_gauges(mut self, gauges: WatchGauges) -> Self {
+        self.gauges = gauges;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -121,9 +142,11 @@ impl Hub {
                 break;
             };
             s.weight -= evicted.weight;
+            self.gauges.buffered_bytes.sub(gauge_value(evicted.weight));
             s.floor = s.floor.max(evicted.resource_version);
         }
         s.weight += kept.weight;
+        self.gauges.buffered_bytes.add(gauge_value(kept.weight));
         s.buffer.push_back(kept);
         // No receivers is not an error: nobody is watching.
         let _ = sender.send(event);
@@ -154,10 +177,12 @@ impl Hub {
             // Closed: a receiver whose sender is already gone reports Closed immediately.
             None => broadcast::channel(1).1,
         };
+        self.gauges.watchers.inc();
         Ok(Subscription {
             backlog,
             receiver,
             resource_version: s.latest,
+            watcher: WatcherGuard(self.gauges.watchers.clone()),
         })
     }
 
@@ -180,6 +205,10 @@ impl Hub {
     pub fn close(&self) {
         self.lock().sender = None;
     }
+}
+
+fn gauge_value(weight: usize) -> i64 {
+    i64::try_from(weight).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -212,6 +241,24 @@ mod tests {
 
     fn rvs(events: &[WatchEvent]) -> Vec<u64> {
         events.iter().map(|e| e.resource_version).collect()
+    }
+
+    #[test]
+    fn gauges_follow_watchers_and_the_backlog() {
+        let gauges = WatchGauges::default();
+        let hub = Hub::with_budget(2, 1 << 20, 0).with_gauges(gauges.clone());
+        let a = hub.subscribe_from(None).unwrap();
+        let b = hub.subscribe_from(None).unwrap();
+        assert_eq!(gauges.watchers.get(), 2);
+        drop(a);
+        assert_eq!(gauges.watchers.get(), 1);
+        drop(b);
+        assert_eq!(gauges.watchers.get(), 0);
+        for rv in 1..=5 {
+            hub.publish(ev(rv));
+        }
+        assert_eq!(gauges.buffered_bytes.get(), gauge_value(hub.lock().weight));
+        assert!(gauges.buffered_bytes.get() > 0);
     }
 
     #[test]

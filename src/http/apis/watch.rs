@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
+use super::hub::WatcherGuard;
 pub use super::hub::{Hub, Subscription, TooOld};
 use super::path::ListOptions;
 use super::resource::Resource;
@@ -217,6 +218,7 @@ pub struct Watch {
     timeout: Duration,
     bookmarks: Option<Bookmarks>,
     resolver: Option<Resolver>,
+    watcher: Option<WatcherGuard>,
 }
 
 impl Watch {
@@ -231,7 +233,14 @@ impl Watch {
             timeout: DEFAULT_TIMEOUT,
             bookmarks: None,
             resolver: None,
+            watcher: None,
         }
+    }
+
+    /// Keeps the subscription's guard for as long as the body runs (the watch counts as open).
+    pub fn counted(mut self, watcher: WatcherGuard) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// How lazy events get their whole object.
@@ -302,6 +311,7 @@ impl Watch {
             bookmark_timer,
             finished: false,
             resolver: self.resolver,
+            _watcher: self.watcher,
         };
         let frames = stream::unfold(pump, |mut pump| async move {
             let bytes = pump.next().await?;
@@ -333,6 +343,8 @@ struct Pump {
     bookmark_timer: Option<Interval>,
     finished: bool,
     resolver: Option<Resolver>,
+    /// Dropped with the body, however the watch ends.
+    _watcher: Option<WatcherGuard>,
 }
 
 impl Pump {
