@@ -35,7 +35,8 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
     let meta = SledMetadata::open_with_cache(
         &config.data_dir.join("metadata"),
         Some(config.metadata_cache_mib.max(1) << 20),
-    )?;
+    )?
+    .with_reserve(config.min_free_bytes);
     // Streams stored whole by earlier releases become per-tag records, once.
     let converted = imagestream::store::migrate(&meta)?;
     if converted > 0 {
@@ -44,12 +45,13 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
             "converted image streams to the per-tag layout"
         );
     }
-    let blobs = FsBlobStore::open(&config.data_dir)?;
+    let blobs = FsBlobStore::open(&config.data_dir)?.with_reserve(config.min_free_bytes);
     Ok(Registry::new(
         Arc::new(meta),
         Arc::new(blobs),
         Limits {
             max_manifest_bytes: config.max_manifest_bytes,
+            min_free_bytes: config.min_free_bytes,
             ..Limits::default()
         },
         public_host,
@@ -248,7 +250,15 @@ impl Server {
         janitor.abort();
         controller.abort();
         let meta = self.state.registry.metadata().clone();
-        tokio::task::spawn_blocking(move || meta.flush()).await??;
+        match tokio::task::spawn_blocking(move || meta.flush()).await? {
+            Ok(()) => {}
+            // Every acknowledged write was flushed before it was acknowledged; what this flush
+            // could not write was never promised to anyone.
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(error = %e, "the final flush failed for want of space")
+            }
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Display image streams, image stream tags or images (like `oc get`).
     Get(berth::cli::GetArgs),
     /// Show the details of an image stream, tag or image (like `oc describe`).
@@ -40,7 +40,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let conn = cli.conn;
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Get(args) => client_verb(conn, |c| berth::cli::get(c, &args)),
         Command::Describe(args) => client_verb(conn, |c| berth::cli::describe::run(c, &args)),
         Command::Tag(args) => client_verb(conn, |c| berth::cli::tag::run(c, &args)),

@@ -68,9 +68,15 @@ pub async fn handle(
             }
             UploadStart::Monolithic { digest } => {
                 let id = reg.start_upload(&repo, digest.algorithm()).await?;
-                reg.append_upload(&repo, &id, None, body_stream(body))
-                    .await?;
-                reg.finish_upload(&repo, &id, &digest).await?;
+                let stored = match reg.append_upload(&repo, &id, None, body_stream(body)).await {
+                    Ok(_) => reg.finish_upload(&repo, &id, &digest).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = stored {
+                    // The client never saw this session's id: nobody could resume it.
+                    reg.abandon_upload(&repo, &id).await;
+                    return Err(e.into());
+                }
                 Ok(blob_created(&repo, &digest))
             }
             UploadStart::Mount { digest, from } => {

@@ -180,6 +180,14 @@ impl From<Error> for StatusError {
                 ..StatusError::forbidden(resource_named(resource), &name, "")
             },
             Error::Retry => StatusError::conflict(Resource::ImageStreams, "", e_retry()),
+            Error::Storage(e) if e.is_disk_full() => {
+                let refusal = super::error::insufficient_storage(&e);
+                StatusError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    status::Reason::InternalError,
+                    refusal.message,
+                )
+            }
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")

@@ -248,8 +248,14 @@ async fn api(
 /// `/healthz` (the process answers) and `/readyz` (the store answers): no credentials needed.
 fn health(state: &State, endpoint: &Endpoint) -> Result<Response, ApiError> {
     if *endpoint == Endpoint::Readyz {
-        // Ready means the metadata store answers.
+        // Ready means the metadata store answers, and writes would not be refused for space.
         state.registry.check_store().map_err(ApiError::from)?;
+        if let Some(why) = state.registry.write_trouble() {
+            return Ok(response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "not ready", "reason": why}),
+            ));
+        }
         return Ok(response::json(
             StatusCode::OK,
             &serde_json::json!({"status": "ready"}),

@@ -35,6 +35,9 @@ pub struct Limits {
     /// Largest page of tags or repositories returned at once; bigger `n` is clamped (with a
     /// `Link` to the rest) rather than refused, so clients asking for huge pages still work.
     pub max_page: usize,
+    /// Free bytes below which the registry reports itself not ready (the stores refuse
+    /// writes below it themselves).
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
         Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_page: 10_000,
+            min_free_bytes: 0,
         }
     }
 }
@@ -197,6 +201,27 @@ impl Registry {
         Ok(())
     }
 
+    /// Why writes would be refused now, if they would: the data directory short of its
+    /// reserve, or a metadata store that has refused writes since an I/O error.
+    pub fn write_trouble(&self) -> Option<String> {
+        if let Some(available) = self.free_bytes() {
+            if available < self.limits.min_free_bytes {
+                return Some(
+                    berth_storage::Error::NoSpace {
+                        available,
+                        reserve: self.limits.min_free_bytes,
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        (!self.meta.writable()).then(|| {
+            "the metadata store refuses writes since a write failed; it reopens at the next \
+             write once space allows"
+                .to_string()
+        })
+    }
+
     /// A repository exists once something was pushed to it or its image stream was created.
     pub fn repository_exists(&self, repo: &RepositoryName) -> Result<bool> {
         Ok(self.meta.get(&keys::repository(repo))?.is_some()
@@ -227,15 +252,22 @@ impl Registry {
         T: Send + 'static,
         E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
     {
-        let (value, changes) = self
-            .write_as(move |tx| {
+        let (meta, events) = (self.meta.clone(), self.events.clone());
+        tokio::task::spawn_blocking(move || {
+            let (value, changes) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
                 Ok((value, changes))
-            })
-            .await?;
-        self.events.publish(changes);
-        Ok(value)
+            })?;
+            let flushed = meta.flush();
+            // Committed, so readers see it and its revision is taken, even if the flush failed:
+            // held back, it would stop every later change from reaching watchers.
+            events.publish(changes);
+            flushed?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| E::from(berth_storage::Error::Backend(e.to_string())))?
     }
 
     // ---- blobs
@@ -325,8 +357,16 @@ impl Registry {
                 started: now_secs(),
             },
         );
-        self.write(move |tx| Ok(tx.put(&key, &encode(&record))?))
-            .await?;
+        if let Err(e) = self
+            .write(move |tx| Ok(tx.put(&key, &encode(&record))?))
+            .await
+        {
+            // Nobody will ever learn this session's id: its directory would only be litter.
+            if let Err(c) = self.blobs.cancel(&id).await {
+                tracing::warn!(upload = %id, error = %c, "could not remove an unrecorded upload");
+            }
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -354,10 +394,26 @@ impl Registry {
         data: ByteStream,
     ) -> Result<u64> {
         self.check_upload(repo, id)?;
-        self.blobs
-            .append(id, offset, data)
-            .await
-            .map_err(upload_error)
+        match self.blobs.append(id, offset, data).await {
+            Err(e) if e.is_disk_full() => {
+                // A session cannot grow while the disk is full, and its bytes are the space
+                // others need: it goes at once (clients start blobs over after such errors).
+                if let Err(c) = self.cancel_upload(repo, id).await {
+                    tracing::warn!(upload = %id, error = %c, "could not discard an upload");
+                }
+                Err(Error::Storage(e))
+            }
+            other => other.map_err(upload_error),
+        }
+    }
+
+    /// Discards a session this request made and nobody else knows of (a one-request upload
+    /// that failed).
+    pub async fn abandon_upload(&self, repo: &RepositoryName, id: &UploadId) {
+        match self.cancel_upload(repo, id).await {
+            Ok(()) | Err(Error::UploadUnknown) => {}
+            Err(e) => tracing::warn!(upload = %id, error = %e, "could not discard an upload"),
+        }
     }
 
     /// Verifies and stores the session's bytes as `digest`, linked into `repo`.

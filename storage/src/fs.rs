@@ -41,6 +41,7 @@ pub struct FsBlobStore {
     /// Sessions this process has touched. Dropped on restart; rebuilt from disk on demand.
     sessions: StdMutex<HashMap<UploadId, Arc<Mutex<Session>>>>,
     usage: Arc<Usage>,
+    reserve: crate::space::Reserve,
 }
 
 /// Bytes of complete blobs. A tree of millions of files is walked once, in the background
@@ -159,10 +160,18 @@ impl FsBlobStore {
             tracing::warn!(error = %e, "could not start counting blob bytes");
         }
         Ok(Self {
+            reserve: crate::space::Reserve::new(&root, 0),
             root,
             sessions: StdMutex::default(),
             usage,
         })
+    }
+
+    /// Keeps `bytes` free: blob data is refused below it (uploads stop before the filesystem
+    /// is full), and committing an upload below half of it.
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = crate::space::Reserve::new(&self.root, bytes);
+        self
     }
 
     /// The blob's directory and file.
@@ -289,6 +298,7 @@ fn hash_file(file: &mut File, algorithm: Algorithm) -> io::Result<(Digest, u64)>
 struct Writer {
     file: File,
     state: SessionGuard,
+    reserve: crate::space::Reserve,
 }
 
 /// An append that failed; `writer` is `None` only if its blocking task died.
@@ -331,7 +341,10 @@ impl Writer {
     /// end up agreeing.
     async fn write(mut self, buf: Bytes) -> std::result::Result<Self, Failed> {
         let task = tokio::task::spawn_blocking(move || {
-            let written = self.file.write_all(&buf);
+            let written = self
+                .reserve
+                .check_data_io()
+                .and_then(|()| self.file.write_all(&buf));
             // On a failed write the file may hold part of `buf`; `len` then disagrees with the
             // file and the next append or the rollback notices.
             if written.is_ok() {
@@ -357,7 +370,9 @@ impl Writer {
 
     /// Undoes a failed append, so a failed request leaves the session as it found it.
     async fn roll_back(self, len: u64, hasher: Option<Hasher>) {
-        let Writer { file, mut state } = self;
+        let Writer {
+            file, mut state, ..
+        } = self;
         let task = tokio::task::spawn_blocking(move || match file.set_len(len) {
             Ok(()) => {
                 state.len = len;
@@ -472,6 +487,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn create_upload(&self, algorithm: Algorithm) -> Result<UploadId> {
+        self.reserve.check_data()?;
         let id = UploadId::new();
         let dir = self.upload_dir(&id);
         blocking(move || {
@@ -525,18 +541,25 @@ impl BlobStore for FsBlobStore {
             state.hasher = None;
         }
         let checkpoint = state.hasher.clone();
-        match (Writer { file, state }).pump(data).await {
+        let writer = Writer {
+            file,
+            state,
+            reserve: self.reserve.clone(),
+        };
+        match writer.pump(data).await {
             Ok(writer) => Ok(writer.state.len),
             Err(Failed { writer, error }) => {
                 if let Some(writer) = writer {
                     writer.roll_back(start, checkpoint).await;
                 }
-                Err(error.into())
+                Err(crate::space::from_io(error))
             }
         }
     }
 
     async fn commit(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
+        // Before the rename: a blob whose record then could not be written would be an orphan.
+        self.reserve.check_metadata()?;
         let state = self.session(id).await?.lock_owned().await;
         if state.ended {
             return Err(Error::UploadUnknown);

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod common;
 mod describe;
+mod disk_full;
 mod distribution;
 mod hardening;
 mod imagestreams;
