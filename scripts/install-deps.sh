@@ -104,6 +104,15 @@ else
   echo "install-deps: python venv ready"
 fi
 
+# ---- cargo-fuzz for test.sh's fuzz step (needs the nightly toolchain these machines carry);
+# without it the step runs the parsers' property tests instead, so a failure here is not fatal.
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+if command -v cargo >/dev/null && rustup toolchain list 2>/dev/null | grep -q '^nightly' \
+   && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "install-deps: cargo install cargo-fuzz"
+  cargo install --locked cargo-fuzz >/dev/null 2>&1 || echo "install-deps: cargo-fuzz did not install (the fuzz step falls back to property tests)" >&2
+fi
+
 # Report versions (one line each) so a CI log shows what was tested against.
 {
   echo "skopeo $(skopeo --version 2>/dev/null | awk '{print $3}')"

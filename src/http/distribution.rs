@@ -347,7 +347,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// The start offset a chunk claims with `Content-Range: <first>-<last>` (inclusive), checked
 /// against its Content-Length; `None` for a streamed chunk without the header.
-fn chunk_offset(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub fn chunk_offset(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };

@@ -13,6 +13,7 @@ mod import;
 mod isolation;
 mod isolation_props;
 mod metrics;
+mod parser_props;
 mod peer;
 mod remote;
 mod streams_at_scale;
