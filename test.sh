@@ -11,6 +11,9 @@
 #                docker.io docker-compose docker-registry python3-venv) and the .venv for pytest
 #   build        cargo build --workspace
 #   unit         cargo test --workspace (unit + integration tests)
+#   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (20) s; without
+#                nightly or cargo-fuzz, the same parsers' property tests with PROPTEST_CASES
+#                (20000) cases instead (recorded ok, the reason in the summary line)
 #   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
 #   clients      .venv/bin/pytest tests/clients -v (skopeo, podman, buildah, docker, oras, 1 GiB blob,
 #                concurrency against a real `berth serve`)
@@ -29,14 +32,14 @@ export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
 # Client tests start the server from their own temp directories, so the path must be absolute.
 case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$PWD/$BERTH_BIN" ;; esac
 
-all_steps=(deps build unit conformance clients bench compose)
+all_steps=(deps build unit fuzz conformance clients bench compose)
 if [ $# -eq 0 ]; then
   steps=("${all_steps[@]}")
 else
   steps=()
   for a in "$@"; do
     case "$a" in
-      deps|build|unit|conformance|clients|bench|compose) steps+=("$a") ;;
+      deps|build|unit|fuzz|conformance|clients|bench|compose) steps+=("$a") ;;
       unit+integration|test) steps+=(unit) ;;
       -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
       *) echo "test.sh: unknown step '$a' (steps: ${all_steps[*]})" >&2; exit 2 ;;
@@ -97,6 +100,43 @@ step_unit() {
   counts=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
                 END { printf "%d passed, %d failed", p, f }' "$log")
   if [ "$rc" -eq 0 ]; then record unit+integration ok "$counts"; else record unit+integration FAILED "$counts; exit $rc"; fi
+}
+
+step_fuzz() {
+  local secs=${FUZZ_SECONDS:-20}
+  banner "fuzz: each target in fuzz/ for $secs s (cargo +nightly fuzz run)"
+  if ! command -v cargo >/dev/null; then record fuzz SKIPPED "cargo not found"; return; fi
+  local why=""
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then why="no nightly toolchain"
+  elif ! cargo +nightly fuzz --version >/dev/null 2>&1; then why="cargo-fuzz not installed"
+  fi
+  if [ -n "$why" ]; then
+    # The property tests cover the same parsers on stable, so the step still tests something.
+    local cases=${PROPTEST_CASES:-20000} log="$logdir/fuzz.log"
+    PROPTEST_CASES=$cases cargo test -p berth --test integration parser_props:: 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then record fuzz ok "$why: ran the property tests (parser_props, $cases cases) instead"
+    else record fuzz FAILED "$why; the property tests failed (parser_props, $cases cases)"; fi
+    return
+  fi
+  if ! (cd fuzz && cargo +nightly fuzz build) 2>&1 | tee "$logdir/fuzz-build.log"; then
+    record fuzz FAILED "cargo +nightly fuzz build"; return
+  fi
+  local targets failed=() t
+  targets=$(cd fuzz && cargo +nightly fuzz list)
+  for t in $targets; do
+    echo "-- fuzz target $t ($secs s)"
+    # A crash leaves its input in fuzz/artifacts/$t/: it becomes a regression test.
+    if ! (cd fuzz && timeout $((secs + 300)) cargo +nightly fuzz run "$t" -- \
+          -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048) >"$logdir/fuzz-$t.log" 2>&1; then
+      failed+=("$t")
+      tail -40 "$logdir/fuzz-$t.log"
+    fi
+  done
+  local n
+  n=$(echo "$targets" | wc -w)
+  if [ ${#failed[@]} -eq 0 ]; then record fuzz ok "$n targets, $secs s each"
+  else record fuzz FAILED "crashed: ${failed[*]} (inputs in fuzz/artifacts/, logs in $logdir)"; fi
 }
 
 step_conformance() {

@@ -15,6 +15,8 @@ PIP_REQS=(
   "oras>=0.2.25,<0.3"
   "kubernetes>=30,<38"
   "requests>=2.31,<3"
+  # The reference Prometheus text parser: test_metrics.py scrapes /metrics with it.
+  "prometheus_client>=0.20,<1"
 )
 
 sudo_cmd=()
@@ -102,6 +104,15 @@ else
   echo "install-deps: python venv ready"
 fi
 
+# ---- cargo-fuzz for test.sh's fuzz step (needs the nightly toolchain these machines carry);
+# without it the step runs the parsers' property tests instead, so a failure here is not fatal.
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+if command -v cargo >/dev/null && rustup toolchain list 2>/dev/null | grep -q '^nightly' \
+   && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "install-deps: cargo install cargo-fuzz"
+  cargo install --locked cargo-fuzz >/dev/null 2>&1 || echo "install-deps: cargo-fuzz did not install (the fuzz step falls back to property tests)" >&2
+fi
+
 # Report versions (one line each) so a CI log shows what was tested against.
 {
   echo "skopeo $(skopeo --version 2>/dev/null | awk '{print $3}')"
@@ -111,5 +122,5 @@ fi
   echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
   echo "docker-compose $(docker-compose version --short 2>/dev/null)"
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
-  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests")))'
+  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests","prometheus_client")))'
 } | paste -sd ';' | sed 's/;/; /g; s/^/install-deps: versions: /'

@@ -109,6 +109,11 @@ pub struct Config {
     pub login_failures_per_user_per_minute: u32,
     /// Failed password logins per source address (IPv6: per /64) per minute. 0 turns it off.
     pub login_failures_per_source_per_minute: u32,
+    /// Bearer token `GET /metrics` requires. Unset: only loopback clients may scrape.
+    pub metrics_token: Option<String>,
+    /// Free bytes kept on the data directory's filesystem: blob data is refused below it (507),
+    /// metadata writes below half of it, and `/readyz` answers 503 below it. 0 turns it off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Config {
@@ -152,6 +157,8 @@ impl Default for Config {
             insecure_no_auth: false,
             login_failures_per_user_per_minute: 10,
             login_failures_per_source_per_minute: 30,
+            metrics_token: None,
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -295,6 +302,12 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without authentication.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Free bytes kept on the data directory (default 64 MiB; 0 = off).
+    #[arg(long, env = "BERTH_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
+    /// Bearer token for GET /metrics (unset: loopback clients only).
+    #[arg(long, env = "BERTH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -401,6 +414,12 @@ impl Config {
         config.insecure_no_auth |= args.insecure_no_auth;
         if let Some(v) = &args.admin_password {
             config.admin_password = Some(v.clone());
+        }
+        if let Some(v) = args.min_free_bytes {
+            config.min_free_bytes = v;
+        }
+        if let Some(v) = &args.metrics_token {
+            config.metrics_token = Some(v.clone());
         }
         Ok(config)
     }

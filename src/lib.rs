@@ -14,6 +14,7 @@ pub mod config;
 pub mod http;
 pub mod imagestream;
 pub mod importer;
+pub mod metrics;
 pub mod registry;
 pub mod secrets;
 pub mod server;
@@ -34,7 +35,8 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
     let meta = SledMetadata::open_with_cache(
         &config.data_dir.join("metadata"),
         Some(config.metadata_cache_mib.max(1) << 20),
-    )?;
+    )?
+    .with_reserve(config.min_free_bytes);
     // Streams stored whole by earlier releases become per-tag records, once.
     let converted = imagestream::store::migrate(&meta)?;
     if converted > 0 {
@@ -43,7 +45,7 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
             "converted image streams to the per-tag layout"
         );
     }
-    let blobs = FsBlobStore::open(&config.data_dir)?;
+    let blobs = FsBlobStore::open(&config.data_dir)?.with_reserve(config.min_free_bytes);
     Ok(Registry::new(
         Arc::new(meta),
         Arc::new(blobs),
@@ -52,6 +54,7 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
             max_tags_per_push: config.max_tags_per_push,
             max_uploads_per_repository: config.max_uploads_per_repository,
             max_uploads_per_owner: config.max_uploads_per_user,
+            min_free_bytes: config.min_free_bytes,
             ..Limits::default()
         },
         public_host,
@@ -159,6 +162,7 @@ impl Server {
             );
         }
         let registry = open_registry(&config, public_host.clone())?;
+        let metrics = Arc::new(metrics::Metrics::new());
         let importer = importer::Importer::new(
             registry.clone(),
             importer::fetch::RemoteSettings {
@@ -166,6 +170,7 @@ impl Server {
                 timeout: Duration::from_secs(config.import_timeout_secs.max(1)),
                 allowed,
             },
+            metrics.import_counters(),
         );
         let auth = start_auth(&config, &registry).await?;
         Ok(Server {
@@ -187,10 +192,13 @@ impl Server {
                         total_bytes: mib(config.watch_buffer_mib_total),
                         backlog_bytes: mib(config.watch_backlog_mib),
                     },
+                    metrics.watch_gauges(),
                 )?,
                 importer,
                 registry,
                 public_host,
+                metrics,
+                metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()),
             }),
             config,
             tls,
@@ -264,7 +272,15 @@ impl Server {
         janitor.abort();
         controller.abort();
         let meta = self.state.registry.metadata().clone();
-        tokio::task::spawn_blocking(move || meta.flush()).await??;
+        match tokio::task::spawn_blocking(move || meta.flush()).await? {
+            Ok(()) => {}
+            // Every acknowledged write was flushed before it was acknowledged; what this flush
+            // could not write was never promised to anyone.
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(error = %e, "the final flush failed for want of space")
+            }
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!("stopped");
         Ok(())
     }

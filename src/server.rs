@@ -333,6 +333,7 @@ fn connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let connections = state.metrics.connections();
     let activity = Activity::new();
     let counted = activity.clone();
     let closer = CloseConnection::default();
@@ -359,6 +360,7 @@ where
         .into_owned();
     let conn = watcher.watch(conn);
     async move {
+        let _open = connections.open();
         tokio::select! {
             ended = conn => {
                 if let Err(e) = ended {

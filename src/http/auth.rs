@@ -139,6 +139,41 @@ fn password_refused(e: crate::auth::AuthError) -> Refused {
 
 /// Reads the request's credentials. `Err` means credentials were sent but are not valid (or
 /// may not be tried now). `source` is the peer address, for the failed-login budgets.
+/// What an `Authorization` header value says, before anything is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization<'a> {
+    Basic {
+        name: String,
+        password: String,
+    },
+    Bearer(&'a str),
+    /// Refused as sent (the reason is safe to show the client).
+    Invalid(&'static str),
+}
+
+/// Parses an `Authorization` header value: the scheme case-insensitively, Basic credentials
+/// as base64 of UTF-8 `name:password` (the password may hold colons), a bearer token trimmed.
+pub fn parse_authorization(value: &str) -> Authorization<'_> {
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        match decoded.as_deref().and_then(|d| d.split_once(':')) {
+            Some((name, password)) => Authorization::Basic {
+                name: name.to_string(),
+                password: password.to_string(),
+            },
+            None => Authorization::Invalid("malformed Basic credentials"),
+        }
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Authorization::Bearer(rest.trim())
+    } else {
+        Authorization::Invalid("unsupported authorization scheme")
+    }
+}
+
 pub async fn authenticate(
     settings: &AuthSettings,
     headers: &HeaderMap,
@@ -152,26 +187,16 @@ pub async fn authenticate(
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = match value.map(|v| v.split_once(' ').unwrap_or((v, ""))) {
+    let user = match value.map(parse_authorization) {
         None => match client_cert {
             Some(cn) => auth.get_user(cn).ok(),
             None => return Ok(Caller::Anonymous),
         },
-        Some((scheme, creds)) if scheme.eq_ignore_ascii_case("basic") => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(creds.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or("malformed Basic credentials")?;
-            let (name, password) = decoded
-                .split_once(':')
-                .ok_or("malformed Basic credentials")?;
-            auth.check_password(name, password, source)
-                .await
-                .map_err(password_refused)?
-        }
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            let token = token.trim();
+        Some(Authorization::Basic { name, password }) => auth
+            .check_password(&name, &password, source)
+            .await
+            .map_err(password_refused)?,
+        Some(Authorization::Bearer(token)) => {
             if let Some(u) = auth
                 .check_token(token)
                 .map_err(|_| "authentication failed")?
@@ -192,7 +217,7 @@ pub async fn authenticate(
                 return Ok(Caller::User(id));
             }
         }
-        Some(_) => return Err(Refused::Invalid("unsupported authorization scheme")),
+        Some(Authorization::Invalid(why)) => return Err(Refused::Invalid(why)),
     };
     let user = user.ok_or("invalid credentials")?;
     Ok(Caller::User(

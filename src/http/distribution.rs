@@ -75,11 +75,22 @@ pub async fn handle(
                     let id = reg
                         .start_upload(&repo, digest.algorithm(), Some(&owner))
                         .await?;
-                    let size = reg
+                    // The client never learns this session's id: nobody could resume it.
+                    let size = match reg
                         .append_upload(&repo, &id, None, upload_stream(body, tripwire))
-                        .await?;
+                        .await
+                    {
+                        Ok(size) => size,
+                        Err(e) => {
+                            reg.abandon_upload(&repo, &id).await;
+                            return Err(e.into());
+                        }
+                    };
                     too_slow(tripwire, &repo, &id, size)?;
-                    reg.finish_upload(&repo, &id, &digest).await?;
+                    if let Err(e) = reg.finish_upload(&repo, &id, &digest).await {
+                        reg.abandon_upload(&repo, &id).await;
+                        return Err(e.into());
+                    }
                     Ok(blob_created(&repo, &digest))
                 }
                 UploadStart::Mount { digest, from } => {
@@ -417,7 +428,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// The start offset a chunk claims with `Content-Range: <first>-<last>` (inclusive), checked
 /// against its Content-Length; `None` for a streamed chunk without the header.
-fn chunk_offset(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub fn chunk_offset(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };

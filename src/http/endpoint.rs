@@ -79,6 +79,30 @@ pub enum Endpoint {
     },
 }
 
+impl Endpoint {
+    /// The endpoint's kind, for metrics: it names no repository, tag or digest.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Healthz => "healthz",
+            Endpoint::Readyz => "readyz",
+            Endpoint::ApiVersion => "api_version",
+            Endpoint::Catalog { .. } => "catalog",
+            Endpoint::GetBlob { .. } => "get_blob",
+            Endpoint::DeleteBlob { .. } => "delete_blob",
+            Endpoint::StartUpload { .. } => "start_upload",
+            Endpoint::UploadStatus { .. } => "upload_status",
+            Endpoint::PatchUpload { .. } => "patch_upload",
+            Endpoint::FinishUpload { .. } => "finish_upload",
+            Endpoint::CancelUpload { .. } => "cancel_upload",
+            Endpoint::GetManifest { .. } => "get_manifest",
+            Endpoint::PutManifest { .. } => "put_manifest",
+            Endpoint::DeleteManifest { .. } => "delete_manifest",
+            Endpoint::ListTags { .. } => "list_tags",
+            Endpoint::Referrers { .. } => "referrers",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadStart {
     /// A session for later PATCH/PUT, hashing with `algorithm`.

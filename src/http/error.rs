@@ -23,6 +23,10 @@ pub enum Code {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Not one of the spec's codes: the one CNCF Distribution itself sends for failures on the
+    /// server's side, so clients know it. Used where the client must learn the cause (a full
+    /// disk), not for internal errors in general.
+    Unknown,
 }
 
 impl Code {
@@ -42,6 +46,7 @@ impl Code {
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
+            Code::Unknown => "UNKNOWN",
         }
     }
 }
@@ -162,6 +167,7 @@ impl From<registry::Error> for ApiError {
             // No OCI code means "the upstream failed"; the status says it is not our content.
             E::Upstream { .. } => ApiError::new(S::BAD_GATEWAY, Code::BlobUnknown, msg),
             E::StreamChanged => ApiError::new(S::CONFLICT, Code::Unsupported, msg),
+            E::Storage(e) if e.is_disk_full() => insufficient_storage(&e),
             E::Storage(e) => {
                 // Logged once here; the client learns only that it was our fault.
                 tracing::error!(error = %e, "storage failure");
@@ -169,4 +175,19 @@ impl From<registry::Error> for ApiError {
             }
         }
     }
+}
+
+/// 507 for a write the data directory has no room for: the client learns the cause, and that
+/// retrying once space is freed will work.
+pub fn insufficient_storage(e: &berth_storage::Error) -> ApiError {
+    tracing::warn!(error = %e, "write refused: the data directory is full");
+    let cause = match e {
+        berth_storage::Error::NoSpace { .. } => e.to_string(),
+        _ => "no space left on the data directory's filesystem".to_string(),
+    };
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        Code::Unknown,
+        format!("insufficient storage: {cause}; retry once space is freed"),
+    )
 }

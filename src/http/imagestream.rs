@@ -75,6 +75,7 @@ impl Api {
         streams: ImageStreams,
         importer: Importer,
         limits: WatchLimits,
+        gauges: crate::metrics::WatchGauges,
     ) -> Result<Self, crate::imagestream::Error> {
         let rv = streams.resource_version()?;
         let budget = WatchBudget::new(limits.total_bytes);
@@ -83,13 +84,16 @@ impl Api {
                 events: limits.per_watcher_events,
                 bytes: limits.per_watcher_bytes,
             };
-            Arc::new(Hub::with_limits(
-                WATCH_BACKLOG,
-                limits.backlog_bytes,
-                per_watcher,
-                budget.clone(),
-                rv,
-            ))
+            Arc::new(
+                Hub::with_limits(
+                    WATCH_BACKLOG,
+                    limits.backlog_bytes,
+                    per_watcher,
+                    budget.clone(),
+                    rv,
+                )
+                .with_gauges(gauges.clone()),
+            )
         };
         let (stream_hub, image_hub) = (hub(), hub());
         // The listener lives inside the registry: it must not hold the registry itself (a
@@ -225,6 +229,14 @@ impl From<Error> for StatusError {
                 ..StatusError::forbidden(resource_named(resource), &name, "")
             },
             Error::Retry => StatusError::conflict(Resource::ImageStreams, "", e_retry()),
+            Error::Storage(e) if e.is_disk_full() => {
+                let refusal = super::error::insufficient_storage(&e);
+                StatusError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    status::Reason::InternalError,
+                    refusal.message,
+                )
+            }
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")
@@ -396,7 +408,7 @@ fn watch(
             (sub, added, rv)
         }
     };
-    let mut watch = Watch::new(sub.receiver, start_rv);
+    let mut watch = Watch::new(sub.receiver, start_rv).counted(sub.watcher);
     if let Some(connection) = connection {
         watch = watch.disconnect_if_stuck(move || connection.close());
     }

@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod endpoint;
 pub mod error;
 pub mod imagestream;
+pub mod metrics;
 pub mod min_rate;
 pub mod query;
 pub mod range;
@@ -56,9 +57,48 @@ pub struct State {
     pub https: bool,
     /// The slowest a request body may arrive (`None`: no floor).
     pub min_body_rate: Option<min_rate::MinRate>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Bearer token `/metrics` requires; without one only loopback clients may scrape.
+    pub metrics_token: Option<String>,
 }
 
-/// Serves one request and logs it (method, path, status, bytes, duration).
+/// What a request addresses, parsed once from its method, path and query.
+enum Target {
+    Metrics,
+    Auth { token: bool },
+    Api(Result<apis::path::ApiEndpoint, apis::status::StatusError>),
+    V2(Result<Endpoint, endpoint::ParseError>),
+}
+
+impl Target {
+    fn parse(method: &http::Method, path: &str, query: Option<&str>) -> Target {
+        if path == "/metrics" {
+            Target::Metrics
+        } else if path.starts_with("/auth/") {
+            Target::Auth {
+                token: path == "/auth/token",
+            }
+        } else if apis::path::is_api_path(path) {
+            Target::Api(apis::path::parse(method, path, query))
+        } else {
+            Target::V2(endpoint::parse(method, path, query))
+        }
+    }
+
+    /// The metrics label: the endpoint's kind, never anything taken from the path.
+    fn route(&self) -> &'static str {
+        match self {
+            Target::Metrics => "metrics",
+            Target::Auth { token: true } => "auth_token",
+            Target::Auth { token: false } => "auth_v1",
+            Target::Api(Ok(e)) => e.kind(),
+            Target::V2(Ok(e)) => e.kind(),
+            Target::Api(Err(_)) | Target::V2(Err(_)) => "unknown",
+        }
+    }
+}
+
+/// Serves one request, logs it (method, path, status, bytes, duration) and counts it.
 pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
     let started = Instant::now();
     let req = match state.min_body_rate {
@@ -72,9 +112,18 @@ pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
     };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let response = route(state, req)
+    let target = Target::parse(&method, &path, req.uri().query());
+    let route_label = target.route();
+    let req = req.map(|b| counted(b, state.metrics.request_bytes(route_label)));
+    let response = route(state, target, req)
         .await
         .unwrap_or_else(ApiError::into_response);
+    state.metrics.observe_request(
+        route_label,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     let bytes = response
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -90,11 +139,53 @@ pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
-    response
+    response.map(|b| counted(b, state.metrics.response_bytes(route_label)))
 }
 
-async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, ApiError> {
-    let path = req.uri().path().to_string();
+/// `body`, adding the bytes of every data frame to `counter` as they pass.
+fn counted(body: ReqBody, counter: prometheus::IntCounter) -> ReqBody {
+    CountedBody { body, counter }.boxed_unsync()
+}
+
+struct CountedBody {
+    body: ReqBody,
+    counter: prometheus::IntCounter,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.counter.inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+async fn route(
+    state: &State,
+    target: Target,
+    req: http::Request<ReqBody>,
+) -> Result<Response, ApiError> {
+    if let Target::Metrics = target {
+        return Ok(metrics::handle(state, req).await);
+    }
     let client_cert = req
         .extensions()
         .get::<crate::server::ClientCertificate>()
@@ -106,40 +197,16 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
     let caller =
         auth::authenticate(&state.auth, req.headers(), client_cert.as_deref(), source).await;
     let realm = auth::realm_base(&state.public_host, state.https);
-    if path.starts_with("/auth/") {
-        return Ok(auth_api::handle(state, caller, req, source).await);
-    }
-    if apis::path::is_api_path(&path) {
-        let caller = match caller {
-            // Registry tokens carry repository scopes only; the API takes access tokens.
-            Ok(auth::Caller::User(id)) if id.scope.is_some() => {
-                let why = "registry tokens are not accepted here: use an access token";
-                return Ok(apis::status::StatusError::unauthorized(Some(why)).into_response());
-            }
-            Ok(c) => c,
-            Err(refused) => return Ok(refused.status().into_response()),
-        };
-        let endpoint = apis::path::parse(req.method(), &path, req.uri().query());
-        let result = match endpoint {
-            Ok(endpoint) => match denied_api(state, &caller, &endpoint) {
-                Some(e) => Err(e),
-                None => {
-                    imagestream::handle(
-                        &state.api,
-                        endpoint,
-                        req,
-                        &state.public_host,
-                        &caller,
-                        &state.auth,
-                    )
-                    .await
-                }
-            },
-            Err(e) => Err(e),
-        };
-        return Ok(result.unwrap_or_else(apis::status::StatusError::into_response));
-    }
-    let endpoint = endpoint::parse(req.method(), &path, req.uri().query())?;
+    let endpoint = match target {
+        Target::Metrics => unreachable!("answered above"),
+        Target::Auth { .. } => return Ok(auth_api::handle(state, caller, req, source).await),
+        Target::V2(endpoint) => endpoint?,
+        Target::Api(endpoint) => {
+            return Ok(api(state, caller, endpoint, req)
+                .await
+                .unwrap_or_else(apis::status::StatusError::into_response))
+        }
+    };
     if matches!(endpoint, Endpoint::Healthz | Endpoint::Readyz) {
         return health(state, &endpoint);
     }
@@ -159,11 +226,48 @@ async fn route(state: &State, req: http::Request<ReqBody>) -> Result<Response, A
     distribution::handle(state, endpoint, req, &caller).await
 }
 
+/// The image.openshift.io API (and the core resources berth serves).
+async fn api(
+    state: &State,
+    caller: Result<auth::Caller, auth::Refused>,
+    endpoint: Result<apis::path::ApiEndpoint, apis::status::StatusError>,
+    req: http::Request<ReqBody>,
+) -> Result<Response, apis::status::StatusError> {
+    let caller = match caller {
+        // Registry tokens carry repository scopes only; the API takes access tokens.
+        Ok(auth::Caller::User(id)) if id.scope.is_some() => {
+            let why = "registry tokens are not accepted here: use an access token";
+            return Err(apis::status::StatusError::unauthorized(Some(why)));
+        }
+        Ok(c) => c,
+        Err(refused) => return Err(refused.status()),
+    };
+    let endpoint = endpoint?;
+    if let Some(e) = denied_api(state, &caller, &endpoint) {
+        return Err(e);
+    }
+    imagestream::handle(
+        &state.api,
+        endpoint,
+        req,
+        &state.public_host,
+        &caller,
+        &state.auth,
+    )
+    .await
+}
+
 /// `/healthz` (the process answers) and `/readyz` (the store answers): no credentials needed.
 fn health(state: &State, endpoint: &Endpoint) -> Result<Response, ApiError> {
     if *endpoint == Endpoint::Readyz {
-        // Ready means the metadata store answers.
+        // Ready means the metadata store answers, and writes would not be refused for space.
         state.registry.check_store().map_err(ApiError::from)?;
+        if let Some(why) = state.registry.write_trouble() {
+            return Ok(response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "not ready", "reason": why}),
+            ));
+        }
         return Ok(response::json(
             StatusCode::OK,
             &serde_json::json!({"status": "ready"}),

@@ -12,6 +12,7 @@ use crate::imagestream::reach::Reach;
 use crate::imagestream::store::{load_tags, save_stream};
 use crate::imagestream::types::{now_rfc3339, TagReference};
 use crate::imagestream::Error;
+use crate::metrics::ImportCounters;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
 
@@ -20,14 +21,16 @@ pub struct Importer {
     registry: Registry,
     secrets: Secrets,
     settings: Arc<RemoteSettings>,
+    outcomes: ImportCounters,
 }
 
 impl Importer {
-    pub fn new(registry: Registry, settings: RemoteSettings) -> Self {
+    pub fn new(registry: Registry, settings: RemoteSettings, outcomes: ImportCounters) -> Self {
         Importer {
             secrets: Secrets::new(registry.clone()),
             registry,
             settings: Arc::new(settings),
+            outcomes,
         }
     }
 
@@ -54,7 +57,12 @@ impl Importer {
 
     /// Fetches one image as namespace `ns` sees its registry.
     pub async fn fetch(&self, ns: &str, source: &ImportSource) -> Result<Fetched, ImportFailure> {
-        fetch::fetch(&self.secrets, &self.settings, ns, source).await
+        let fetched = fetch::fetch(&self.secrets, &self.settings, ns, source).await;
+        match &fetched {
+            Ok(_) => self.outcomes.ok.inc(),
+            Err(_) => self.outcomes.failed.inc(),
+        }
+        fetched
     }
 
     /// Imports spec tag `spec` of `ns/name` and records the outcome. Returns whether the

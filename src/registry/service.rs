@@ -41,6 +41,9 @@ pub struct Limits {
     pub max_uploads_per_repository: u64,
     /// Most upload sessions one owner (user) may have open at once (0: no limit).
     pub max_uploads_per_owner: u64,
+    /// Free bytes below which the registry reports itself not ready (the stores refuse
+    /// writes below it themselves).
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             max_tags_per_push: 100,
             max_uploads_per_repository: 100,
             max_uploads_per_owner: 500,
+            min_free_bytes: 0,
         }
     }
 }
@@ -176,10 +180,55 @@ impl Registry {
         .map_err(|e| E::from(berth_storage::Error::Backend(e.to_string())))?
     }
 
+    /// Open upload sessions (their records; a scan, for scrapes rather than requests).
+    pub fn count_uploads(&self) -> Result<u64> {
+        let prefix = keys::uploads();
+        let (mut count, mut after) = (0u64, None::<Vec<u8>>);
+        loop {
+            let page = self.meta.scan(&prefix, after.as_deref(), 1000)?;
+            count += page.len() as u64;
+            match page.into_iter().last() {
+                Some((last, _)) => after = Some(last),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// Bytes of complete blobs, when the blob store knows them.
+    pub fn blob_bytes(&self) -> Option<u64> {
+        self.blobs.stored_bytes()
+    }
+
+    /// Bytes still free for the blob store.
+    pub fn free_bytes(&self) -> Option<u64> {
+        self.blobs.free_bytes()
+    }
+
     /// Fails unless the metadata store answers a read (readiness).
     pub fn check_store(&self) -> Result<()> {
         self.meta.revision()?;
         Ok(())
+    }
+
+    /// Why writes would be refused now, if they would: the data directory short of its
+    /// reserve, or a metadata store that has refused writes since an I/O error.
+    pub fn write_trouble(&self) -> Option<String> {
+        if let Some(available) = self.free_bytes() {
+            if available < self.limits.min_free_bytes {
+                return Some(
+                    berth_storage::Error::NoSpace {
+                        available,
+                        reserve: self.limits.min_free_bytes,
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        (!self.meta.writable()).then(|| {
+            "the metadata store refuses writes since a write failed; it reopens at the next \
+             write once space allows"
+                .to_string()
+        })
     }
 
     /// A repository exists once something was pushed to it or its image stream was created.
@@ -212,15 +261,22 @@ impl Registry {
         T: Send + 'static,
         E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
     {
-        let (value, changes) = self
-            .write_as(move |tx| {
+        let (meta, events) = (self.meta.clone(), self.events.clone());
+        tokio::task::spawn_blocking(move || {
+            let (value, changes) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
                 Ok((value, changes))
-            })
-            .await?;
-        self.events.publish(changes);
-        Ok(value)
+            })?;
+            let flushed = meta.flush();
+            // Committed, so readers see it and its revision is taken, even if the flush failed:
+            // held back, it would stop every later change from reaching watchers.
+            events.publish(changes);
+            flushed?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| E::from(berth_storage::Error::Backend(e.to_string())))?
     }
 
     // ---- blobs
@@ -350,7 +406,10 @@ impl Registry {
             })
             .await;
         if let Err(e) = opened {
-            let _ = self.blobs.cancel(&id).await;
+            // Nobody will ever learn this session's id: its directory would only be litter.
+            if let Err(c) = self.blobs.cancel(&id).await {
+                tracing::warn!(upload = %id, error = %c, "could not remove an unrecorded upload");
+            }
             return Err(e);
         }
         Ok(id)
@@ -380,10 +439,26 @@ impl Registry {
         data: ByteStream,
     ) -> Result<u64> {
         self.check_upload(repo, id)?;
-        self.blobs
-            .append(id, offset, data)
-            .await
-            .map_err(upload_error)
+        match self.blobs.append(id, offset, data).await {
+            Err(e) if e.is_disk_full() => {
+                // A session cannot grow while the disk is full, and its bytes are the space
+                // others need: it goes at once (clients start blobs over after such errors).
+                if let Err(c) = self.cancel_upload(repo, id).await {
+                    tracing::warn!(upload = %id, error = %c, "could not discard an upload");
+                }
+                Err(Error::Storage(e))
+            }
+            other => other.map_err(upload_error),
+        }
+    }
+
+    /// Discards a session this request made and nobody else knows of (a one-request upload
+    /// that failed).
+    pub async fn abandon_upload(&self, repo: &RepositoryName, id: &UploadId) {
+        match self.cancel_upload(repo, id).await {
+            Ok(()) | Err(Error::UploadUnknown) => {}
+            Err(e) => tracing::warn!(upload = %id, error = %e, "could not discard an upload"),
+        }
     }
 
     /// Verifies and stores the session's bytes as `digest`, linked into `repo`.

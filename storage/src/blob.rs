@@ -80,4 +80,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Discards sessions last written before `cutoff`; returns how many.
     async fn purge_uploads(&self, cutoff: SystemTime) -> Result<usize>;
+
+    /// Bytes of all complete blobs, from counters the store keeps (never a walk per call);
+    /// `None` while not yet known.
+    fn stored_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Bytes still free where the store writes; `None` when that is not known.
+    fn free_bytes(&self) -> Option<u64> {
+        None
+    }
 }

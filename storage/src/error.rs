@@ -28,4 +28,22 @@ pub enum Error {
     /// escapes when a backend gives up.
     #[error("transaction conflict")]
     Conflict,
+    /// A write refused before it started because the data directory is short of space.
+    #[error(
+        "the data directory has {available} bytes free, less than the {reserve} bytes kept in \
+         reserve (min_free_bytes)"
+    )]
+    NoSpace { available: u64, reserve: u64 },
+}
+
+impl Error {
+    /// Whether the write failed for want of space: refused by a reserve check, or the
+    /// filesystem's own ENOSPC or EDQUOT (also when a backend wrapped it).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::NoSpace { .. } => true,
+            Error::Io(e) => crate::space::is_disk_full(e),
+            _ => false,
+        }
+    }
 }

@@ -8,11 +8,12 @@
 //!
 //! Every path is built from a [`Digest`] or an [`UploadId`], both validated on construction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -39,6 +40,90 @@ pub struct FsBlobStore {
     root: PathBuf,
     /// Sessions this process has touched. Dropped on restart; rebuilt from disk on demand.
     sessions: StdMutex<HashMap<UploadId, Arc<Mutex<Session>>>>,
+    usage: Arc<Usage>,
+    reserve: crate::space::Reserve,
+}
+
+/// Bytes of complete blobs. A tree of millions of files is walked once, in the background
+/// after open; from then on commits and deletes keep the count, so asking costs nothing.
+#[derive(Default)]
+struct Usage {
+    bytes: AtomicU64,
+    /// While the walk runs: the blobs committed since open, which count themselves and must
+    /// not be counted again by the walk. `None` once the walk is done.
+    committed: StdMutex<Option<HashSet<String>>>,
+    known: AtomicBool,
+}
+
+impl Usage {
+    fn walking() -> Self {
+        Usage {
+            committed: StdMutex::new(Some(HashSet::new())),
+            ..Usage::default()
+        }
+    }
+
+    fn committed(&self) -> MutexGuard<'_, Option<HashSet<String>>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called before a new blob file is renamed into place, so the walk never sees it
+    /// uncounted-for.
+    fn will_commit(&self, file: &Path) {
+        if let (Some(set), Some(name)) = (self.committed().as_mut(), file_name(file)) {
+            set.insert(name);
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A blob removed while the walk still runs may be one it never reaches: the count is
+    /// then low by that blob until the next start. (Deletes are rare: garbage collection.)
+    fn sub(&self, n: u64) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(n))
+            });
+    }
+
+    fn walk(&self, blobs: &Path) {
+        let mut total = 0u64;
+        let mut dirs = vec![blobs.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                    continue;
+                }
+                let name = entry.file_name();
+                let counted_by_commit = self
+                    .committed()
+                    .as_ref()
+                    .is_some_and(|set| name.to_str().is_some_and(|n| set.contains(n)));
+                if meta.is_file() && !counted_by_commit {
+                    total += meta.len();
+                }
+            }
+        }
+        // Under the lock: a commit either found the set (and adds itself) or comes after.
+        let mut committed = self.committed();
+        *committed = None;
+        self.add(total);
+        self.known.store(true, Ordering::Release);
+    }
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name()?.to_str().map(str::to_string)
 }
 
 /// What this process knows about a session beyond its data file. The session's mutex
@@ -66,10 +151,27 @@ impl FsBlobStore {
             std::fs::create_dir_all(root.join("blobs").join(alg.name()))?;
         }
         std::fs::create_dir_all(root.join("uploads"))?;
+        let usage = Arc::new(Usage::walking());
+        let (walker, blobs) = (usage.clone(), root.join("blobs"));
+        if let Err(e) = std::thread::Builder::new()
+            .name("blob-usage".into())
+            .spawn(move || walker.walk(&blobs))
+        {
+            tracing::warn!(error = %e, "could not start counting blob bytes");
+        }
         Ok(Self {
+            reserve: crate::space::Reserve::new(&root, 0),
             root,
             sessions: StdMutex::default(),
+            usage,
         })
+    }
+
+    /// Keeps `bytes` free: blob data is refused below it (uploads stop before the filesystem
+    /// is full), and committing an upload below half of it.
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = crate::space::Reserve::new(&self.root, bytes);
+        self
     }
 
     /// The blob's directory and file.
@@ -196,6 +298,7 @@ fn hash_file(file: &mut File, algorithm: Algorithm) -> io::Result<(Digest, u64)>
 struct Writer {
     file: File,
     state: SessionGuard,
+    reserve: crate::space::Reserve,
 }
 
 /// An append that failed; `writer` is `None` only if its blocking task died.
@@ -238,7 +341,10 @@ impl Writer {
     /// end up agreeing.
     async fn write(mut self, buf: Bytes) -> std::result::Result<Self, Failed> {
         let task = tokio::task::spawn_blocking(move || {
-            let written = self.file.write_all(&buf);
+            let written = self
+                .reserve
+                .check_data_io()
+                .and_then(|()| self.file.write_all(&buf));
             // On a failed write the file may hold part of `buf`; `len` then disagrees with the
             // file and the next append or the rollback notices.
             if written.is_ok() {
@@ -264,7 +370,9 @@ impl Writer {
 
     /// Undoes a failed append, so a failed request leaves the session as it found it.
     async fn roll_back(self, len: u64, hasher: Option<Hasher>) {
-        let Writer { file, mut state } = self;
+        let Writer {
+            file, mut state, ..
+        } = self;
         let task = tokio::task::spawn_blocking(move || match file.set_len(len) {
             Ok(()) => {
                 state.len = len;
@@ -292,6 +400,7 @@ fn commit_blocking(
     upload_dir: &Path,
     (blob_dir, blob_file): (&Path, &Path),
     expected: &Digest,
+    usage: &Usage,
 ) -> Result<u64> {
     let data = upload_dir.join(DATA_FILE);
     let mut file = match OpenOptions::new().read(true).write(true).open(&data) {
@@ -328,7 +437,9 @@ fn commit_blocking(
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
+        usage.will_commit(blob_file);
         std::fs::rename(&data, blob_file)?;
+        usage.add(size);
         sync_dir(blob_dir)?;
     }
     state.ended = true;
@@ -363,14 +474,20 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
-        match tokio::fs::remove_file(&self.blob_path(digest).1).await {
-            Ok(()) => Ok(true),
+        let path = self.blob_path(digest).1;
+        let len = file_len(&path).await?.unwrap_or(0);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                self.usage.sub(len);
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn create_upload(&self, algorithm: Algorithm) -> Result<UploadId> {
+        self.reserve.check_data()?;
         let id = UploadId::new();
         let dir = self.upload_dir(&id);
         blocking(move || {
@@ -424,18 +541,25 @@ impl BlobStore for FsBlobStore {
             state.hasher = None;
         }
         let checkpoint = state.hasher.clone();
-        match (Writer { file, state }).pump(data).await {
+        let writer = Writer {
+            file,
+            state,
+            reserve: self.reserve.clone(),
+        };
+        match writer.pump(data).await {
             Ok(writer) => Ok(writer.state.len),
             Err(Failed { writer, error }) => {
                 if let Some(writer) = writer {
                     writer.roll_back(start, checkpoint).await;
                 }
-                Err(error.into())
+                Err(crate::space::from_io(error))
             }
         }
     }
 
     async fn commit(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
+        // Before the rename: a blob whose record then could not be written would be an orphan.
+        self.reserve.check_metadata()?;
         let state = self.session(id).await?.lock_owned().await;
         if state.ended {
             return Err(Error::UploadUnknown);
@@ -443,8 +567,15 @@ impl BlobStore for FsBlobStore {
         let upload_dir = self.upload_dir(id);
         let (blob_dir, blob_file) = self.blob_path(expected);
         let expected = expected.clone();
+        let usage = self.usage.clone();
         let result = blocking(move || {
-            commit_blocking(state, &upload_dir, (&blob_dir, &blob_file), &expected)
+            commit_blocking(
+                state,
+                &upload_dir,
+                (&blob_dir, &blob_file),
+                &expected,
+                &usage,
+            )
         })
         .await;
         match &result {
@@ -509,6 +640,17 @@ impl BlobStore for FsBlobStore {
         }
         Ok(purged)
     }
+
+    fn free_bytes(&self) -> Option<u64> {
+        crate::space::available_bytes(&self.root).ok()
+    }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        self.usage
+            .known
+            .load(Ordering::Acquire)
+            .then(|| self.usage.bytes.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]
@@ -554,6 +696,37 @@ mod tests {
         let wrong = Digest::sha256_of(b"other");
         assert!(store.commit(&id, &wrong).await.is_err());
         assert_eq!(upload_entries(dir.path()), 0);
+    }
+
+    async fn known_bytes(store: &FsBlobStore) -> u64 {
+        for _ in 0..500 {
+            if let Some(n) = store.stored_bytes() {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("blob bytes never counted");
+    }
+
+    #[tokio::test]
+    async fn stored_bytes_are_counted_at_open_and_kept_by_commits_and_deletes() {
+        let dir = tempfile::TempDir::new().unwrap();
+        {
+            let store = FsBlobStore::open(dir.path()).unwrap();
+            assert_eq!(known_bytes(&store).await, 0);
+            crate::testsuite::put_blob(&store, &pattern(1000, 1)).await;
+            crate::testsuite::put_blob(&store, &pattern(1000, 1)).await;
+            assert_eq!(
+                known_bytes(&store).await,
+                1000,
+                "a blob stored twice counts once"
+            );
+        }
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let d = crate::testsuite::put_blob(&store, &pattern(300, 2)).await;
+        assert_eq!(known_bytes(&store).await, 1300);
+        assert!(store.delete(&d).await.unwrap());
+        assert_eq!(known_bytes(&store).await, 1000);
     }
 
     #[tokio::test]

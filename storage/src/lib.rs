@@ -16,6 +16,7 @@ pub mod memory;
 pub mod metadata;
 pub mod record;
 pub mod sled_store;
+pub mod space;
 pub mod testsuite;
 
 pub use blob::{BlobStore, ByteStream, UploadId};

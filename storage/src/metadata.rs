@@ -95,6 +95,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Makes every committed transaction durable (fsync).
     fn flush(&self) -> Result<()>;
 
+    /// Whether writes can succeed now as far as the store knows (false after a failure it has
+    /// not recovered from yet).
+    fn writable(&self) -> bool {
+        true
+    }
+
+    /// Bytes the store occupies on disk; `None` for stores that keep nothing there.
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// The revision of the newest committed transaction that took one (0 on a new store).
     fn revision(&self) -> Result<u64> {
         decode_revision(self.get(REVISION_KEY)?)

@@ -2,7 +2,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
@@ -10,6 +12,7 @@ use sled::transaction::{
 
 use crate::error::{Error, Result};
 use crate::metadata::{MetadataStore, TxBody, TxBodyError, Txn};
+use crate::space::Reserve;
 
 /// How often a transaction is rerun after conflicts before `Error::Conflict` is reported.
 /// sled 0.34 serializes transactions behind a global lock, so real conflicts are not expected;
@@ -17,7 +20,25 @@ use crate::metadata::{MetadataStore, TxBody, TxBodyError, Txn};
 const MAX_ATTEMPTS: u32 = 100;
 
 pub struct SledMetadata {
-    db: sled::Db,
+    /// `None` only while a reopen that failed waits for the next attempt.
+    db: RwLock<Option<sled::Db>>,
+    /// Where and how to reopen it; `None` for a temporary database.
+    reopen: Option<(PathBuf, Option<u64>)>,
+    reserve: Reserve,
+    /// Set when a write or flush failed with an I/O error. sled 0.34 then keeps that error and
+    /// refuses every later write and flush, even once the cause (a full disk) is gone; only a
+    /// new instance, recovering from what reached the disk, writes again.
+    failed: AtomicBool,
+    /// Counts reopens: a commit made in one instance cannot be flushed by the next.
+    generation: AtomicU64,
+}
+
+thread_local! {
+    /// The store (by address) and instance generation of this thread's last commit not yet
+    /// flushed. Callers commit and flush on one thread (one blocking task), so a flush can tell
+    /// that its commit went to an instance that has since been replaced, and fail rather than
+    /// acknowledge a write the new instance may not hold.
+    static UNFLUSHED: Cell<Option<(usize, u64)>> = const { Cell::new(None) };
 }
 
 impl SledMetadata {
@@ -31,12 +52,14 @@ impl SledMetadata {
     /// `None`): the cache is most of a registry's resident memory.
     pub fn open_with_cache(path: &Path, cache_bytes: Option<u64>) -> Result<Self> {
         std::fs::create_dir_all(path)?;
-        let mut config = sled::Config::new().path(path);
-        if let Some(bytes) = cache_bytes {
-            config = config.cache_capacity(bytes);
-        }
-        let db = config.open().map_err(from_sled)?;
-        Ok(Self { db })
+        let db = open_db(path, cache_bytes)?;
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            reopen: Some((path.to_path_buf(), cache_bytes)),
+            reserve: Reserve::new(path, 0),
+            failed: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        })
     }
 
     /// A database that lives in a temporary directory removed on drop.
@@ -45,8 +68,100 @@ impl SledMetadata {
             .temporary(true)
             .open()
             .map_err(from_sled)?;
-        Ok(Self { db })
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            reopen: None,
+            reserve: Reserve::new(std::env::temp_dir(), 0),
+            failed: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        })
     }
+
+    /// Refuses transactions that write while less than half of `bytes` is free on the
+    /// store's filesystem, so sled itself never meets a full disk (see [`Reserve`]).
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        if let Some((path, _)) = &self.reopen {
+            self.reserve = Reserve::new(path, bytes);
+        }
+        self
+    }
+
+    fn slot(&self) -> std::sync::RwLockReadGuard<'_, Option<sled::Db>> {
+        // The slot holds a handle or nothing; a panic elsewhere cannot leave it half-written.
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current database handle, for reads (which keep working after a failed write).
+    fn reader(&self) -> Result<sled::Db> {
+        if let Some(db) = self.slot().clone() {
+            return Ok(db);
+        }
+        self.recover()?;
+        self.reader()
+    }
+
+    /// The handle for a write: after a failed write, a new instance once space allows.
+    fn writer(&self) -> Result<sled::Db> {
+        if self.failed.load(Ordering::Acquire) {
+            self.recover()?;
+        }
+        self.reader()
+    }
+
+    /// Reopens the database after sled refused writes for an I/O error: the old instance is
+    /// dropped (releasing its file lock once operations in flight end) and a new one recovers
+    /// every flushed write from disk. Writes that were never flushed were never acknowledged.
+    fn recover(&self) -> Result<()> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.failed.load(Ordering::Acquire) && slot.is_some() {
+            return Ok(());
+        }
+        let Some((path, cache)) = &self.reopen else {
+            return Err(Error::Backend(
+                "the temporary metadata store failed a write".into(),
+            ));
+        };
+        // Still short of space: keep the old instance for reads and refuse the write.
+        self.reserve.check_metadata()?;
+        drop(slot.take());
+        let mut last = None;
+        for _ in 0..REOPEN_ATTEMPTS {
+            match open_db(path, *cache) {
+                Ok(db) => {
+                    *slot = Some(db);
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    self.failed.store(false, Ordering::Release);
+                    tracing::warn!(path = %path.display(), "metadata store reopened after a failed write");
+                    return Ok(());
+                }
+                // Usually the lock: an operation in flight still holds the old instance.
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(REOPEN_PAUSE);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Backend("reopening the metadata store failed".into())))
+    }
+
+    /// Notes an I/O error of a write path: sled will refuse writes from now on.
+    fn note(&self, e: &sled::Error) {
+        if matches!(e, sled::Error::Io(_)) {
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// How often, and how far apart, a reopen tries to take sled's lock.
+const REOPEN_ATTEMPTS: u32 = 100;
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn open_db(path: &Path, cache_bytes: Option<u64>) -> Result<sled::Db> {
+    let mut config = sled::Config::new().path(path);
+    if let Some(bytes) = cache_bytes {
+        config = config.cache_capacity(bytes);
+    }
+    config.open().map_err(from_sled)
 }
 
 fn from_sled(e: sled::Error) -> Error {
@@ -61,21 +176,47 @@ fn from_sled(e: sled::Error) -> Error {
 enum Fault {
     Conflict,
     Storage(sled::Error),
+    /// Refused before reaching sled: the reserve is not free.
+    NoSpace {
+        available: u64,
+        reserve: u64,
+    },
 }
 
 struct SledTxn<'a> {
     tree: &'a TransactionalTree,
     fault: Option<Fault>,
     revision: Option<u64>,
+    reserve: &'a Reserve,
+    /// Whether this run of the body has checked the reserve (once, at its first write).
+    checked: bool,
 }
 
 impl SledTxn<'_> {
+    fn before_write(&mut self) -> Result<()> {
+        if self.checked {
+            return Ok(());
+        }
+        self.checked = true;
+        if let Err(Error::NoSpace { available, reserve }) = self.reserve.check_metadata() {
+            self.fault
+                .get_or_insert(Fault::NoSpace { available, reserve });
+        }
+        match &self.fault {
+            Some(Fault::NoSpace { available, reserve }) => Err(Error::NoSpace {
+                available: *available,
+                reserve: *reserve,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn check<T>(&mut self, r: std::result::Result<T, UnabortableTransactionError>) -> Result<T> {
         r.map_err(|e| {
             let (fault, err) = match e {
                 UnabortableTransactionError::Conflict => (Fault::Conflict, Error::Conflict),
                 UnabortableTransactionError::Storage(e) => {
-                    let err = Error::Backend(e.to_string());
+                    let err = from_sled(e.clone());
                     (Fault::Storage(e), err)
                 }
             };
@@ -92,11 +233,13 @@ impl Txn for SledTxn<'_> {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.before_write()?;
         let r = self.tree.insert(key, value);
         self.check(r).map(drop)
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.before_write()?;
         let r = self.tree.remove(key);
         self.check(r).map(drop)
     }
@@ -113,7 +256,11 @@ impl Txn for SledTxn<'_> {
 
 impl MetadataStore for SledMetadata {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key).map_err(from_sled)?.map(|v| v.to_vec()))
+        Ok(self
+            .reader()?
+            .get(key)
+            .map_err(from_sled)?
+            .map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -125,13 +272,14 @@ impl MetadataStore for SledMetadata {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let db = self.reader()?;
         // Every key with the prefix sorts at or after the prefix itself, so an `after` below it
         // excludes nothing.
         let iter = match after {
-            Some(after) if after >= prefix => self
-                .db
-                .range::<&[u8], _>((Bound::Excluded(after), Bound::Unbounded)),
-            _ => self.db.scan_prefix(prefix),
+            Some(after) if after >= prefix => {
+                db.range::<&[u8], _>((Bound::Excluded(after), Bound::Unbounded))
+            }
+            _ => db.scan_prefix(prefix),
         };
         let mut out = Vec::new();
         for entry in iter {
@@ -152,18 +300,28 @@ impl MetadataStore for SledMetadata {
     /// process under one global lock whose read side its plain reads take, so the body must
     /// not call back into the store.
     fn transact_dyn(&self, body: &mut TxBody<'_>) -> std::result::Result<(), TxBodyError> {
+        let db = self.writer().map_err(TxBodyError::Storage)?;
+        // Read before the commit: a reopen after it must make the flush fail.
+        let generation = self.generation.load(Ordering::Acquire);
         let body = RefCell::new(body);
         let attempts = Cell::new(0u32);
-        let result = self.db.transaction(|tree| {
+        let result = db.transaction(|tree| {
             attempts.set(attempts.get() + 1);
             let mut txn = SledTxn {
                 tree,
                 fault: None,
                 revision: None,
+                reserve: &self.reserve,
+                checked: false,
             };
             let outcome = (body.borrow_mut())(&mut txn);
             match (txn.fault, outcome) {
                 (Some(Fault::Storage(e)), _) => Err(ConflictableTransactionError::Storage(e)),
+                (Some(Fault::NoSpace { available, reserve }), _) => {
+                    Err(ConflictableTransactionError::Abort(TxBodyError::Storage(
+                        Error::NoSpace { available, reserve },
+                    )))
+                }
                 (Some(Fault::Conflict), _) | (None, Err(TxBodyError::Storage(Error::Conflict))) => {
                     if attempts.get() < MAX_ATTEMPTS {
                         Err(ConflictableTransactionError::Conflict)
@@ -178,14 +336,43 @@ impl MetadataStore for SledMetadata {
             }
         });
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let me = self as *const Self as usize;
+                UNFLUSHED.with(|u| u.set(Some((me, generation))));
+                Ok(())
+            }
             Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(TxBodyError::Storage(from_sled(e))),
+            Err(TransactionError::Storage(e)) => {
+                self.note(&e);
+                Err(TxBodyError::Storage(from_sled(e)))
+            }
         }
     }
 
+    /// Never reopens: the commits it must make durable live in the current instance.
     fn flush(&self) -> Result<()> {
-        self.db.flush().map(drop).map_err(from_sled)
+        let me = self as *const Self as usize;
+        let generation = self.generation.load(Ordering::Acquire);
+        let unflushed = UNFLUSHED.with(|u| u.take());
+        if matches!(unflushed, Some((store, g)) if store == me && g != generation) {
+            return Err(Error::Backend(
+                "the metadata store was reopened after a failed write before this write was \
+                 flushed; it may be lost"
+                    .into(),
+            ));
+        }
+        self.reader()?.flush().map(drop).map_err(|e| {
+            self.note(&e);
+            from_sled(e)
+        })
+    }
+
+    fn writable(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
+    }
+
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        self.reader()?.size_on_disk().map(Some).map_err(from_sled)
     }
 }
 
@@ -232,6 +419,29 @@ mod tests {
             );
         }
         a.len()
+    }
+
+    #[test]
+    fn writes_are_refused_below_the_reserve_and_reads_go_on() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = SledMetadata::open(dir.path()).unwrap();
+        put_pair(&store, 1);
+        let store = store.with_reserve(u64::MAX);
+        let r = store.transaction(|tx| {
+            // A body that swallows the refusal still does not commit.
+            let _ = tx.put(b"a/x", b"1");
+            tx.put(b"b/x", b"1").ok();
+            Ok::<_, TxError<()>>(())
+        });
+        match r {
+            Err(TxError::Storage(e)) => assert!(e.is_disk_full(), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(check_pairs(&store, 0), 1);
+        assert!(store.writable(), "a refusal is not a failure of the store");
+        // Transactions that only read still run.
+        let read = store.transaction(|tx| Ok::<_, TxError<()>>(tx.get(b"a/00000001")?.is_some()));
+        assert!(read.unwrap());
     }
 
     #[test]

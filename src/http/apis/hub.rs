@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use super::status::StatusError;
 use super::watch::WatchEvent;
+use crate::metrics::WatchGauges;
 
 /// A watch asked to resume from a resourceVersion whose successors are no longer buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +100,18 @@ pub struct Subscription {
     pub receiver: Receiver,
     /// The newest resourceVersion published before this subscription.
     pub resource_version: u64,
+    /// Counts the watch as open until dropped: keep it as long as the watch runs.
+    pub watcher: WatcherGuard,
+}
+
+/// One open watch on the hub's gauge.
+#[derive(Debug)]
+pub struct WatcherGuard(prometheus::IntGauge);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 pub struct Hub {
@@ -109,6 +122,7 @@ pub struct Hub {
     watcher: WatcherLimits,
     watchers_budget: Arc<WatchBudget>,
     state: Mutex<State>,
+    gauges: WatchGauges,
 }
 
 /// Default memory budget of one hub's backlog.
@@ -292,7 +306,14 @@ impl Hub {
                 floor: current_rv,
                 latest: current_rv,
             }),
+            gauges: WatchGauges::default(),
         }
+    }
+
+    /// Reports open watches and the backlog's bytes on `gauges`.
+    pub fn with_gauges(mut self, gauges: WatchGauges) -> Self {
+        self.gauges = gauges;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -324,9 +345,11 @@ impl Hub {
                     break;
                 };
                 s.weight -= evicted.weight;
+                self.gauges.buffered_bytes.sub(gauge_value(evicted.weight));
                 s.floor = s.floor.max(evicted.resource_version);
             }
             s.weight += event.weight;
+            self.gauges.buffered_bytes.add(gauge_value(event.weight));
             s.buffer.push_back(event.clone());
             s.watchers.retain(|w| !w.ended());
             for w in &s.watchers {
@@ -386,6 +409,7 @@ impl Hub {
             s.watchers.push(slot.clone());
             slot
         };
+        self.gauges.watchers.inc();
         Ok(Subscription {
             backlog,
             receiver: Receiver {
@@ -393,6 +417,7 @@ impl Hub {
                 budget: self.watchers_budget.clone(),
             },
             resource_version: s.latest,
+            watcher: WatcherGuard(self.gauges.watchers.clone()),
         })
     }
 
@@ -417,6 +442,10 @@ impl Hub {
             w.ready.notify_one();
         }
     }
+}
+
+fn gauge_value(weight: usize) -> i64 {
+    i64::try_from(weight).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -512,6 +541,24 @@ mod tests {
 
     fn rvs(events: &[WatchEvent]) -> Vec<u64> {
         events.iter().map(|e| e.resource_version).collect()
+    }
+
+    #[test]
+    fn gauges_follow_watchers_and_the_backlog() {
+        let gauges = WatchGauges::default();
+        let hub = Hub::with_budget(2, 1 << 20, 0).with_gauges(gauges.clone());
+        let a = hub.subscribe_from(None).unwrap();
+        let b = hub.subscribe_from(None).unwrap();
+        assert_eq!(gauges.watchers.get(), 2);
+        drop(a);
+        assert_eq!(gauges.watchers.get(), 1);
+        drop(b);
+        assert_eq!(gauges.watchers.get(), 0);
+        for rv in 1..=5 {
+            hub.publish(ev(rv));
+        }
+        assert_eq!(gauges.buffered_bytes.get(), gauge_value(hub.lock().weight));
+        assert!(gauges.buffered_bytes.get() > 0);
     }
 
     #[test]

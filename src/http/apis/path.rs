@@ -160,6 +160,44 @@ pub enum ApiEndpoint {
 }
 
 impl ApiEndpoint {
+    /// The endpoint's kind, for metrics: it names no namespace or object.
+    pub fn kind(&self) -> &'static str {
+        use ApiEndpoint as E;
+        match self {
+            E::Version => "version",
+            E::CoreVersions => "core_versions",
+            E::CoreResources => "core_resources",
+            E::Groups => "api_groups",
+            E::Group => "api_group",
+            E::GroupResources => "group_resources",
+            E::ListImageStreams { .. } => "list_imagestreams",
+            E::WatchImageStreams { .. } => "watch_imagestreams",
+            E::CreateImageStream { .. } => "create_imagestream",
+            E::GetImageStream { .. } => "get_imagestream",
+            E::ReplaceImageStream { .. } => "replace_imagestream",
+            E::PatchImageStream { .. } => "patch_imagestream",
+            E::DeleteImageStream { .. } => "delete_imagestream",
+            E::GetImageStreamStatus { .. } => "get_imagestream_status",
+            E::ReplaceImageStreamStatus { .. } => "replace_imagestream_status",
+            E::ListImageStreamTags { .. } => "list_imagestreamtags",
+            E::CreateImageStreamTag { .. } => "create_imagestreamtag",
+            E::GetImageStreamTag { .. } => "get_imagestreamtag",
+            E::ReplaceImageStreamTag { .. } => "replace_imagestreamtag",
+            E::DeleteImageStreamTag { .. } => "delete_imagestreamtag",
+            E::GetImageStreamImage { .. } => "get_imagestreamimage",
+            E::CreateImageStreamMapping { .. } => "create_imagestreammapping",
+            E::CreateImageStreamImport { .. } => "create_imagestreamimport",
+            E::ListSecrets { .. } => "list_secrets",
+            E::CreateSecret { .. } => "create_secret",
+            E::GetSecret { .. } => "get_secret",
+            E::DeleteSecret { .. } => "delete_secret",
+            E::ListImages { .. } => "list_images",
+            E::WatchImages { .. } => "watch_images",
+            E::GetImage { .. } => "get_image",
+            E::DeleteImage { .. } => "delete_image",
+        }
+    }
+
     /// The resource the request addresses, for error messages; `None` for discovery.
     pub fn resource(&self) -> Option<Resource> {
         use ApiEndpoint as E;

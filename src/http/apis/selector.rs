@@ -47,7 +47,12 @@ impl LabelRequirement {
 impl fmt::Display for LabelRequirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use LabelRequirement as R;
-        let set = |vs: &BTreeSet<String>| vs.iter().cloned().collect::<Vec<_>>().join(",");
+        let set = |vs: &BTreeSet<String>| match vs.iter().cloned().collect::<Vec<_>>().join(",") {
+            // The set holding only the empty value: `()` would read back as an empty set, which
+            // is refused (property tests found it), so the empty value is written as `(,)`.
+            joined if joined.is_empty() && !vs.is_empty() => ",".to_string(),
+            joined => joined,
+        };
         match self {
             R::Equals(k, v) => write!(f, "{k}={v}"),
             R::NotEquals(k, v) => write!(f, "{k}!={v}"),
@@ -370,7 +375,9 @@ fn split_unescaped_commas(s: &str) -> Result<Vec<String>, SelectorError> {
     Ok(terms)
 }
 
-/// Byte index of the first `needle` not preceded by an escaping backslash.
+/// Byte index of the first `needle` not preceded by an escaping backslash. Compared as
+/// bytes: an index inside a multi-byte character cannot slice the `str` (a panic found by
+/// fuzzing), and an ASCII needle only ever matches at a character boundary.
 fn find_unescaped(s: &str, needle: &str) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut i = 0;
@@ -379,7 +386,7 @@ fn find_unescaped(s: &str, needle: &str) -> Option<usize> {
             i += 2;
             continue;
         }
-        if s[i..].starts_with(needle) {
+        if bytes[i..].starts_with(needle.as_bytes()) {
             return Some(i);
         }
         i += 1;

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
+use super::hub::WatcherGuard;
 pub use super::hub::{Hub, Receiver, RecvError, Subscription, TooOld};
 use super::path::ListOptions;
 use super::resource::Resource;
@@ -191,6 +192,7 @@ pub struct Watch {
     resolver: Option<Resolver>,
     /// Dropped with the body; while it lives, the watch was not delivered to its end.
     alive: Arc<()>,
+    watcher: Option<WatcherGuard>,
 }
 
 impl Watch {
@@ -206,6 +208,7 @@ impl Watch {
             bookmarks: None,
             resolver: None,
             alive: Arc::new(()),
+            watcher: None,
         }
     }
 
@@ -225,6 +228,12 @@ impl Watch {
                 }
             });
         });
+        self
+    }
+
+    /// Keeps the subscription's guard for as long as the body runs (the watch counts as open).
+    pub fn counted(mut self, watcher: WatcherGuard) -> Self {
+        self.watcher = Some(watcher);
         self
     }
 
@@ -297,6 +306,7 @@ impl Watch {
             finished: false,
             resolver: self.resolver,
             _alive: self.alive,
+            _watcher: self.watcher,
         };
         let frames = stream::unfold(pump, |mut pump| async move {
             let bytes = pump.next().await?;
@@ -329,6 +339,8 @@ struct Pump {
     finished: bool,
     resolver: Option<Resolver>,
     _alive: Arc<()>,
+    /// Dropped with the body, however the watch ends.
+    _watcher: Option<WatcherGuard>,
 }
 
 impl Pump {
