@@ -23,7 +23,7 @@ use super::stream_body;
 use super::ReqBody;
 use crate::auth::Action;
 use crate::imagestream::service::{decorate, ImageStreams};
-use crate::imagestream::types::{Image, ImageStream};
+use crate::imagestream::types::ImageStream;
 use crate::imagestream::{Cause, CauseKind, Change, ChangeKind, Error, Reach};
 use crate::importer::stream_import::ImageStreamImport;
 use crate::importer::Importer;
@@ -113,28 +113,25 @@ impl Api {
                     // object when it delivers one, so neither pushes nor backlogs pay for
                     // objects nobody reads. A deleted object's last state is its stub.
                     Change::Stream { kind, stream } => {
-                        let mut head = stream.clone();
-                        head.spec.tags.clear();
-                        head.status.tags.clear();
-                        let Ok(stub) = serde_json::to_value(decorate(&host, head)) else {
-                            return;
+                        let event = match event_type(*kind) {
+                            EventType::Deleted => {
+                                let mut head = stream.clone();
+                                head.spec.tags.clear();
+                                head.status.tags.clear();
+                                serde_json::to_value(decorate(&host, head))
+                                    .map(|v| WatchEvent::new(EventType::Deleted, rv, v))
+                            }
+                            kind => Ok(WatchEvent::lazy(kind, rv, stub(&stream.metadata))),
                         };
-                        sh.publish(match event_type(*kind) {
-                            EventType::Deleted => WatchEvent::new(EventType::Deleted, rv, stub),
-                            kind => WatchEvent::lazy(kind, rv, stub),
-                        });
+                        if let Ok(event) = event {
+                            sh.publish(event);
+                        }
                     }
                     Change::Image { kind, image } => {
                         let event = match event_type(*kind) {
                             EventType::Deleted => serde_json::to_value(image)
                                 .map(|v| WatchEvent::new(EventType::Deleted, rv, v)),
-                            kind => {
-                                let stub = Image {
-                                    metadata: image.metadata.clone(),
-                                    ..Image::default()
-                                };
-                                serde_json::to_value(stub).map(|v| WatchEvent::lazy(kind, rv, v))
-                            }
+                            kind => Ok(WatchEvent::lazy(kind, rv, stub(&image.metadata))),
                         };
                         if let Ok(event) = event {
                             ih.publish(event);
@@ -158,6 +155,22 @@ impl Api {
         self.stream_hub.close();
         self.image_hub.close();
     }
+}
+
+/// What a lazy event keeps until delivery: what watch filters look at, nothing more (backlogs
+/// hold thousands of these).
+fn stub(meta: &crate::imagestream::types::ObjectMeta) -> Value {
+    let mut metadata = json!({
+        "name": meta.name,
+        "resourceVersion": meta.resource_version,
+    });
+    if !meta.namespace.is_empty() {
+        metadata["namespace"] = json!(meta.namespace);
+    }
+    if !meta.labels.is_empty() {
+        metadata["labels"] = json!(meta.labels);
+    }
+    json!({ "metadata": metadata })
 }
 
 fn event_type(kind: ChangeKind) -> EventType {

@@ -161,7 +161,25 @@ fn open_db(path: &Path, cache_bytes: Option<u64>) -> Result<sled::Db> {
     if let Some(bytes) = cache_bytes {
         config = config.cache_capacity(bytes);
     }
-    config.open().map_err(from_sled)
+    // A database closed a moment ago may still be locked by its flusher thread, which exits
+    // shortly after the last handle is dropped (a restart in the same process): wait for it
+    // briefly rather than fail.
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                if attempts >= 100 {
+                    return Err(Error::Io(e));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.map_err(from_sled),
+        }
+    }
 }
 
 fn from_sled(e: sled::Error) -> Error {
