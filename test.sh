@@ -11,7 +11,7 @@
 #                docker.io docker-compose docker-registry python3-venv) and the .venv for pytest
 #   build        cargo build --workspace
 #   unit         cargo test --workspace (unit + integration tests)
-#   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (20) s; without
+#   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (10) s; without
 #                nightly or cargo-fuzz, the same parsers' property tests with PROPTEST_CASES
 #                (20000) cases instead (recorded ok, the reason in the summary line)
 #   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
@@ -103,7 +103,7 @@ step_unit() {
 }
 
 step_fuzz() {
-  local secs=${FUZZ_SECONDS:-20}
+  local secs=${FUZZ_SECONDS:-10}
   banner "fuzz: each target in fuzz/ for $secs s (cargo +nightly fuzz run)"
   if ! command -v cargo >/dev/null; then record fuzz SKIPPED "cargo not found"; return; fi
   local why=""
