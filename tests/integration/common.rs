@@ -26,6 +26,21 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().unwrap(), tweak).await
     }
 
+    /// The helpers of this type for a server running elsewhere (e.g. a child process).
+    pub fn client_for(base: &str) -> TestServer {
+        TestServer {
+            base: base.to_string(),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            stop: None,
+            task: None,
+            config: Config::default(),
+        }
+    }
+
     /// A server on an existing data directory.
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config {

@@ -16,6 +16,7 @@ mod limits;
 mod metrics;
 mod parser_props;
 mod peer;
+mod plateau;
 mod remote;
 mod streams_at_scale;
 mod tls;
