@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod common;
+mod crash_loop;
 mod describe;
 mod disk_full;
 mod distribution;
