@@ -1,6 +1,10 @@
 //! A real server per test, and protocol-speaking helpers.
 
-use std::path::PathBuf;
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use berth::config::{AllowedRegistry, Config};
 use reqwest::{Client, Method, Response, StatusCode};
@@ -253,6 +257,91 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// The real binary as a child process (`berth serve` on 127.0.0.1:0), for tests that kill it or
+/// measure it apart from the test process.
+/// A `berth serve` child; SIGKILLed and reaped when dropped (also when the test panics).
+pub struct Serve {
+    pub child: std::process::Child,
+    pub log: Arc<Mutex<String>>,
+    pub base: String,
+}
+
+impl Serve {
+    pub fn start(data_dir: &Path) -> Serve {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("BERTH_CONFIG")
+            .env_remove("BERTH_TLS_CERT")
+            .env_remove("BERTH_TLS_KEY")
+            .env_remove("BERTH_TLS_CLIENT_CA")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut serve = Serve {
+            child,
+            log,
+            base: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr: SocketAddr = loop {
+            let log = serve.log.lock().unwrap().clone();
+            if let Some(rest) = log.split("listening addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            if let Some(status) = serve.child.try_wait().unwrap() {
+                panic!("berth serve exited with {status:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth serve did not listen:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        serve.base = format!("http://{addr}");
+        serve
+    }
+
+    pub fn kill(&mut self) {
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// VmRSS of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
 }
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -3,8 +3,6 @@
 //! acknowledged write must still be there.
 
 use std::collections::BTreeMap;
-use std::io::BufRead as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,85 +11,13 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::common::{image_manifest, sha256, OCI_MANIFEST};
+use crate::common::{image_manifest, sha256, Serve, OCI_MANIFEST};
 
 const ROUNDS: usize = 20;
 const WORKERS: usize = 4;
 const REPO: &str = "crash/app";
 const MOVE_PATH: &str = "/apis/image.openshift.io/v1/namespaces/crash/imagestreamtags/app:moving";
 const STREAM_PATH: &str = "/apis/image.openshift.io/v1/namespaces/crash/imagestreams/app";
-
-/// A `berth serve` child; SIGKILLed and reaped when dropped (also when the test panics).
-struct Serve {
-    child: std::process::Child,
-    log: Arc<Mutex<String>>,
-    base: String,
-}
-
-impl Serve {
-    fn start(data_dir: &Path) -> Serve {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("BERTH_CONFIG")
-            .env_remove("BERTH_TLS_CERT")
-            .env_remove("BERTH_TLS_KEY")
-            .env_remove("BERTH_TLS_CLIENT_CA")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut serve = Serve {
-            child,
-            log,
-            base: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr: SocketAddr = loop {
-            let log = serve.log.lock().unwrap().clone();
-            if let Some(rest) = log.split("listening addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-            if let Some(status) = serve.child.try_wait().unwrap() {
-                panic!("berth serve exited with {status:?}:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berth serve did not listen:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        serve.base = format!("http://{addr}");
-        serve
-    }
-
-    fn kill(&mut self) {
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One attempt to move `moving`: logical start, logical acknowledgement (if any), target.
 #[derive(Clone, Debug)]

@@ -501,13 +501,7 @@ async fn expired_upload_sessions_stop_counting() {
 
 /// Resident memory of this process (the server runs in it), in bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
+    crate::common::rss_of(std::process::id())
 }
 
 #[tokio::test]

@@ -7,57 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::common::{image_manifest, TestServer, OCI_MANIFEST};
-
-/// `berth serve` as a child process, killed on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
-}
-
-// The child is waited for by `Child`'s Drop.
-#[allow(clippy::zombie_processes)]
-async fn spawn_server(dir: &std::path::Path) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return (Child(child), base);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("berth serve did not start");
-}
+use crate::common::{image_manifest, rss_of, Serve, TestServer, OCI_MANIFEST};
 
 const CLIENTS: usize = 16;
 const IMAGES: usize = 8;
@@ -65,9 +15,9 @@ const IMAGES: usize = 8;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_levels_off_under_mixed_load() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, base) = spawn_server(dir.path()).await;
-    let pid = server.0.id();
-    let s = std::sync::Arc::new(TestServer::client_for(&base));
+    let server = tokio::task::block_in_place(|| Serve::start(dir.path()));
+    let pid = server.child.id();
+    let s = std::sync::Arc::new(TestServer::client_for(&server.base));
     // A fixed working set: each client re-pushes and pulls these, so nothing new is stored
     // after the first round and any growth is memory the server keeps per request.
     let mut images = Vec::new();
