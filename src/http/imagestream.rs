@@ -241,7 +241,9 @@ impl From<Error> for StatusError {
                 message,
                 ..StatusError::forbidden(resource_named(resource), &name, "")
             },
-            Error::Retry => StatusError::conflict(Resource::ImageStreams, "", e_retry()),
+            Error::Retry => {
+                StatusError::conflict(Resource::ImageStreams, "", Error::Retry.to_string())
+            }
             Error::Storage(e) if e.is_disk_full() => {
                 let refusal = super::error::insufficient_storage(&e);
                 StatusError::new(
@@ -274,10 +276,6 @@ fn reach_of(caller: &Caller, auth: &AuthSettings) -> Reach {
             Reach::caller(caller.user(), move |ns| open.iter().any(|n| n == ns))
         }
     }
-}
-
-fn e_retry() -> String {
-    Error::Retry.to_string()
 }
 
 async fn read_json<T: DeserializeOwned>(body: ReqBody) -> Result<T, StatusError> {

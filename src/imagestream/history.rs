@@ -33,22 +33,13 @@ pub fn add_tag_event(stream: &mut ImageStream, tag: &str, next: TagEvent) -> boo
 /// Spec tags of this stream that follow `tag` (`from` ImageStreamTag `tag` or `<stream>:tag`,
 /// same namespace).
 pub fn trackers_of(stream: &ImageStream, tag: &str) -> Vec<String> {
-    let own = stream.metadata.name.as_str();
+    let (ns, own) = (&stream.metadata.namespace, &stream.metadata.name);
     stream
         .spec
         .tags
         .iter()
         .filter(|s| s.name != tag)
-        .filter(|s| {
-            s.from.as_ref().is_some_and(|from| {
-                from.kind == "ImageStreamTag"
-                    && (from.namespace.is_empty() || from.namespace == stream.metadata.namespace)
-                    && match from.name.split_once(':') {
-                        None => from.name == tag,
-                        Some((s, t)) => s == own && t == tag,
-                    }
-            })
-        })
+        .filter(|s| super::spec_tags::source_tag_in_stream(ns, own, s).as_deref() == Some(tag))
         .map(|s| s.name.clone())
         .collect()
 }

@@ -222,7 +222,7 @@ pub fn next_resource_version(tx: &mut dyn Txn) -> TxResult<u64> {
 /// A stream as a write loaded it: which tags it holds, and how their events are stored.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    pub stream: ImageStream,
+    stream: ImageStream,
     /// The status heads of the loaded status tags.
     heads: BTreeMap<String, StatusHead>,
     /// Spec tags looked at (present or not): only these are compared on save.
@@ -610,16 +610,6 @@ pub fn load_checked(tx: &mut dyn Txn, snapshot: &ImageStream) -> TxResult<Option
         heads,
         full: true,
     }))
-}
-
-/// A loaded view of a stream that does not exist yet.
-pub fn fresh(stream: ImageStream) -> Loaded {
-    Loaded {
-        stream,
-        heads: BTreeMap::new(),
-        spec_scope: BTreeSet::new(),
-        full: true,
-    }
 }
 
 fn repo_of(stream: &ImageStream) -> Option<RepositoryName> {
