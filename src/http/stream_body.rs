@@ -21,6 +21,9 @@ use crate::imagestream::types::{ImageStream, TagEvent, TagEventCondition, TagRef
 const CHUNK: usize = 64 * 1024;
 /// Chunks waiting for a slow client before the reader waits too.
 const QUEUED_CHUNKS: usize = 4;
+/// How long a client may take no bytes at all before its GET is abandoned: the reader holds a
+/// blocking thread, which a client that never reads must not keep.
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// 200 with the stream `ns/name` as JSON, or `None` when it does not exist.
 pub fn respond(
@@ -80,6 +83,8 @@ enum Phase {
 struct JsonWriter {
     /// Where chunks go; `None` keeps everything in `buf` (rendering in memory).
     tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+    /// Longest wait for room in `tx`.
+    stall: std::time::Duration,
     buf: Vec<u8>,
     public_host: String,
     head: Option<ImageStream>,
@@ -93,6 +98,7 @@ impl JsonWriter {
     fn new(tx: Option<mpsc::Sender<io::Result<Bytes>>>, public_host: String) -> Self {
         JsonWriter {
             tx,
+            stall: STALL,
             buf: Vec::with_capacity(CHUNK),
             public_host,
             head: None,
@@ -123,9 +129,32 @@ impl JsonWriter {
         let Some(tx) = &self.tx else {
             return Ok(());
         };
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        tx.blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+        let mut chunk = Ok(Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK),
+        )));
+        let deadline = std::time::Instant::now() + self.stall;
+        loop {
+            match tx.try_send(chunk) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "client went away",
+                    ))
+                }
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client stopped reading",
+                        ));
+                    }
+                    chunk = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
     }
 
     /// Closes the spec and opens the status, once.
@@ -292,6 +321,26 @@ mod tests {
             out.extend_from_slice(&chunk);
         }
         out
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_is_abandoned() {
+        let meta: Arc<dyn MetadataStore> = Arc::new(MemoryMetadata::new());
+        let s = stream_with(40, 60);
+        meta.transaction(|tx: &mut dyn Txn| {
+            let mut changes = Vec::new();
+            store::save_stream(tx, None, &mut s.clone(), &mut changes, &Reach::trusted())
+                .map_err(|_| TxError::Abort(()))
+        })
+        .unwrap();
+        // Room for one chunk, and nobody reading it.
+        let (tx, _rx) = mpsc::channel(1);
+        let mut w = JsonWriter::new(Some(tx), "reg:5000".into());
+        w.stall = std::time::Duration::from_millis(50);
+        match store::visit_stream(meta.as_ref(), "ns", "app", &mut w) {
+            Err(VisitError::Visitor(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
