@@ -34,6 +34,13 @@ pub struct Config {
     pub max_tags_per_push: usize,
     /// Upload sessions untouched this long are discarded.
     pub upload_max_age_secs: u64,
+    /// Grace period of garbage collection: an unreferenced blob or manifest is deleted only
+    /// this long after it was last written, linked or checked by a client.
+    pub gc_delay_secs: u64,
+    /// Seconds between garbage-collection passes over the review queue.
+    pub gc_interval_secs: u64,
+    /// Seconds between sweeps for blob files no record names (crash leftovers).
+    pub gc_sweep_interval_secs: u64,
     /// Most upload sessions open at once in one repository; more get 429 (0: no limit).
     pub max_uploads_per_repository: u64,
     /// Most upload sessions one user (without auth: one client address) may have open at
@@ -125,6 +132,9 @@ impl Default for Config {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_tags_per_push: 100,
             upload_max_age_secs: 24 * 3600,
+            gc_delay_secs: 24 * 3600,
+            gc_interval_secs: 60,
+            gc_sweep_interval_secs: 3600,
             max_uploads_per_repository: 100,
             max_uploads_per_user: 500,
             max_connections: 1024,
@@ -261,6 +271,13 @@ pub struct ServeArgs {
     /// Seconds after which an untouched upload session is discarded (default 86400).
     #[arg(long, env = "BERTH_UPLOAD_MAX_AGE_SECS")]
     pub upload_max_age_secs: Option<u64>,
+    /// Garbage collection's grace period in seconds (default 86400): an unreferenced blob or
+    /// manifest goes only this long after it was last written, linked or checked.
+    #[arg(long, env = "BERTH_GC_DELAY_SECS")]
+    pub gc_delay_secs: Option<u64>,
+    /// Seconds between garbage-collection passes (default 60).
+    #[arg(long, env = "BERTH_GC_INTERVAL_SECS")]
+    pub gc_interval_secs: Option<u64>,
     /// Seconds between scheduled re-imports (default 900; 0 disables them).
     #[arg(long, env = "BERTH_SCHEDULED_IMPORT_INTERVAL_SECS")]
     pub scheduled_import_interval_secs: Option<u64>,
@@ -383,6 +400,12 @@ impl Config {
         }
         if let Some(v) = args.upload_max_age_secs {
             config.upload_max_age_secs = v;
+        }
+        if let Some(v) = args.gc_delay_secs {
+            config.gc_delay_secs = v;
+        }
+        if let Some(v) = args.gc_interval_secs {
+            config.gc_interval_secs = v;
         }
         if let Some(v) = args.scheduled_import_interval_secs {
             config.scheduled_import_interval_secs = v;

@@ -45,6 +45,10 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
             "converted image streams to the per-tag layout"
         );
     }
+    // Reference counts for garbage collection, rebuilt once for a store from before them.
+    if registry::gc::upgrade(&meta)? {
+        tracing::info!("reference counts for garbage collection built");
+    }
     let blobs = FsBlobStore::open(&config.data_dir)?.with_reserve(config.min_free_bytes);
     Ok(Registry::new(
         Arc::new(meta),
@@ -195,6 +199,10 @@ impl Server {
                     metrics.watch_gauges(),
                 )?,
                 importer,
+                gc: registry::gc::Collector::new(
+                    registry.clone(),
+                    Duration::from_secs(config.gc_delay_secs),
+                ),
                 registry,
                 public_host,
                 metrics,
@@ -245,6 +253,11 @@ impl Server {
                 }
             }
         });
+        let collector = registry::gc::spawn(
+            self.state.gc.clone(),
+            Duration::from_secs(self.config.gc_interval_secs.max(1)),
+            Duration::from_secs(self.config.gc_sweep_interval_secs.max(1)),
+        );
         let controller = importer::controller::spawn(
             self.state.importer.clone(),
             importer::controller::Schedule {
@@ -270,6 +283,7 @@ impl Server {
             reloader.abort();
         }
         janitor.abort();
+        collector.abort();
         controller.abort();
         let meta = self.state.registry.metadata().clone();
         match tokio::task::spawn_blocking(move || meta.flush()).await? {

@@ -32,7 +32,8 @@ enum Command {
     Logout,
     /// Print the user the client is authenticated as.
     Whoami,
-    /// Administration: users, service accounts, tokens, role bindings.
+    /// Administration: users, service accounts, tokens, role bindings, garbage collection,
+    /// pruning.
     Adm(berth::cli::adm::AdmArgs),
 }
 
@@ -49,7 +50,10 @@ fn main() -> std::process::ExitCode {
         Command::Login(args) => client_verb(conn, |c| berth::cli::login::login(c, &args)),
         Command::Logout => client_verb(conn, berth::cli::login::logout),
         Command::Whoami => client_verb(conn, berth::cli::login::whoami),
-        Command::Adm(args) => client_verb(conn, |c| berth::cli::adm::run(c, &args)),
+        Command::Adm(mut args) => {
+            args.explicit_namespace = conn.namespace.clone();
+            client_verb(conn, |c| berth::cli::adm::run(c, &args))
+        }
     }
 }
 

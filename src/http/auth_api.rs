@@ -88,7 +88,7 @@ pub async fn handle(
     })
 }
 
-async fn read_body(body: ReqBody) -> Result<bytes::Bytes, StatusError> {
+pub(super) async fn read_body(body: ReqBody) -> Result<bytes::Bytes, StatusError> {
     http_body_util::Limited::new(body, MAX_BODY)
         .collect()
         .await
@@ -96,7 +96,7 @@ async fn read_body(body: ReqBody) -> Result<bytes::Bytes, StatusError> {
         .map_err(|e| StatusError::too_large(format!("reading the request body: {e}")))
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StatusError> {
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StatusError> {
     serde_json::from_slice(bytes)
         .map_err(|e| StatusError::bad_request(format!("the request body is not valid: {e}")))
 }
@@ -196,7 +196,12 @@ fn forbidden(caller: &Caller, what: &str) -> StatusError {
     )
 }
 
-fn require(state: &State, caller: &Caller, action: Action, what: &str) -> Result<(), StatusError> {
+pub(super) fn require(
+    state: &State,
+    caller: &Caller,
+    action: Action,
+    what: &str,
+) -> Result<(), StatusError> {
     if caller.may(&state.auth, &action, None) {
         Ok(())
     } else {

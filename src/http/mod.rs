@@ -3,6 +3,7 @@
 //! [`handle`] is the whole application as an async function from request to response; the
 //! server in `crate::server` feeds it connections, and tests can call it directly.
 
+pub mod admin_api;
 pub mod apis;
 pub mod auth;
 pub mod auth_api;
@@ -48,6 +49,8 @@ pub struct State {
     /// Imports (the ImageStreamImport API) and pull-through of imported images' blobs.
     pub importer: crate::importer::Importer,
     pub pull_through: crate::importer::pullthrough::PullThrough,
+    /// Garbage collection (the server runs it; `/admin/v1/gc` shows and starts it).
+    pub gc: crate::registry::gc::Collector,
     /// The image.openshift.io/v1 API and its watch hubs.
     pub api: imagestream::Api,
     /// Registry host written into references (`<host>/<ns>/<stream>@<digest>`).
@@ -66,6 +69,7 @@ pub struct State {
 enum Target {
     Metrics,
     Auth { token: bool },
+    Admin,
     Api(Result<apis::path::ApiEndpoint, apis::status::StatusError>),
     V2(Result<Endpoint, endpoint::ParseError>),
 }
@@ -74,6 +78,8 @@ impl Target {
     fn parse(method: &http::Method, path: &str, query: Option<&str>) -> Target {
         if path == "/metrics" {
             Target::Metrics
+        } else if path.starts_with("/admin/") {
+            Target::Admin
         } else if path.starts_with("/auth/") {
             Target::Auth {
                 token: path == "/auth/token",
@@ -91,6 +97,7 @@ impl Target {
             Target::Metrics => "metrics",
             Target::Auth { token: true } => "auth_token",
             Target::Auth { token: false } => "auth_v1",
+            Target::Admin => "admin_v1",
             Target::Api(Ok(e)) => e.kind(),
             Target::V2(Ok(e)) => e.kind(),
             Target::Api(Err(_)) | Target::V2(Err(_)) => "unknown",
@@ -200,6 +207,7 @@ async fn route(
     let endpoint = match target {
         Target::Metrics => unreachable!("answered above"),
         Target::Auth { .. } => return Ok(auth_api::handle(state, caller, req, source).await),
+        Target::Admin => return Ok(admin_api::handle(state, caller, req).await),
         Target::V2(endpoint) => endpoint?,
         Target::Api(endpoint) => {
             return Ok(api(state, caller, endpoint, req)

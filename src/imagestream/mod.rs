@@ -10,6 +10,7 @@ pub mod image;
 pub mod import;
 pub mod labels;
 pub mod mapping;
+pub mod prune;
 pub mod reach;
 pub mod service;
 pub mod spec_tags;

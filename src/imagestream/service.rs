@@ -233,7 +233,7 @@ impl ImageStreams {
 
     /// Runs a whole-stream write: reads the stream, then runs `body` in a transaction that
     /// starts from that snapshot, again when the stream changed in between.
-    async fn write_whole<T, F>(&self, ns: &str, name: &str, body: F) -> Result<T>
+    pub(super) async fn write_whole<T, F>(&self, ns: &str, name: &str, body: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&mut dyn Txn, Option<store::Loaded>, &mut Vec<super::Change>) -> store::TxResult<T>
@@ -878,6 +878,13 @@ impl ImageStreams {
                     });
                 };
                 tx.delete(&key)?;
+                if let Ok(digest) = name.parse::<berth_storage::Digest>() {
+                    crate::registry::content::image_released(
+                        tx,
+                        &digest,
+                        crate::registry::records::now_secs(),
+                    )?;
+                }
                 image.metadata.resource_version = store::next_resource_version(tx)?.to_string();
                 changes.push(super::Change::Image {
                     kind: super::ChangeKind::Deleted,

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 use super::reach::Reach;
 use super::types::{Image, ImageStream, NamedTagEventList, TagEvent, TagEventCondition};
-use crate::registry::records::{keys as reg_keys, Link, PullThroughRecord, TagRecord};
+use crate::registry::content;
+use crate::registry::records::{keys as reg_keys, now_secs, PullThroughRecord, TagRecord};
 use crate::registry::{RepositoryName, Tag};
 
 impl Record for ImageStream {
@@ -917,15 +918,13 @@ fn link_image_content(
     digest: &Digest,
     depth: u8,
 ) -> TxResult<()> {
-    let link = reg_keys::repo_manifest(repo, digest);
-    if tx.get(&link)?.is_some() || depth > 4 {
+    if depth > 4 || content::manifest_linked(tx, repo, digest)? {
         return Ok(());
     }
     // Only content this registry holds can be linked; imported references stay remote.
-    if tx.get(&reg_keys::manifest(digest))?.is_none() {
+    if !content::link_manifest(tx, repo, digest, now_secs())? {
         return Ok(());
     }
-    tx.put(&link, &encode(&Link {}))?;
     let Some(image) = get::<Image>(tx, &keys::image(&digest.to_string()))? else {
         return Ok(());
     };
@@ -951,10 +950,9 @@ fn link_image_content(
         }
         match &source {
             Some(source) => tx.put(&reg_keys::pull_through(repo, &d), &encode(source))?,
-            None if tx.get(&reg_keys::blob(&d))?.is_some() => {
-                tx.put(&reg_keys::repo_blob(repo, &d), &encode(&Link {}))?
+            None => {
+                content::link_blob(tx, repo, &d, now_secs())?;
             }
-            None => {}
         }
     }
     for child in &image.docker_image_manifests {

@@ -1,7 +1,9 @@
 //! The distribution domain: blobs, uploads, manifests, tags and referrers of `<ns>/<stream>`
 //! repositories. It never sees a Request or a status code; the http layer translates.
 
+pub mod content;
 pub mod error;
+pub mod gc;
 pub mod manifest;
 pub mod names;
 pub mod records;

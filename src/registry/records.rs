@@ -62,6 +62,32 @@ pub mod keys {
     pub fn pull_through(r: &RepositoryName, d: &Digest) -> Vec<u8> {
         key(&["pullthrough", r.as_str(), &d.to_string()])
     }
+    pub fn repo_blobs(r: &RepositoryName) -> Vec<u8> {
+        prefix(&["rblob", r.as_str()])
+    }
+    pub fn repo_manifests(r: &RepositoryName) -> Vec<u8> {
+        prefix(&["rmanifest", r.as_str()])
+    }
+    pub fn blobs() -> Vec<u8> {
+        prefix(&["blob"])
+    }
+    pub fn manifests() -> Vec<u8> {
+        prefix(&["manifest"])
+    }
+    pub fn repo_pull_throughs(r: &RepositoryName) -> Vec<u8> {
+        prefix(&["pullthrough", r.as_str()])
+    }
+    /// Garbage collection's review queue: an object whose last reference went away.
+    pub fn review(kind: ReviewKind, d: &Digest) -> Vec<u8> {
+        key(&["gcreview", kind.as_str(), &d.to_string()])
+    }
+    pub fn reviews() -> Vec<u8> {
+        prefix(&["gcreview"])
+    }
+    /// Garbage collection's counters (what `berth adm gc status` shows) and store format.
+    pub fn gc_state() -> Vec<u8> {
+        key(&["gcstate"])
+    }
     pub fn upload(id: &berth_storage::UploadId) -> Vec<u8> {
         key(&["upload", id.as_str()])
     }
@@ -86,10 +112,19 @@ pub mod keys {
     }
 }
 
-/// A complete, verified blob held by the blob store.
+/// A complete, verified blob held by the blob store, with what keeps it: `links` counts the
+/// repositories linking it, `manifests` the stored manifests that hold it (their `holds`).
+/// `touched` (seconds) is when it was last written, linked or checked by a client; garbage
+/// collection waits the grace period after it. Only `registry::content` writes these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobRecord {
     pub size: u64,
+    #[serde(default)]
+    pub links: u64,
+    #[serde(default)]
+    pub manifests: u64,
+    #[serde(default)]
+    pub touched: u64,
 }
 impl Record for BlobRecord {
     const KIND: &'static str = "blob";
@@ -106,12 +141,26 @@ impl Record for Link {
 
 /// A manifest, byte for byte. Manifests are valid JSON and therefore UTF-8, so the exact bytes
 /// fit in a string.
+///
+/// `links` counts the repositories linking it, `parents` the stored indexes holding it.
+/// `holds` and `holds_manifests` are the blobs and child manifests this record counted when it
+/// was stored (those berth held then), so its deletion releases exactly those.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestRecord {
     pub media_type: String,
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Digest>,
+    #[serde(default)]
+    pub links: u64,
+    #[serde(default)]
+    pub parents: u64,
+    #[serde(default)]
+    pub touched: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Digest>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds_manifests: Vec<Digest>,
 }
 impl Record for ManifestRecord {
     const KIND: &'static str = "manifest";
@@ -157,6 +206,10 @@ impl Record for ReferrerRecord {
 pub struct RepositoryRecord {
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// Bumped by every manifest link into the repository, so pruning, which decides from a
+    /// scan, can tell in its transaction that nothing was linked meanwhile.
+    #[serde(default)]
+    pub generation: u64,
 }
 impl Record for RepositoryRecord {
     const KIND: &'static str = "repository";
@@ -187,6 +240,66 @@ impl Record for OpenUploads {
 }
 impl Record for UploadRecord {
     const KIND: &'static str = "upload";
+    const VERSION: u8 = 1;
+}
+
+/// What a review-queue entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewKind {
+    Blob,
+    Manifest,
+}
+
+impl ReviewKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewKind::Blob => "blob",
+            ReviewKind::Manifest => "manifest",
+        }
+    }
+
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        match s {
+            b"blob" => Some(ReviewKind::Blob),
+            b"manifest" => Some(ReviewKind::Manifest),
+            _ => None,
+        }
+    }
+}
+
+/// A review-queue entry: the object is reviewed once the grace period after `since` (seconds)
+/// is over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Review {
+    pub since: u64,
+}
+impl Record for Review {
+    const KIND: &'static str = "gcreview";
+    const VERSION: u8 = 1;
+}
+
+/// Garbage collection's totals, kept in the store so every replica and restart sees them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GcState {
+    /// 1 once reference counts are kept (a store from before is recounted at start-up).
+    #[serde(default)]
+    pub format: u32,
+    #[serde(default)]
+    pub blobs_deleted: u64,
+    #[serde(default)]
+    pub bytes_deleted: u64,
+    #[serde(default)]
+    pub manifests_deleted: u64,
+    #[serde(default)]
+    pub orphans_deleted: u64,
+    #[serde(default)]
+    pub last_run: u64,
+    #[serde(default)]
+    pub last_full_run: u64,
+}
+impl Record for GcState {
+    const KIND: &'static str = "gcstate";
     const VERSION: u8 = 1;
 }
 

@@ -12,12 +12,14 @@ use berth_storage::{
 };
 use bytes::Bytes;
 
+use super::content;
 use super::error::{Error, Result};
+use super::gc::{BlobLocks, WriteGate};
 use super::manifest::{self, Kind};
 use super::names::{Reference, RepositoryName, Tag};
 use super::records::{
-    keys, now_secs, BlobRecord, Link, ManifestRecord, OpenUploads, ReferrerRecord,
-    RepositoryRecord, TagRecord, UploadRecord,
+    keys, now_secs, BlobRecord, ManifestRecord, OpenUploads, ReferrerRecord, RepositoryRecord,
+    TagRecord, UploadRecord,
 };
 use crate::imagestream::{
     self,
@@ -93,6 +95,10 @@ pub struct Registry {
     /// `host[:port]` written into the references of pushed images.
     public_host: String,
     events: Arc<Events>,
+    /// Serializes a blob's commit with its collection (see `gc`).
+    blob_locks: Arc<BlobLocks>,
+    /// Held shared by every write; exclusively while reference counts are rebuilt.
+    gate: WriteGate,
 }
 
 /// Largest config blob read to fill an Image's metadata; image configs are a few KiB.
@@ -126,6 +132,8 @@ impl Registry {
             limits,
             public_host,
             events: Arc::new(Events::new(last)),
+            blob_locks: Arc::new(BlobLocks::default()),
+            gate: WriteGate::default(),
         })
     }
 
@@ -146,6 +154,18 @@ impl Registry {
         &self.meta
     }
 
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    pub(super) fn blob_locks(&self) -> &BlobLocks {
+        &self.blob_locks
+    }
+
+    pub(super) fn gate(&self) -> &WriteGate {
+        &self.gate
+    }
+
     fn read<R: Record>(&self, key: &[u8]) -> Result<Option<R>> {
         match self.meta.get(key)? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
@@ -162,7 +182,7 @@ impl Registry {
     }
 
     /// [`Registry::write`] for bodies with their own error type.
-    async fn write_as<T, E>(
+    pub(super) async fn write_as<T, E>(
         &self,
         mut body: impl FnMut(&mut dyn Txn) -> Result<T, TxError<E>> + Send + 'static,
     ) -> Result<T, E>
@@ -171,6 +191,7 @@ impl Registry {
         E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
     {
         let meta = self.meta.clone();
+        let _shared = self.gate.shared().await;
         tokio::task::spawn_blocking(move || {
             let value = meta.transaction(&mut body)?;
             meta.flush()?;
@@ -262,6 +283,7 @@ impl Registry {
         E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
     {
         let (meta, events) = (self.meta.clone(), self.events.clone());
+        let _shared = self.gate.shared().await;
         tokio::task::spawn_blocking(move || {
             let (value, changes) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
@@ -287,7 +309,24 @@ impl Registry {
             return Err(Error::BlobUnknown);
         }
         let record: BlobRecord = self.read(&keys::blob(digest))?.ok_or(Error::BlobUnknown)?;
+        if content::needs_touch(&record, now_secs()) {
+            self.touch_blob(digest).await;
+        }
         Ok(record.size)
+    }
+
+    /// Restarts a blob's grace period (a client was just told it exists). Not flushed: losing
+    /// it in a crash only shortens a grace period the restart lengthens anyway.
+    async fn touch_blob(&self, digest: &Digest) {
+        let (meta, digest) = (self.meta.clone(), digest.clone());
+        let _shared = self.gate.shared().await;
+        let done = tokio::task::spawn_blocking(move || {
+            meta.transaction(|tx| content::touch_blob::<Error>(tx, &digest, now_secs()))
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::debug!(error = ?e, "could not refresh a blob's grace period");
+        }
     }
 
     /// The bytes of a blob (or of `range` of it, end exclusive and within its size).
@@ -310,12 +349,11 @@ impl Registry {
     /// Unlinks a blob from a repository. The bytes stay while other repositories link them;
     /// reclaiming unreferenced bytes is garbage collection's job, not a request's.
     pub async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
-        let key = keys::repo_blob(repo, digest);
+        let (repo, digest) = (repo.clone(), digest.clone());
         self.write(move |tx| {
-            if tx.get(&key)?.is_none() {
+            if !content::unlink_blob(tx, &repo, &digest, now_secs())? {
                 return abort(Error::BlobUnknown);
             }
-            tx.delete(&key)?;
             Ok(())
         })
         .await
@@ -329,18 +367,17 @@ impl Registry {
         digest: &Digest,
         from: &RepositoryName,
     ) -> Result<bool> {
-        let (source, target, blob) = (
-            keys::repo_blob(from, digest),
-            keys::repo_blob(repo, digest),
-            keys::blob(digest),
-        );
+        let source = keys::repo_blob(from, digest);
+        let (target, blob) = (repo.clone(), digest.clone());
         let repo_key = keys::repository(repo);
         let mounted = self
             .write(move |tx| {
-                if tx.get(&source)?.is_none() || tx.get(&blob)?.is_none() {
+                if tx.get(&source)?.is_none() {
                     return Ok(false);
                 }
-                tx.put(&target, &encode(&Link {}))?;
+                if !content::link_blob(tx, &target, &blob, now_secs())? {
+                    return Ok(false);
+                }
                 ensure_repository(tx, &repo_key)?;
                 Ok(true)
             })
@@ -469,6 +506,9 @@ impl Registry {
         digest: &Digest,
     ) -> Result<u64> {
         self.check_upload(repo, id)?;
+        // The bytes land under their digest before the record names them; collection of the
+        // same digest must not delete them in between.
+        let _locked = self.blob_locks.lock(digest).await;
         let committed = self.blobs.commit(id, digest).await;
         let upload_key = keys::upload(id);
         let size = match committed {
@@ -481,14 +521,12 @@ impl Registry {
                 return Err(upload_error(e));
             }
         };
-        let (blob_key, link_key, repo_key) = (
-            keys::blob(digest),
-            keys::repo_blob(repo, digest),
-            keys::repository(repo),
-        );
+        let repo_key = keys::repository(repo);
+        let (repo, digest) = (repo.clone(), digest.clone());
         self.write(move |tx| {
-            tx.put(&blob_key, &encode(&BlobRecord { size }))?;
-            tx.put(&link_key, &encode(&Link {}))?;
+            let now = now_secs();
+            content::put_blob(tx, &digest, size, now)?;
+            content::link_blob(tx, &repo, &digest, now)?;
             ensure_repository(tx, &repo_key)?;
             forget_upload(tx, &upload_key)
         })
@@ -592,11 +630,7 @@ impl Registry {
             artifact_type: parsed.effective_artifact_type(),
             annotations: parsed.annotations.clone(),
         };
-        let record = ManifestRecord {
-            media_type: parsed.media_type.clone(),
-            content,
-            subject: subject.clone(),
-        };
+        let media_type = parsed.media_type.clone();
         let repo = repo.clone();
         let d = digest.clone();
         let kind = parsed.kind;
@@ -614,13 +648,11 @@ impl Registry {
                     return abort(Error::ManifestBlobUnknown(child.clone()));
                 }
             }
-            let manifest_key = keys::manifest(&d);
-            let first_store = tx.get(&manifest_key)?.is_none();
-            if first_store {
-                tx.put(&manifest_key, &encode(&record))?;
-            }
-            tx.put(&keys::repo_manifest(&repo, &d), &encode(&Link {}))?;
+            let now = now_secs();
+            let first_store =
+                content::store_manifest(tx, &d, &media_type, &content, subject.clone(), now)?;
             ensure_repository(tx, &keys::repository(&repo))?;
+            content::link_manifest(tx, &repo, &d, now)?;
             if let Some(subject) = &subject {
                 tx.put(&keys::referrer(&repo, subject, &d), &encode(&referrer))?;
             }
@@ -721,17 +753,8 @@ impl Registry {
                             }
                         }
                         Reference::Digest(digest) => {
-                            let link = keys::repo_manifest(&repo, digest);
-                            if tx.get(&link)?.is_none() {
+                            if !content::unlink_manifest(tx, &repo, digest, now_secs())? {
                                 return abort(Error::ManifestUnknown);
-                            }
-                            tx.delete(&link)?;
-                            if let Some(m) =
-                                get_record::<ManifestRecord>(tx, &keys::manifest(digest))?
-                            {
-                                if let Some(subject) = m.subject {
-                                    tx.delete(&keys::referrer(&repo, &subject, digest))?;
-                                }
                             }
                             if let Some(snapshot) = &snapshot {
                                 remove_image(tx, snapshot, &digest.to_string(), changes)
@@ -888,19 +911,9 @@ pub fn store_manifest<E>(
     tx: &mut dyn Txn,
     digest: &Digest,
     media_type: &str,
-    content: &str,
+    manifest: &str,
 ) -> Result<bool, TxError<E>> {
-    let key = keys::manifest(digest);
-    let first = tx.get(&key)?.is_none();
-    if first {
-        let record = ManifestRecord {
-            media_type: media_type.to_string(),
-            content: content.to_string(),
-            subject: None,
-        };
-        tx.put(&key, &encode(&record))?;
-    }
-    Ok(first)
+    content::store_manifest(tx, digest, media_type, manifest, None, now_secs())
 }
 
 /// Deletes an upload session's record and takes it off the counts it was on.
@@ -940,6 +953,7 @@ fn ensure_repository(tx: &mut dyn Txn, key: &[u8]) -> Result<(), TxError<Error>>
             key,
             &encode(&RepositoryRecord {
                 created: now_secs(),
+                generation: 0,
             }),
         )?;
     }

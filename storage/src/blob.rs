@@ -46,6 +46,14 @@ impl std::fmt::Display for UploadId {
     }
 }
 
+/// One entry of [`BlobStore::list_blobs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Size of a complete blob, or `None` when absent.
@@ -80,6 +88,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Discards sessions last written before `cutoff`; returns how many.
     async fn purge_uploads(&self, cutoff: SystemTime) -> Result<usize>;
+
+    /// Up to `limit` stored blobs after `after` in digest order (algorithm, then hex), each
+    /// with its size and when it was last written: how a sweep finds bytes no record names
+    /// without holding the whole listing.
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>>;
 
     /// Bytes of all complete blobs, from counters the store keeps (never a walk per call);
     /// `None` while not yet known.

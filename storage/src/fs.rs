@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::io::ReaderStream;
 
-use crate::blob::{BlobStore, ByteStream, UploadId};
+use crate::blob::{BlobStore, ByteStream, StoredBlob, UploadId};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
 
@@ -267,6 +267,69 @@ fn remove_dir(dir: &Path) -> io::Result<bool> {
 }
 
 /// Makes a directory's entries (a rename, a new subdirectory) durable.
+/// Walks `blobs/<alg>/<ab>/<hex>` in digest order from `after`, one shard directory at a time,
+/// so memory stays at one shard's listing plus the page.
+fn list_blobs_blocking(
+    blobs: &Path,
+    after: Option<&Digest>,
+    limit: usize,
+) -> io::Result<Vec<StoredBlob>> {
+    let mut out = Vec::new();
+    for alg in Algorithm::ALL {
+        if after.is_some_and(|a| a.algorithm() > alg) {
+            continue;
+        }
+        let mut shards = read_names(&blobs.join(alg.name()))?;
+        shards.sort();
+        for shard in shards {
+            if let Some(a) = after.filter(|a| a.algorithm() == alg) {
+                if shard.as_str() < &a.hex()[..2] {
+                    continue;
+                }
+            }
+            let dir = blobs.join(alg.name()).join(&shard);
+            let mut digests: Vec<Digest> = read_names(&dir)?
+                .into_iter()
+                .filter_map(|hex| format!("{}:{hex}", alg.name()).parse::<Digest>().ok())
+                .filter(|d| after.is_none_or(|a| d > a))
+                .collect();
+            digests.sort();
+            for digest in digests {
+                let meta = match std::fs::metadata(dir.join(digest.hex())) {
+                    Ok(m) => m,
+                    // Deleted since the directory was read.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                out.push(StoredBlob {
+                    digest,
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     File::open(dir)?.sync_all()?;
@@ -639,6 +702,11 @@ impl BlobStore for FsBlobStore {
             self.forget(&id);
         }
         Ok(purged)
+    }
+
+    async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>> {
+        let (blobs, after) = (self.root.join("blobs"), after.cloned());
+        Ok(blocking(move || list_blobs_blocking(&blobs, after.as_ref(), limit)).await?)
     }
 
     fn free_bytes(&self) -> Option<u64> {

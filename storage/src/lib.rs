@@ -19,7 +19,7 @@ pub mod sled_store;
 pub mod space;
 pub mod testsuite;
 
-pub use blob::{BlobStore, ByteStream, UploadId};
+pub use blob::{BlobStore, ByteStream, StoredBlob, UploadId};
 pub use digest::{Algorithm, Digest, DigestError};
 pub use error::{Error, Result};
 pub use metadata::{MetadataStore, MetadataStoreExt, TxError, Txn};

@@ -320,6 +320,52 @@ pub async fn blob_suite(store: &dyn BlobStore) {
     blob_cancel(store).await;
     blob_delete(store).await;
     blob_purge(store).await;
+    blob_listing(store).await;
+}
+
+/// `list_blobs` pages through every stored blob in digest order, and only stored ones.
+pub async fn blob_listing(store: &dyn BlobStore) {
+    let before: Vec<Digest> = store
+        .list_blobs(None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    let mut added = Vec::new();
+    for seed in 0..25u8 {
+        let data = pattern(100 + seed as usize, seed.wrapping_add(100));
+        added.push(put_blob(store, &data).await);
+    }
+    let mut want: Vec<Digest> = before.iter().chain(added.iter()).cloned().collect();
+    want.sort();
+    want.dedup();
+    let mut got = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = store.list_blobs(after.as_ref(), 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        for b in page {
+            assert_eq!(store.stat(&b.digest).await.unwrap(), Some(b.size));
+            got.push(b.digest);
+        }
+    }
+    assert_eq!(got, want);
+    for d in &added {
+        store.delete(d).await.unwrap();
+    }
+    let left: Vec<Digest> = store
+        .list_blobs(None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    let mut expect = before.clone();
+    expect.retain(|d| !added.contains(d));
+    assert_eq!(left, expect);
 }
 
 pub async fn blob_round_trip(store: &dyn BlobStore) {

@@ -270,6 +270,11 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(data_dir: &Path) -> Serve {
+        Self::start_with_env(data_dir, &[])
+    }
+
+    /// [`Serve::start`] with extra environment (settings as `BERTH_*` variables).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Serve {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -279,6 +284,7 @@ impl Serve {
             .env_remove("BERTH_TLS_CERT")
             .env_remove("BERTH_TLS_KEY")
             .env_remove("BERTH_TLS_CLIENT_CA")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -126,7 +126,7 @@ async fn describe_multi_arch_index() {
 
 /// Replaces what varies between runs: the server's host:port (`HOST`), digests
 /// (`sha256:<digest-N>`, numbered in order of appearance) and ages (`<age> ago`).
-fn normalize(out: &str, s: &TestServer) -> String {
+pub(crate) fn normalize(out: &str, s: &TestServer) -> String {
     let out = out.replace(s.base.trim_start_matches("http://"), "HOST");
     let mut digests: Vec<&str> = Vec::new();
     let mut result = String::new();
@@ -181,7 +181,7 @@ fn normalize_age(line: &str) -> String {
 }
 
 /// Compares with (or, with `BLESS=1`, writes) `tests/integration/golden/<name>`.
-fn golden(name: &str, actual: &str) {
+pub(crate) fn golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/integration/golden")
         .join(name);

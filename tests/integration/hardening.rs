@@ -33,7 +33,7 @@ async fn registry_token(s: &TestServer, user: &str, scope: &str) -> String {
 }
 
 /// An access token of `user`'s own, created with its password.
-async fn access_token(s: &TestServer, user: &str, password: &str) -> String {
+pub async fn access_token(s: &TestServer, user: &str, password: &str) -> String {
     let r = s
         .req(Method::POST, "/auth/v1/tokens")
         .basic_auth(user, Some(password))

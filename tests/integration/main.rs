@@ -8,6 +8,7 @@ mod crash_loop;
 mod describe;
 mod disk_full;
 mod distribution;
+mod gc;
 mod hardening;
 mod imagestreams;
 mod import;

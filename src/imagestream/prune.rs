@@ -1,0 +1,479 @@
+//! `berth adm prune images` (OpenShift's `oc adm prune images`), done by the server.
+//!
+//! Per stream: keep revisions `0..keep_tag_revisions` of every tag and every entry younger than
+//! the limit, drop the rest (and tags left empty); a stream younger than the limit keeps
+//! everything. Then the repository keeps the manifests its history names, their children
+//! (transitively), referrers of kept manifests and anything younger than the limit; other
+//! manifest links go, and so do links of blobs no kept manifest uses. Finally an Image in no
+//! stream's history whose manifest no repository links is deleted. What then has no reference
+//! at all is garbage collection's to delete, after its grace period.
+//!
+//! Decisions come from scans; each write re-checks in its transaction that the stream (its
+//! resourceVersion) and the repository (its link generation) did not change meanwhile, and
+//! starts over for that stream if they did, so a concurrent push is never undone.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, SystemTime};
+
+use berth_storage::record::decode;
+use berth_storage::{Digest, MetadataStore, TxError};
+use serde::Serialize;
+
+use super::error::{Error, Result};
+use super::reach::Reach;
+use super::service::ImageStreams;
+use super::store::{self, keys, load_checked, load_head, save_stream};
+use super::types::{Image, ImageStream};
+use super::{Change, ChangeKind};
+use crate::registry::content;
+use crate::registry::records::{keys as reg_keys, now_secs, BlobRecord, ManifestRecord};
+use crate::registry::RepositoryName;
+
+/// Unlinks per transaction, so each stays small whatever the repository holds.
+const UNLINKS_PER_TXN: usize = 50;
+
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    pub keep_tag_revisions: usize,
+    pub keep_younger_than: Duration,
+    /// Prune imported images too (`false`: only those pushed here, `openshift.io/image.managed`).
+    pub all: bool,
+    /// Only this namespace's streams; Images (cluster-scoped) are then left alone.
+    pub namespace: Option<String>,
+    pub confirm: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRow {
+    pub stream: String,
+    pub image: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkRow {
+    pub repository: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// History entries removed from streams, one row per stream and image.
+    pub history: Vec<HistoryRow>,
+    pub manifest_links: Vec<LinkRow>,
+    pub layer_links: Vec<LinkRow>,
+    pub images: Vec<String>,
+}
+
+impl ImageStreams {
+    pub async fn prune_images(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        let cutoff = SystemTime::now()
+            .checked_sub(opts.keep_younger_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut report = PruneReport {
+            dry_run: !opts.confirm,
+            ..PruneReport::default()
+        };
+        let mut referenced: HashSet<String> = HashSet::new();
+        let heads = self.list_heads(opts.namespace.as_deref())?;
+        for head in heads {
+            let (ns, name) = (head.metadata.namespace.clone(), head.metadata.name.clone());
+            let Some(kept) = self
+                .prune_stream(&ns, &name, opts, cutoff, &mut report)
+                .await?
+            else {
+                continue;
+            };
+            for t in &kept.status.tags {
+                referenced.extend(t.items.iter().map(|e| e.image.clone()));
+            }
+            if let Ok(repo) = RepositoryName::parse(&format!("{ns}/{name}")) {
+                self.prune_repository(&repo, &kept, opts, cutoff, &mut report)
+                    .await?;
+            }
+        }
+        if opts.namespace.is_none() {
+            self.prune_image_objects(&referenced, opts, cutoff, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Trims one stream's history; returns the stream as it is (or would be) afterwards.
+    async fn prune_stream(
+        &self,
+        ns: &str,
+        name: &str,
+        opts: &PruneOptions,
+        cutoff: SystemTime,
+        report: &mut PruneReport,
+    ) -> Result<Option<ImageStream>> {
+        for _ in 0..crate::registry::MAX_STREAM_RETRIES {
+            let meta = self.registry().metadata().clone();
+            let Some(snapshot) = store::read_stream(meta.as_ref(), ns, name)? else {
+                return Ok(None);
+            };
+            if younger(snapshot.metadata.creation_timestamp.as_deref(), cutoff) {
+                return Ok(Some(snapshot));
+            }
+            let mut trimmed = snapshot.clone();
+            let mut removed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for t in &mut trimmed.status.tags {
+                let mut kept = Vec::new();
+                for (revision, e) in t.items.drain(..).enumerate() {
+                    let keep = revision < opts.keep_tag_revisions
+                        || younger(Some(e.created.as_str()), cutoff)
+                        || (!opts.all && !self.is_managed(meta.as_ref(), &e.image)?);
+                    if keep {
+                        kept.push(e);
+                    } else {
+                        removed
+                            .entry(e.image.clone())
+                            .or_default()
+                            .push(t.tag.clone());
+                    }
+                }
+                t.items = kept;
+            }
+            trimmed
+                .status
+                .tags
+                .retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
+            if removed.is_empty() {
+                return Ok(Some(snapshot));
+            }
+            if opts.confirm {
+                let (snap, new) = (snapshot.clone(), trimmed.clone());
+                let written = self
+                    .registry()
+                    .write_changes_as(move |tx, changes| {
+                        let Some(old) = load_checked(tx, &snap)? else {
+                            return Ok(None);
+                        };
+                        let mut new = new.clone();
+                        // Pruning only removes entries, so nothing new becomes reachable.
+                        save_stream(tx, Some(&old), &mut new, changes, &Reach::trusted())?;
+                        Ok(Some(new))
+                    })
+                    .await;
+                match written {
+                    Err(Error::Retry) => continue,
+                    Err(e) => return Err(e),
+                    Ok(None) => return Ok(None),
+                    Ok(Some(new)) => trimmed = new,
+                }
+            }
+            for (image, mut tags) in removed {
+                tags.dedup();
+                report.history.push(HistoryRow {
+                    stream: format!("{ns}/{name}"),
+                    image,
+                    tags,
+                });
+            }
+            return Ok(Some(trimmed));
+        }
+        Err(Error::Retry)
+    }
+
+    fn is_managed(&self, meta: &dyn MetadataStore, image: &str) -> Result<bool> {
+        Ok(match meta.get(&keys::image(image))? {
+            Some(v) => decode::<Image>(&v)?.is_managed(),
+            None => false,
+        })
+    }
+
+    /// Unlinks the manifests and blobs of `repo` that the kept history no longer needs.
+    async fn prune_repository(
+        &self,
+        repo: &RepositoryName,
+        stream: &ImageStream,
+        opts: &PruneOptions,
+        cutoff: SystemTime,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        let meta = self.registry().metadata().clone();
+        let cutoff_secs = unix(cutoff);
+        for _ in 0..crate::registry::MAX_STREAM_RETRIES {
+            let generation = read_generation(meta.as_ref(), repo)?;
+            let head_rv = stream.metadata.resource_version.clone();
+            let linked = scan_digests(meta.as_ref(), &reg_keys::repo_manifests(repo))?;
+            let mut records: BTreeMap<Digest, ManifestRecord> = BTreeMap::new();
+            for d in &linked {
+                if let Some(v) = meta.get(&reg_keys::manifest(d))? {
+                    records.insert(d.clone(), decode(&v)?);
+                }
+            }
+            let mut kept: BTreeSet<Digest> = BTreeSet::new();
+            let history: HashSet<&str> = stream
+                .status
+                .tags
+                .iter()
+                .flat_map(|t| t.items.iter().map(|e| e.image.as_str()))
+                .collect();
+            for d in &linked {
+                let recent = records.get(d).is_some_and(|r| r.touched > cutoff_secs);
+                let spared = !opts.all && !self.is_managed(meta.as_ref(), &d.to_string())?;
+                if history.contains(d.to_string().as_str()) || recent || spared {
+                    kept.insert(d.clone());
+                }
+            }
+            // Children of kept indexes and referrers of kept manifests stay, to a fixpoint.
+            loop {
+                let before = kept.len();
+                for (d, r) in &records {
+                    if kept.contains(d) {
+                        let (_, children) = r.names();
+                        kept.extend(children.into_iter().filter(|c| records.contains_key(c)));
+                    } else if r.subject.as_ref().is_some_and(|s| kept.contains(s)) {
+                        kept.insert(d.clone());
+                    }
+                }
+                if kept.len() == before {
+                    break;
+                }
+            }
+            let drop_manifests: Vec<Digest> = linked
+                .iter()
+                .filter(|d| !kept.contains(*d))
+                .cloned()
+                .collect();
+            let used: HashSet<Digest> = kept
+                .iter()
+                .filter_map(|d| records.get(d))
+                .flat_map(|r| r.names().0)
+                .collect();
+            let mut drop_blobs = Vec::new();
+            for b in scan_digests(meta.as_ref(), &reg_keys::repo_blobs(repo))? {
+                if used.contains(&b) {
+                    continue;
+                }
+                let touched = match meta.get(&reg_keys::blob(&b))? {
+                    Some(v) => decode::<BlobRecord>(&v)?.touched,
+                    None => 0,
+                };
+                if touched <= cutoff_secs {
+                    drop_blobs.push(b);
+                }
+            }
+            let drop_pull_throughs: Vec<Digest> =
+                scan_digests(meta.as_ref(), &reg_keys::repo_pull_throughs(repo))?
+                    .into_iter()
+                    .filter(|b| !used.contains(b))
+                    .collect();
+            if opts.confirm {
+                match self
+                    .unlink(
+                        repo,
+                        generation,
+                        &head_rv,
+                        &drop_manifests,
+                        &drop_blobs,
+                        &drop_pull_throughs,
+                    )
+                    .await
+                {
+                    Err(Error::Retry) => continue,
+                    other => other?,
+                }
+            }
+            let row = |d: &Digest| LinkRow {
+                repository: repo.to_string(),
+                digest: d.to_string(),
+            };
+            report.manifest_links.extend(drop_manifests.iter().map(row));
+            report.layer_links.extend(drop_blobs.iter().map(row));
+            return Ok(());
+        }
+        Err(Error::Retry)
+    }
+
+    /// Removes links in small transactions, each checking that the repository and its stream
+    /// are as they were when the decision was made ([`Error::Retry`] otherwise).
+    async fn unlink(
+        &self,
+        repo: &RepositoryName,
+        mut generation: u64,
+        head_rv: &str,
+        manifests: &[Digest],
+        blobs: &[Digest],
+        pull_throughs: &[Digest],
+    ) -> Result<()> {
+        enum Item {
+            Manifest(Digest),
+            Blob(Digest),
+            PullThrough(Digest),
+        }
+        let items: Vec<Item> = manifests
+            .iter()
+            .cloned()
+            .map(Item::Manifest)
+            .chain(blobs.iter().cloned().map(Item::Blob))
+            .chain(pull_throughs.iter().cloned().map(Item::PullThrough))
+            .collect();
+        let mut chunks = items.chunks(UNLINKS_PER_TXN);
+        let chunks: Vec<Vec<&Item>> = chunks.by_ref().map(|c| c.iter().collect()).collect();
+        for chunk in chunks {
+            let batch: Vec<(u8, Digest)> = chunk
+                .iter()
+                .map(|i| match i {
+                    Item::Manifest(d) => (0, d.clone()),
+                    Item::Blob(d) => (1, d.clone()),
+                    Item::PullThrough(d) => (2, d.clone()),
+                })
+                .collect();
+            let (repo, head_rv) = (repo.clone(), head_rv.to_string());
+            generation = self
+                .registry()
+                .write_changes_as(move |tx, _changes| {
+                    let (ns, name) = (repo.namespace().as_str(), repo.stream().as_str());
+                    let rv = load_head(tx, ns, name)?.map(|h| h.metadata.resource_version);
+                    if content::generation(tx, &repo)? != generation
+                        || rv.as_deref().is_some_and(|rv| rv != head_rv)
+                    {
+                        return Err(TxError::Abort(Error::Retry));
+                    }
+                    let now = now_secs();
+                    for (kind, d) in &batch {
+                        match kind {
+                            0 => {
+                                content::unlink_manifest(tx, &repo, d, now)?;
+                            }
+                            1 => {
+                                content::unlink_blob(tx, &repo, d, now)?;
+                            }
+                            _ => tx.delete(&reg_keys::pull_through(&repo, d))?,
+                        }
+                    }
+                    content::generation(tx, &repo)
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes Images no kept history names, whose manifest no repository links.
+    async fn prune_image_objects(
+        &self,
+        referenced: &HashSet<String>,
+        opts: &PruneOptions,
+        cutoff: SystemTime,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        let meta = self.registry().metadata().clone();
+        // A dry run removed no links: count those it would have.
+        let mut unlinked: BTreeMap<String, u64> = BTreeMap::new();
+        for row in &report.manifest_links {
+            *unlinked.entry(row.digest.clone()).or_default() += 1;
+        }
+        let mut candidates = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = meta.scan(&keys::images(), after.as_deref(), 500)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in page {
+                let image: Image = decode(&v)?;
+                let name = image.metadata.name.clone();
+                if referenced.contains(&name)
+                    || younger(image.metadata.creation_timestamp.as_deref(), cutoff)
+                    || (!opts.all && !image.is_managed())
+                {
+                    continue;
+                }
+                candidates.push(name);
+            }
+        }
+        for name in candidates {
+            let deleted = if opts.confirm {
+                let n = name.clone();
+                self.registry()
+                    .write_changes_as(move |tx, changes| {
+                        let key = keys::image(&n);
+                        let Some(mut image) = store::get::<Image>(tx, &key)? else {
+                            return Ok(false);
+                        };
+                        let digest = n.parse::<Digest>().ok();
+                        if let Some(d) = &digest {
+                            // Linked again since the scan (a push or tag): it stays.
+                            if let Some(r) =
+                                store::get::<ManifestRecord>(tx, &reg_keys::manifest(d))?
+                            {
+                                if r.links > 0 {
+                                    return Ok(false);
+                                }
+                            }
+                        }
+                        tx.delete(&key)?;
+                        if let Some(d) = &digest {
+                            content::image_released(tx, d, now_secs())?;
+                        }
+                        image.metadata.resource_version =
+                            store::next_resource_version(tx)?.to_string();
+                        changes.push(Change::Image {
+                            kind: ChangeKind::Deleted,
+                            image,
+                        });
+                        Ok(true)
+                    })
+                    .await?
+            } else {
+                let going = unlinked.get(&name).copied().unwrap_or(0);
+                let linked = match name.parse::<Digest>() {
+                    Ok(d) => match meta.get(&reg_keys::manifest(&d))? {
+                        Some(v) => decode::<ManifestRecord>(&v)?.links > going,
+                        None => false,
+                    },
+                    Err(_) => false,
+                };
+                !linked
+            };
+            if deleted {
+                report.images.push(name);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn younger(timestamp: Option<&str>, cutoff: SystemTime) -> bool {
+    timestamp
+        .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+        .is_some_and(|t| t >= cutoff)
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn read_generation(meta: &dyn MetadataStore, repo: &RepositoryName) -> Result<u64> {
+    Ok(match meta.get(&reg_keys::repository(repo))? {
+        Some(v) => decode::<crate::registry::records::RepositoryRecord>(&v)?.generation,
+        None => 0,
+    })
+}
+
+fn scan_digests(meta: &dyn MetadataStore, prefix: &[u8]) -> Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = meta.scan(prefix, after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (k, _) in page {
+            if let Ok(d) = std::str::from_utf8(reg_keys::last_part(&k))
+                .unwrap_or_default()
+                .parse()
+            {
+                out.push(d);
+            }
+        }
+    }
+    Ok(out)
+}
