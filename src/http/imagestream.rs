@@ -137,6 +137,8 @@ impl Api {
                             ih.publish(event);
                         }
                     }
+                    // Released to webhooks by the outbox, never to watchers.
+                    Change::Notice(_) => {}
                 }
             }));
         Ok(Api {
