@@ -270,9 +270,15 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(data_dir: &Path) -> Serve {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`Serve::start`] with more `berth serve` arguments.
+    pub fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Serve {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("BERTH_CONFIG")

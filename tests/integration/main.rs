@@ -21,3 +21,4 @@ mod plateau;
 mod remote;
 mod streams_at_scale;
 mod tls;
+mod webhooks;
