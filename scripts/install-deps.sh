@@ -17,6 +17,10 @@ PIP_REQS=(
   "requests>=2.31,<3"
   # The reference Prometheus text parser: test_metrics.py scrapes /metrics with it.
   "prometheus_client>=0.20,<1"
+  # Independent checks of webhook deliveries (test_webhooks.py): Standard Webhooks signatures
+  # and the CloudEvents SDK (2.x: cloudevents.core).
+  "standardwebhooks>=1.0,<2"
+  "cloudevents>=2,<3"
 )
 
 sudo_cmd=()
@@ -122,5 +126,5 @@ fi
   echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
   echo "docker-compose $(docker-compose version --short 2>/dev/null)"
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
-  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests","prometheus_client")))'
+  "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests","prometheus_client","standardwebhooks","cloudevents")))'
 } | paste -sd ';' | sed 's/;/; /g; s/^/install-deps: versions: /'

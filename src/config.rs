@@ -121,6 +121,25 @@ pub struct Config {
     /// Free bytes kept on the data directory's filesystem: blob data is refused below it (507),
     /// metadata writes below half of it, and `/readyz` answers 503 below it. 0 turns it off.
     pub min_free_bytes: u64,
+    /// Let webhooks target loopback, private and link-local addresses (refused by default:
+    /// namespace admins choose webhook URLs).
+    pub webhook_allow_private: bool,
+    /// Extra PEM roots trusted for webhook receivers (besides the system's).
+    pub webhook_ca_bundle: Option<PathBuf>,
+    /// Per delivery attempt, connecting included.
+    pub webhook_timeout_secs: u64,
+    /// The first retry's delay after a failed delivery, in milliseconds; doubles per failure.
+    pub webhook_backoff_base_ms: u64,
+    /// The longest delay between retries.
+    pub webhook_backoff_cap_secs: u64,
+    /// Events one subscription may have waiting; beyond it new ones are dropped and counted.
+    pub webhook_outbox_max_events: u64,
+    /// Events older than this are dropped undelivered (and counted).
+    pub webhook_outbox_max_age_secs: u64,
+    /// Delivery requests in flight at once, across subscriptions.
+    pub webhook_max_in_flight: usize,
+    /// How long a rotated-out signing secret keeps signing beside the new one.
+    pub webhook_rotation_overlap_secs: u64,
 }
 
 impl Default for Config {
@@ -169,6 +188,15 @@ impl Default for Config {
             login_failures_per_source_per_minute: 30,
             metrics_token: None,
             min_free_bytes: 64 * 1024 * 1024,
+            webhook_allow_private: false,
+            webhook_ca_bundle: None,
+            webhook_timeout_secs: 10,
+            webhook_backoff_base_ms: 1000,
+            webhook_backoff_cap_secs: 3600,
+            webhook_outbox_max_events: 10_000,
+            webhook_outbox_max_age_secs: 7 * 24 * 3600,
+            webhook_max_in_flight: 64,
+            webhook_rotation_overlap_secs: 24 * 3600,
         }
     }
 }
@@ -325,6 +353,12 @@ pub struct ServeArgs {
     /// Bearer token for GET /metrics (unset: loopback clients only).
     #[arg(long, env = "BERTH_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Let webhooks target loopback, private and link-local addresses.
+    #[arg(long, env = "BERTH_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// PEM file of extra CA certificates trusted for webhook receivers.
+    #[arg(long, env = "BERTH_WEBHOOK_CA_BUNDLE")]
+    pub webhook_ca_bundle: Option<PathBuf>,
 }
 
 impl Config {
@@ -443,6 +477,10 @@ impl Config {
         }
         if let Some(v) = &args.metrics_token {
             config.metrics_token = Some(v.clone());
+        }
+        config.webhook_allow_private |= args.webhook_allow_private;
+        if let Some(v) = &args.webhook_ca_bundle {
+            config.webhook_ca_bundle = Some(v.clone());
         }
         Ok(config)
     }

@@ -6,6 +6,7 @@
 //! - [`http`]: the only module that knows HTTP: endpoint parsing, handlers, wire errors.
 //! - [`server`]: the accept loop with graceful shutdown.
 //! - [`tls`]: HTTPS (rustls), certificate reload, client-certificate identities.
+//! - [`webhooks`]: subscriptions, the transactional outbox and its delivery worker.
 //! - storage lives in the `berth-storage` crate (metadata store and blob store traits).
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod registry;
 pub mod secrets;
 pub mod server;
 pub mod tls;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +135,8 @@ async fn start_auth(
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: TcpListener,
+    outbox: Arc<webhooks::outbox::Outbox>,
+    delivery: webhooks::delivery::Settings,
     state: Arc<http::State>,
     config: Config,
     tls: Option<tls::Tls>,
@@ -177,7 +181,29 @@ impl Server {
             metrics.import_counters(),
         );
         let auth = start_auth(&config, &registry).await?;
+        // Every transaction that raises notices queues them for subscribers as it commits.
+        let outbox = webhooks::outbox::Outbox::new(config.webhook_outbox_max_events);
+        registry.set_notice_sink(outbox.clone());
+        let webhooks = webhooks::Webhooks::new(
+            registry.clone(),
+            webhooks::subscriptions::Policy {
+                allow_private: config.webhook_allow_private,
+                rotation_overlap: Duration::from_secs(config.webhook_rotation_overlap_secs),
+            },
+        );
+        let delivery = webhooks::delivery::Settings {
+            timeout: Duration::from_secs(config.webhook_timeout_secs.max(1)),
+            backoff_base: Duration::from_millis(config.webhook_backoff_base_ms.max(1)),
+            backoff_cap: Duration::from_secs(config.webhook_backoff_cap_secs.max(1)),
+            max_age: Duration::from_secs(config.webhook_outbox_max_age_secs),
+            max_in_flight: config.webhook_max_in_flight,
+            allow_private: config.webhook_allow_private,
+            ca_bundle: config.webhook_ca_bundle.clone(),
+            public_host: public_host.clone(),
+        };
         Ok(Server {
+            outbox,
+            delivery,
             listener,
             state: Arc::new(http::State {
                 auth,
@@ -190,6 +216,7 @@ impl Server {
                 api: http::imagestream::Api::new(
                     imagestream::service::ImageStreams::new(registry.clone()),
                     importer.clone(),
+                    webhooks,
                     http::imagestream::WatchLimits {
                         per_watcher_bytes: mib(config.watch_buffer_mib_per_watcher),
                         per_watcher_events: config.watch_buffer_events_per_watcher.max(1),
@@ -265,6 +292,12 @@ impl Server {
                 max_per_minute: self.config.max_scheduled_imports_per_minute,
             },
         );
+        let deliveries = webhooks::delivery::spawn(
+            self.state.registry.metadata().clone(),
+            &self.outbox,
+            &self.state.api.webhooks,
+            self.delivery.clone(),
+        )?;
         let api_state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -285,6 +318,7 @@ impl Server {
         janitor.abort();
         collector.abort();
         controller.abort();
+        deliveries.abort();
         let meta = self.state.registry.metadata().clone();
         match tokio::task::spawn_blocking(move || meta.flush()).await? {
             Ok(()) => {}

@@ -22,8 +22,11 @@ enum Command {
     Describe(berth::cli::DescribeArgs),
     /// Import images from another registry into an image stream (like `oc import-image`).
     ImportImage(berth::cli::import::ImportImageArgs),
-    /// Create objects: `create secret docker-registry|generic` (registry credentials).
+    /// Create objects: `create secret docker-registry|generic` (registry credentials),
+    /// `create webhook` (event subscriptions).
     Create(berth::cli::secret::CreateArgs),
+    /// Delete objects: `delete webhook NAME`.
+    Delete(berth::cli::DeleteArgs),
     /// Tag existing images into image streams (like `oc tag`).
     Tag(berth::cli::TagArgs),
     /// Log in: store an access token for the server in the client config.
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Tag(args) => client_verb(conn, |c| berth::cli::tag::run(c, &args)),
         Command::ImportImage(args) => client_verb(conn, |c| berth::cli::import::run(c, &args)),
         Command::Create(args) => client_verb(conn, |c| berth::cli::secret::run(c, &args)),
+        Command::Delete(args) => client_verb(conn, |c| berth::cli::delete(c, &args)),
         Command::Login(args) => client_verb(conn, |c| berth::cli::login::login(c, &args)),
         Command::Logout => client_verb(conn, berth::cli::login::logout),
         Command::Whoami => client_verb(conn, berth::cli::login::whoami),

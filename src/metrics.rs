@@ -82,6 +82,18 @@ pub struct Sizes {
     pub metadata_disk_bytes: Option<u64>,
     pub blob_bytes: Option<u64>,
     pub data_dir_free_bytes: Option<u64>,
+    pub gc: Option<GcSizes>,
+}
+
+/// Garbage collection's state as `berth adm gc status` shows it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GcSizes {
+    pub pending: u64,
+    pub blobs_deleted: u64,
+    pub bytes_deleted: u64,
+    pub manifests_deleted: u64,
+    pub orphans_deleted: u64,
+    pub last_run: u64,
 }
 
 pub struct Metrics {
@@ -98,6 +110,7 @@ pub struct Metrics {
     blob_bytes: IntGauge,
     data_dir_free_bytes: IntGauge,
     resident_bytes: IntGauge,
+    gc: [IntGauge; 6],
 }
 
 impl Default for Metrics {
@@ -195,6 +208,32 @@ impl Metrics {
                 "process_resident_memory_bytes",
                 "Resident memory of the berth process.",
             ),
+            gc: [
+                gauge(
+                    "berth_gc_pending_candidates",
+                    "Unreferenced blobs and manifests waiting for their grace period to end.",
+                ),
+                gauge(
+                    "berth_gc_deleted_blobs",
+                    "Blobs garbage collection deleted since the store was created.",
+                ),
+                gauge(
+                    "berth_gc_reclaimed_bytes",
+                    "Bytes garbage collection freed (blobs and orphan files).",
+                ),
+                gauge(
+                    "berth_gc_deleted_manifests",
+                    "Manifests garbage collection deleted.",
+                ),
+                gauge(
+                    "berth_gc_deleted_orphan_files",
+                    "Blob files no record named, removed by the sweep.",
+                ),
+                gauge(
+                    "berth_gc_last_run_timestamp_seconds",
+                    "When garbage collection last deleted something (Unix seconds).",
+                ),
+            ],
             registry,
         }
     }
@@ -248,6 +287,18 @@ impl Metrics {
         set(&self.blob_bytes, sizes.blob_bytes);
         set(&self.data_dir_free_bytes, sizes.data_dir_free_bytes);
         set(&self.resident_bytes, resident_bytes());
+        let gc = sizes.gc;
+        let gc_values = [
+            gc.map(|g| g.pending),
+            gc.map(|g| g.blobs_deleted),
+            gc.map(|g| g.bytes_deleted),
+            gc.map(|g| g.manifests_deleted),
+            gc.map(|g| g.orphans_deleted),
+            gc.map(|g| g.last_run),
+        ];
+        for (gauge, value) in self.gc.iter().zip(gc_values) {
+            set(gauge, value);
+        }
         // An unknown size is left out rather than reported as a number it is not.
         let unknown: Vec<&str> = [
             ("berth_uploads_open", sizes.open_uploads),
@@ -255,6 +306,12 @@ impl Metrics {
             ("berth_blob_store_bytes", sizes.blob_bytes),
             ("berth_data_dir_free_bytes", sizes.data_dir_free_bytes),
             ("process_resident_memory_bytes", resident_bytes()),
+            ("berth_gc_pending_candidates", gc_values[0]),
+            ("berth_gc_deleted_blobs", gc_values[1]),
+            ("berth_gc_reclaimed_bytes", gc_values[2]),
+            ("berth_gc_deleted_manifests", gc_values[3]),
+            ("berth_gc_deleted_orphan_files", gc_values[4]),
+            ("berth_gc_last_run_timestamp_seconds", gc_values[5]),
         ]
         .into_iter()
         .filter(|(_, v)| v.is_none())

@@ -13,6 +13,7 @@ mod report;
 mod results;
 mod server;
 mod stats;
+mod webhooks;
 mod workloads;
 
 use std::path::PathBuf;
@@ -296,6 +297,10 @@ async fn main() -> ExitCode {
     if wanted(7) {
         bench.mixed().await;
         memory.push(memory_sample("7 mixed", &servers));
+    }
+    if wanted(10) {
+        bench.webhooks().await;
+        memory.push(memory_sample("10 webhooks", &servers));
     }
     // 6, 8 and 9 build big image streams; each gets a fresh pair of servers so what they keep
     // in memory does not weigh on the other workloads (and each server's peak is its own).

@@ -165,6 +165,8 @@ pub fn start_berth(bin: &Path, work: &Path, wrapper: &[String]) -> Result<Server
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path().join("data"))
+        // Workload 10's webhook receiver listens on loopback.
+        .arg("--webhook-allow-private")
         // Like the peer's `log.level: warn` with the access log off: no line per request. The
         // startup line still comes through.
         .env("RUST_LOG", "info,berth::access=warn")

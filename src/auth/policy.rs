@@ -96,6 +96,8 @@ pub enum Action {
     Secrets(String),
     /// Manage the namespace's role bindings.
     Bindings(String),
+    /// Read or manage the namespace's webhook subscriptions.
+    Webhooks(String),
     /// Read Images (cluster-scoped).
     ReadImages,
     /// Delete Images.
@@ -116,7 +118,8 @@ impl Action {
             | Action::Import(ns)
             | Action::DeleteManifest(ns)
             | Action::Secrets(ns)
-            | Action::Bindings(ns) => Some(ns),
+            | Action::Bindings(ns)
+            | Action::Webhooks(ns) => Some(ns),
             _ => None,
         }
     }
@@ -129,7 +132,7 @@ impl Action {
             | Action::CreateStream(_)
             | Action::DeleteTag(_)
             | Action::Import(_) => Some(Role::Edit),
-            Action::Secrets(_) | Action::Bindings(_) => Some(Role::Admin),
+            Action::Secrets(_) | Action::Bindings(_) | Action::Webhooks(_) => Some(Role::Admin),
             _ => None,
         }
     }
@@ -146,9 +149,11 @@ impl Action {
     pub fn verb(&self) -> &'static str {
         match self {
             Action::View(_) | Action::ReadImages | Action::ReadAll | Action::Secrets(_) => "get",
-            Action::Push(_) | Action::Import(_) | Action::Bindings(_) | Action::ManageUsers => {
-                "update"
-            }
+            Action::Push(_)
+            | Action::Import(_)
+            | Action::Bindings(_)
+            | Action::Webhooks(_)
+            | Action::ManageUsers => "update",
             Action::CreateStream(_) => "create",
             Action::DeleteTag(_) | Action::DeleteManifest(_) | Action::DeleteImages => "delete",
         }

@@ -30,6 +30,14 @@ pub struct DescribeArgs {
 
 /// Runs `berth describe` and returns what it prints on stdout.
 pub fn run(conn: &Connection, args: &DescribeArgs) -> Result<String, CliError> {
+    let webhook = match (args.resource.split_once('/'), &args.name) {
+        (Some((kind, name)), None) if super::is_webhook(kind) => Some(name),
+        (None, Some(name)) if super::is_webhook(&args.resource) => Some(name.as_str()),
+        _ => None,
+    };
+    if let Some(name) = webhook {
+        return super::webhook::describe(conn, name);
+    }
     let (resource, name) = target(args)?;
     let client = Client::new(conn)?;
     let object = client.get(&resource.path(&conn.namespace, Some(&name)))?;

@@ -15,6 +15,7 @@ pub mod login;
 pub mod printer;
 pub mod secret;
 pub mod tag;
+pub mod webhook;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -116,6 +117,32 @@ pub fn finish(result: Result<String, CliError>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether a resource name given to a verb means berth.io webhooks.
+pub fn is_webhook(resource: &str) -> bool {
+    matches!(
+        resource.split('.').next().unwrap_or(resource),
+        "webhook" | "webhooks"
+    )
+}
+
+/// `berth delete TYPE NAME` (webhooks only).
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// webhook
+    pub resource: String,
+    pub name: String,
+}
+
+pub fn delete(conn: &Connection, args: &DeleteArgs) -> Result<String, CliError> {
+    if !is_webhook(&args.resource) {
+        return Err(CliError::Other(format!(
+            "berth delete supports webhooks only, not {:?}",
+            args.resource
+        )));
+    }
+    webhook::delete(conn, &args.name)
 }
 
 /// `berth get`.
@@ -225,6 +252,9 @@ impl Output {
 
 /// Runs `berth get` and returns what it prints on stdout.
 pub fn get(conn: &Connection, args: &GetArgs) -> Result<String, CliError> {
+    if is_webhook(&args.resource) {
+        return webhook::get(conn, args.name.as_deref(), args.output.as_deref());
+    }
     let resource = Resource::parse(&args.resource)?;
     let output = Output::parse(args.output.as_deref())?;
     let client = Client::new(conn)?;

@@ -19,6 +19,8 @@ pub enum CreateWhat {
     /// Create a secret.
     #[command(subcommand)]
     Secret(SecretKind),
+    /// Create a webhook subscription (needs admin in the namespace).
+    Webhook(super::webhook::CreateWebhookArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,7 +80,10 @@ fn read_file(spec: &str) -> Result<(String, Vec<u8>), CliError> {
 
 /// Runs `berth create ...` and returns what it prints.
 pub fn run(conn: &Connection, args: &CreateArgs) -> Result<String, CliError> {
-    let CreateWhat::Secret(kind) = &args.what;
+    let kind = match &args.what {
+        CreateWhat::Secret(kind) => kind,
+        CreateWhat::Webhook(a) => return super::webhook::create(conn, a),
+    };
     let engine = base64::engine::general_purpose::STANDARD;
     let (name, kind, data) = match kind {
         SecretKind::DockerRegistry(a) => {

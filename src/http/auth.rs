@@ -407,6 +407,12 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::CreateSecret { namespace }
         | E::GetSecret { namespace, .. }
         | E::DeleteSecret { namespace, .. } => vec![Action::Secrets(ns(namespace))],
+        // A subscription receives whatever happens in its namespace: admins only.
+        E::ListWebhooks { namespace }
+        | E::CreateWebhook { namespace }
+        | E::GetWebhook { namespace, .. }
+        | E::ReplaceWebhook { namespace, .. }
+        | E::DeleteWebhook { namespace, .. } => vec![Action::Webhooks(ns(namespace))],
     }
 }
 

@@ -64,6 +64,8 @@ impl Default for WatchLimits {
 pub struct Api {
     pub streams: ImageStreams,
     pub importer: Importer,
+    /// The berth.io/v1 Webhook objects.
+    pub webhooks: crate::webhooks::Webhooks,
     stream_hub: Arc<Hub>,
     image_hub: Arc<Hub>,
     renders: Arc<Renders>,
@@ -74,6 +76,7 @@ impl Api {
     pub fn new(
         streams: ImageStreams,
         importer: Importer,
+        webhooks: crate::webhooks::Webhooks,
         limits: WatchLimits,
         gauges: crate::metrics::WatchGauges,
     ) -> Result<Self, crate::imagestream::Error> {
@@ -137,11 +140,14 @@ impl Api {
                             ih.publish(event);
                         }
                     }
+                    // Released to webhooks by the outbox, never to watchers.
+                    Change::Notice(_) => {}
                 }
             }));
         Ok(Api {
             streams,
             importer,
+            webhooks,
             stream_hub,
             image_hub,
             renders: Arc::default(),
@@ -189,6 +195,7 @@ fn resource_named(plural: &str) -> Resource {
         "imagestreammappings" => Resource::ImageStreamMappings,
         "imagestreamimports" => Resource::ImageStreamImports,
         "secrets" => Resource::Secrets,
+        "webhooks" => Resource::Webhooks,
         _ => Resource::ImageStreams,
     }
 }
@@ -200,6 +207,7 @@ fn resource_of_kind(kind: &str) -> Resource {
         "Image" => Resource::Images,
         "ImageStreamImport" => Resource::ImageStreamImports,
         "Secret" => Resource::Secrets,
+        "Webhook" => Resource::Webhooks,
         _ => Resource::ImageStreams,
     }
 }
@@ -674,6 +682,35 @@ pub async fn handle(
             Ok(status::success_with_details(
                 StatusCode::OK,
                 Resource::Secrets,
+                &name,
+            ))
+        }
+        ApiEndpoint::ListWebhooks { namespace } => {
+            let items = api.webhooks.list(namespace.as_str())?;
+            Ok(resp::json(
+                StatusCode::OK,
+                &Resource::Webhooks.list(s.resource_version()?, to_values(items)),
+            ))
+        }
+        ApiEndpoint::CreateWebhook { namespace } => {
+            let w: crate::webhooks::Webhook = read_json(body).await?;
+            let created = api.webhooks.create(namespace.as_str(), w).await?;
+            object(StatusCode::CREATED, &created)
+        }
+        ApiEndpoint::GetWebhook { namespace, name } => object(
+            StatusCode::OK,
+            &api.webhooks.get(namespace.as_str(), &name)?,
+        ),
+        ApiEndpoint::ReplaceWebhook { namespace, name } => {
+            let w: crate::webhooks::Webhook = read_json(body).await?;
+            let updated = api.webhooks.update(namespace.as_str(), &name, w).await?;
+            object(StatusCode::OK, &updated)
+        }
+        ApiEndpoint::DeleteWebhook { namespace, name } => {
+            api.webhooks.delete(namespace.as_str(), &name).await?;
+            Ok(status::success_with_details(
+                StatusCode::OK,
+                Resource::Webhooks,
                 &name,
             ))
         }

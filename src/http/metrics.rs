@@ -20,7 +20,20 @@ pub async fn handle(state: &State, req: http::Request<ReqBody>) -> Response {
         return refusal;
     }
     let registry = state.registry.clone();
+    let gc = state.gc.clone();
     let sizes = tokio::task::spawn_blocking(move || Sizes {
+        gc: gc
+            .status()
+            .map(|s| crate::metrics::GcSizes {
+                pending: s.pending,
+                blobs_deleted: s.totals.blobs_deleted,
+                bytes_deleted: s.totals.bytes_deleted,
+                manifests_deleted: s.totals.manifests_deleted,
+                orphans_deleted: s.totals.orphans_deleted,
+                last_run: s.totals.last_run,
+            })
+            .map_err(|e| tracing::warn!(error = %e, "reading garbage collection status failed"))
+            .ok(),
         open_uploads: registry
             .count_uploads()
             .map_err(|e| tracing::warn!(error = %e, "counting upload sessions failed"))

@@ -329,8 +329,15 @@ mod tests {
         let s = stream_with(40, 60);
         meta.transaction(|tx: &mut dyn Txn| {
             let mut changes = Vec::new();
-            store::save_stream(tx, None, &mut s.clone(), &mut changes, &Reach::trusted())
-                .map_err(|_| TxError::Abort(()))
+            store::save_stream(
+                tx,
+                None,
+                &mut s.clone(),
+                &mut changes,
+                &Reach::trusted(),
+                crate::imagestream::Origin::Update,
+            )
+            .map_err(|_| TxError::Abort(()))
         })
         .unwrap();
         // Room for one chunk, and nobody reading it.
@@ -353,11 +360,18 @@ mod tests {
             }
             meta.transaction(|tx: &mut dyn Txn| {
                 let mut changes = Vec::new();
-                store::save_stream(tx, None, &mut s.clone(), &mut changes, &Reach::trusted())
-                    .map_err(|e| match e {
-                        TxError::Storage(e) => TxError::<()>::Storage(e),
-                        TxError::Abort(_) => TxError::Abort(()),
-                    })
+                store::save_stream(
+                    tx,
+                    None,
+                    &mut s.clone(),
+                    &mut changes,
+                    &Reach::trusted(),
+                    crate::imagestream::Origin::Update,
+                )
+                .map_err(|e| match e {
+                    TxError::Storage(e) => TxError::<()>::Storage(e),
+                    TxError::Abort(_) => TxError::Abort(()),
+                })
             })
             .unwrap();
             let whole = store::read_stream(meta.as_ref(), "ns", "app")

@@ -28,6 +28,7 @@ impl Change {
         let rv = match self {
             Change::Stream { stream, .. } => &stream.metadata.resource_version,
             Change::Image { image, .. } => &image.metadata.resource_version,
+            Change::Notice(_) => return 0,
         };
         rv.parse().unwrap_or(0)
     }
@@ -110,6 +111,10 @@ impl Events {
     /// Hands over the changes of one committed transaction.
     pub fn publish(&self, changes: Vec<Change>) {
         let mut inner = self.lock();
+        let changes = changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Notice(_)))
+            .collect();
         for c in coalesce(changes) {
             let rv = c.resource_version();
             if rv < inner.next {

@@ -3,6 +3,7 @@
 
 use super::error::Error;
 use super::history::{add_tag_event, update_tracking_tags};
+use super::notice::Origin;
 use super::reach::Reach;
 use super::store::{ensure_image, load_checked, load_tags, save_stream, Change, TxResult};
 use super::types::{now_rfc3339, Image, ImageStream, ObjectMeta, TagEvent};
@@ -37,6 +38,8 @@ pub struct Mapping<'a> {
     pub public_host: &'a str,
     /// Whose rights decide what content may enter the stream.
     pub reach: &'a Reach,
+    /// A push or an API mapping, for the istag notices.
+    pub origin: Origin,
 }
 
 pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change>) -> TxResult<()> {
@@ -74,7 +77,7 @@ pub fn apply_mapping(tx: &mut dyn Txn, m: &Mapping<'_>, changes: &mut Vec<Change
         }
     }
     if changed || old.is_none() {
-        save_stream(tx, old.as_ref(), &mut stream, changes, m.reach)?;
+        save_stream(tx, old.as_ref(), &mut stream, changes, m.reach, m.origin)?;
     }
     Ok(())
 }
@@ -98,7 +101,14 @@ pub fn delete_tag(
         return Ok(false);
     }
     // Removing a tag adds no content.
-    save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
+    save_stream(
+        tx,
+        Some(&old),
+        &mut stream,
+        changes,
+        &Reach::trusted(),
+        Origin::Delete,
+    )?;
     Ok(true)
 }
 
@@ -123,7 +133,14 @@ pub fn remove_image(
         .retain(|t| !t.items.is_empty() || !t.conditions.is_empty());
     if stream != *old.stream() {
         // Pruning (image-pruner or cluster-admin) only removes entries.
-        save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
+        save_stream(
+            tx,
+            Some(&old),
+            &mut stream,
+            changes,
+            &Reach::trusted(),
+            Origin::Prune,
+        )?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod image;
 pub mod import;
 pub mod labels;
 pub mod mapping;
+pub mod notice;
 pub mod prune;
 pub mod reach;
 pub mod service;
@@ -19,5 +20,6 @@ pub mod tag_order;
 pub mod types;
 
 pub use error::{Cause, CauseKind, Error, Result};
+pub use notice::{Notice, Origin};
 pub use reach::Reach;
 pub use store::{Change, ChangeKind};

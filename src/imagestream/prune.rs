@@ -156,7 +156,14 @@ impl ImageStreams {
                         };
                         let mut new = new.clone();
                         // Pruning only removes entries, so nothing new becomes reachable.
-                        save_stream(tx, Some(&old), &mut new, changes, &Reach::trusted())?;
+                        save_stream(
+                            tx,
+                            Some(&old),
+                            &mut new,
+                            changes,
+                            &Reach::trusted(),
+                            super::notice::Origin::Prune,
+                        )?;
                         Ok(Some(new))
                     })
                     .await;

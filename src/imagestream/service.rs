@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Cause, Error, Result};
 use super::image;
 use super::mapping::{self, apply_mapping, Mapping};
+use super::notice::Origin;
 use super::reach::Reach;
 use super::spec_tags;
 use super::store::{
@@ -314,7 +315,7 @@ impl ImageStreams {
                 let changed = spec_tags::assign_generations(None, &mut s);
                 let mut reach = reach.clone();
                 spec_tags::process(tx, &mut s, &changed, &host, &mut reach, &sources)?;
-                save_stream(tx, None, &mut s, changes, &reach)?;
+                save_stream(tx, None, &mut s, changes, &reach, Origin::Update)?;
                 Ok(s)
             })
             .await?;
@@ -446,7 +447,7 @@ impl ImageStreams {
                     let changed = spec_tags::assign_generations(Some(old), &mut s);
                     spec_tags::process(tx, &mut s, &changed, &host, &mut reach, &sources)?;
                 }
-                save_stream(tx, Some(&loaded), &mut s, changes, &reach)?;
+                save_stream(tx, Some(&loaded), &mut s, changes, &reach, Origin::Update)?;
                 Ok(s)
             })
             .await?;
@@ -689,7 +690,7 @@ impl ImageStreams {
                         other => other,
                     },
                 )?;
-                save_stream(tx, loaded.as_ref(), &mut s, changes, &reach)?;
+                save_stream(tx, loaded.as_ref(), &mut s, changes, &reach, Origin::Tag)?;
                 Ok(())
             })
             .await?;
@@ -836,6 +837,7 @@ impl ImageStreams {
                         create_stream: false,
                         public_host: &host,
                         reach: &reach,
+                        origin: Origin::Mapping,
                     },
                     changes,
                 )

@@ -29,6 +29,7 @@ use berth_storage::{Digest, MetadataStore, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
+use super::notice::{ImportFailed, Notice, Origin, TagMoved};
 use super::reach::Reach;
 use super::types::{Image, ImageStream, NamedTagEventList, TagEvent, TagEventCondition};
 use crate::registry::content;
@@ -193,6 +194,8 @@ pub enum Change {
         kind: ChangeKind,
         image: Image,
     },
+    /// For subscribers outside berth (webhooks); never released to watchers.
+    Notice(Notice),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -628,13 +631,15 @@ fn tracked_tag(stream: &ImageStream, spec: &super::types::TagReference) -> Optio
 /// Writes `new` (which started as `old`, or as a new stream when `old` is `None`): only the
 /// records that changed, the store-wide resourceVersion, the tag index and content links.
 /// `reach` decides whether each image new to the stream may become reachable through it (the
-/// one place that rule is enforced).
+/// one place that rule is enforced). Each tag whose current image moves raises one notice,
+/// caused by `origin` (or by tracking the tag it follows).
 pub fn save_stream(
     tx: &mut dyn Txn,
     old: Option<&Loaded>,
     new: &mut ImageStream,
     changes: &mut Vec<Change>,
     reach: &Reach,
+    origin: Origin,
 ) -> TxResult<()> {
     new.normalize();
     let rv = next_resource_version(tx)?;
@@ -684,11 +689,23 @@ pub fn save_stream(
     let mut tags: BTreeSet<&str> = new.status.tags.iter().map(|t| t.tag.as_str()).collect();
     tags.extend(before.status.tags.iter().map(|t| t.tag.as_str()));
     let empty_list = NamedTagEventList::default();
+    let mut notices = Vec::new();
     for tag in tags {
         let was = before.status_tag(tag);
         let now = new.status_tag(tag);
         if was == now {
             continue;
+        }
+        if let Some(failed) = new_import_failure(was, now) {
+            notices.push(Notice::ImportFailed(ImportFailed {
+                namespace: ns.clone(),
+                stream: name.clone(),
+                tag: tag.to_string(),
+                reason: failed.reason.clone(),
+                message: failed.message.clone(),
+                generation: failed.generation,
+                resource_version: rv,
+            }));
         }
         let head = old.and_then(|o| o.heads.get(tag)).cloned();
         let full = old.is_none_or(|o| o.full);
@@ -722,6 +739,26 @@ pub fn save_stream(
         if top_before == top_after {
             continue;
         }
+        let top_event = now.and_then(|l| l.items.first());
+        let moved = TagMoved {
+            namespace: ns.clone(),
+            stream: name.clone(),
+            tag: tag.to_string(),
+            previous_image: top_before.clone(),
+            image: top_after.clone(),
+            docker_image_reference: top_event
+                .map(|e| e.docker_image_reference.clone())
+                .unwrap_or_default(),
+            origin,
+            followed: None,
+            generation: top_event.map_or(new.metadata.generation, |e| e.generation),
+            resource_version: rv,
+        };
+        notices.push(if moved.image.is_some() {
+            Notice::TagUpdated(moved)
+        } else {
+            Notice::TagDeleted(moved)
+        });
         let Ok(t) = Tag::parse(tag) else { continue };
         let key = reg_keys::tag(&repo, &t);
         match top_after.and_then(|d| d.parse::<Digest>().ok()) {
@@ -739,6 +776,8 @@ pub fn save_stream(
     head.spec.tags.clear();
     head.status.tags.clear();
     tx.put(&keys::stream(&ns, &name), &encode(&head))?;
+    attribute_tracking(new, &mut notices);
+    changes.extend(notices.into_iter().map(Change::Notice));
     changes.push(Change::Stream {
         kind: if old.is_some() {
             ChangeKind::Modified
@@ -748,6 +787,40 @@ pub fn save_stream(
         stream: new.clone(),
     });
     Ok(())
+}
+
+/// The ImportSuccess=False condition `now` has and `was` did not (at that generation).
+fn new_import_failure<'a>(
+    was: Option<&NamedTagEventList>,
+    now: Option<&'a NamedTagEventList>,
+) -> Option<&'a TagEventCondition> {
+    let failed =
+        |c: &&TagEventCondition| c.kind == super::import::IMPORT_SUCCESS && c.status == "False";
+    let cond = now?.conditions.iter().find(failed)?;
+    let known = was.is_some_and(|w| w.conditions.iter().filter(failed).any(|c| c == cond));
+    (!known).then_some(cond)
+}
+
+/// A moved tag that follows another tag of the stream which moved too moved because of it.
+fn attribute_tracking(stream: &ImageStream, notices: &mut [Notice]) {
+    let moved: BTreeSet<String> = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::TagUpdated(t) => Some(t.tag.clone()),
+            _ => None,
+        })
+        .collect();
+    for n in notices {
+        let Notice::TagUpdated(t) = n else { continue };
+        let source = stream
+            .spec_tag(&t.tag)
+            .and_then(|spec| tracked_tag(stream, spec))
+            .filter(|s| s != &t.tag && moved.contains(s));
+        if let Some(source) = source {
+            t.origin = Origin::Tracking;
+            t.followed = Some(source);
+        }
+    }
 }
 
 fn update_trackers(
@@ -902,7 +975,25 @@ pub fn delete_stream(tx: &mut dyn Txn, old: &Loaded, changes: &mut Vec<Change>) 
     let mut gone = s.clone();
     gone.spec.tags.clear();
     gone.status.tags.clear();
-    gone.metadata.resource_version = next_resource_version(tx)?.to_string();
+    let rv = next_resource_version(tx)?;
+    gone.metadata.resource_version = rv.to_string();
+    for t in &s.status.tags {
+        let Some(image) = s.current_image(&t.tag) else {
+            continue;
+        };
+        changes.push(Change::Notice(Notice::TagDeleted(TagMoved {
+            namespace: ns.clone(),
+            stream: name.clone(),
+            tag: t.tag.clone(),
+            previous_image: Some(image.to_string()),
+            image: None,
+            docker_image_reference: String::new(),
+            origin: Origin::Delete,
+            followed: None,
+            generation: s.metadata.generation,
+            resource_version: rv,
+        })));
+    }
     changes.push(Change::Stream {
         kind: ChangeKind::Deleted,
         stream: gone,

@@ -12,6 +12,7 @@ use crate::imagestream::reach::Reach;
 use crate::imagestream::store::{load_tags, save_stream};
 use crate::imagestream::types::{now_rfc3339, TagReference};
 use crate::imagestream::Error;
+use crate::imagestream::Origin;
 use crate::metrics::ImportCounters;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
@@ -117,8 +118,21 @@ impl Importer {
                     .metadata
                     .annotations
                     .insert(REPOSITORY_CHECK_ANNOTATION.into(), now_rfc3339());
+                // A tag whose spec is not ahead of its status is being re-imported on schedule.
+                let origin = if crate::imagestream::import::pending(old.stream(), &spec) {
+                    Origin::Import
+                } else {
+                    Origin::ScheduledImport
+                };
                 // Imported content was fetched and verified; its blobs are proven on first pull.
-                save_stream(tx, Some(&old), &mut stream, changes, &Reach::trusted())?;
+                save_stream(
+                    tx,
+                    Some(&old),
+                    &mut stream,
+                    changes,
+                    &Reach::trusted(),
+                    origin,
+                )?;
                 Ok(true)
             })
             .await

@@ -386,7 +386,14 @@ impl Importer {
                     .annotations
                     .insert(REPOSITORY_CHECK_ANNOTATION.into(), now_rfc3339());
                 // Imported content was fetched and verified; its blobs are proven on first pull.
-                save_stream(tx, old.as_ref(), &mut stream, changes, &Reach::trusted())?;
+                save_stream(
+                    tx,
+                    old.as_ref(),
+                    &mut stream,
+                    changes,
+                    &Reach::trusted(),
+                    crate::imagestream::Origin::Import,
+                )?;
                 Ok(stream)
             })
             .await

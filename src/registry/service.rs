@@ -3,7 +3,7 @@
 //! write survives a crash and a half-done one is never visible.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use berth_storage::record::{decode, encode};
 use berth_storage::{
@@ -25,6 +25,7 @@ use crate::imagestream::{
     self,
     events::Events,
     mapping::{apply_mapping, delete_tag, remove_image, Mapping},
+    notice::{ManifestChanged, Notice, NoticeSink},
     reach::Reach,
     store::content_image,
     Change,
@@ -99,6 +100,8 @@ pub struct Registry {
     blob_locks: Arc<BlobLocks>,
     /// Held shared by every write; exclusively while reference counts are rebuilt.
     gate: WriteGate,
+    /// Set once at start-up by the webhook outbox; shared by every clone.
+    sink: Arc<OnceLock<Arc<dyn NoticeSink>>>,
 }
 
 /// Largest config blob read to fill an Image's metadata; image configs are a few KiB.
@@ -134,7 +137,14 @@ impl Registry {
             events: Arc::new(Events::new(last)),
             blob_locks: Arc::new(BlobLocks::default()),
             gate: WriteGate::default(),
+            sink: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Installs what every transaction's notices are written to (once; later calls are
+    /// ignored).
+    pub fn set_notice_sink(&self, sink: Arc<dyn NoticeSink>) {
+        let _ = self.sink.set(sink);
     }
 
     pub fn public_host(&self) -> &str {
@@ -282,19 +292,36 @@ impl Registry {
         T: Send + 'static,
         E: From<TxError<E>> + From<berth_storage::Error> + Send + 'static,
     {
-        let (meta, events) = (self.meta.clone(), self.events.clone());
+        let (meta, events, sink) = (self.meta.clone(), self.events.clone(), self.sink.clone());
         let _shared = self.gate.shared().await;
         tokio::task::spawn_blocking(move || {
-            let (value, changes) = meta.transaction(|tx| {
+            let (value, changes, noticed) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
-                Ok((value, changes))
+                // The outbox commits with the change it describes, or neither does.
+                let notices: Vec<&Notice> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Notice(n) => Some(n),
+                        _ => None,
+                    })
+                    .collect();
+                let noticed = match sink.get() {
+                    Some(sink) if !notices.is_empty() => sink.record(tx, &notices)?,
+                    _ => false,
+                };
+                Ok((value, changes, noticed))
             })?;
             let flushed = meta.flush();
             // Committed, so readers see it and its revision is taken, even if the flush failed:
             // held back, it would stop every later change from reaching watchers.
             events.publish(changes);
             flushed?;
+            if noticed {
+                if let Some(sink) = sink.get() {
+                    sink.committed();
+                }
+            }
             Ok(value)
         })
         .await
@@ -634,6 +661,14 @@ impl Registry {
         let repo = repo.clone();
         let d = digest.clone();
         let kind = parsed.kind;
+        let pushed = ManifestChanged {
+            namespace: repo.namespace().as_str().to_string(),
+            stream: repo.stream().as_str().to_string(),
+            digest: digest.to_string(),
+            media_type: parsed.media_type.clone(),
+            size: body.len() as u64,
+            tags: tags.iter().map(|t| t.as_str().to_string()).collect(),
+        };
         self.write_changes(move |tx, changes| {
             // Checked inside the transaction so a concurrent blob delete cannot slip between
             // the check and the write.
@@ -659,6 +694,7 @@ impl Registry {
             // The ImageStreamMapping of spec §3.4, in the same transaction: the Image is
             // created once, the stream if missing, and each tag gets a history event.
             content_image(tx, &image, first_store, changes).map_err(stream_error)?;
+            changes.push(Change::Notice(Notice::ManifestPushed(pushed.clone())));
             if tags.is_empty() {
                 return Ok(());
             }
@@ -674,6 +710,7 @@ impl Registry {
                     public_host: &public_host,
                     // A push: every blob and child was checked linked above.
                     reach: &Reach::trusted(),
+                    origin: imagestream::Origin::Push,
                 },
                 changes,
             )
@@ -756,6 +793,20 @@ impl Registry {
                             if !content::unlink_manifest(tx, &repo, digest, now_secs())? {
                                 return abort(Error::ManifestUnknown);
                             }
+                            let record = get_record::<ManifestRecord>(tx, &keys::manifest(digest))?;
+                            changes.push(Change::Notice(Notice::ManifestDeleted(
+                                ManifestChanged {
+                                    namespace: ns.to_string(),
+                                    stream: stream.to_string(),
+                                    digest: digest.to_string(),
+                                    media_type: record
+                                        .as_ref()
+                                        .map(|m| m.media_type.clone())
+                                        .unwrap_or_default(),
+                                    size: record.as_ref().map_or(0, |m| m.content.len() as u64),
+                                    tags: Vec::new(),
+                                },
+                            )));
                             if let Some(snapshot) = &snapshot {
                                 remove_image(tx, snapshot, &digest.to_string(), changes)
                                     .map_err(stream_error)?;

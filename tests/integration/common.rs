@@ -270,14 +270,24 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(data_dir: &Path) -> Serve {
-        Self::start_with_env(data_dir, &[])
+        Self::start_full(data_dir, &[], &[])
+    }
+
+    /// [`Serve::start`] with more `berth serve` arguments.
+    pub fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> Serve {
+        Self::start_full(data_dir, extra, &[])
     }
 
     /// [`Serve::start`] with extra environment (settings as `BERTH_*` variables).
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Serve {
+        Self::start_full(data_dir, &[], env)
+    }
+
+    fn start_full(data_dir: &Path, extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Serve {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("BERTH_CONFIG")

@@ -190,6 +190,16 @@ async fn deleting_a_tag_and_pruning_frees_its_bytes_but_not_shared_ones() {
     let status: Value = s.get("/admin/v1/gc").await.json().await.unwrap();
     assert_eq!(status["blobsDeleted"], 2, "{status}");
     assert_eq!(status["manifestsDeleted"], 1, "{status}");
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("berth_gc_deleted_blobs 2"), "{metrics}");
+    assert!(
+        metrics.contains("berth_gc_deleted_manifests 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_gc_pending_candidates 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -22,3 +22,4 @@ mod plateau;
 mod remote;
 mod streams_at_scale;
 mod tls;
+mod webhooks;

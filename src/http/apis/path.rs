@@ -142,6 +142,29 @@ pub enum ApiEndpoint {
         name: String,
     },
 
+    /// `GET /apis/berth.io/v1/namespaces/{ns}/webhooks`
+    ListWebhooks {
+        namespace: Namespace,
+    },
+    /// `POST /apis/berth.io/v1/namespaces/{ns}/webhooks` (name in the body)
+    CreateWebhook {
+        namespace: Namespace,
+    },
+    /// `GET .../webhooks/{name}` (the secret never shows)
+    GetWebhook {
+        namespace: Namespace,
+        name: String,
+    },
+    /// `PUT .../webhooks/{name}`: a new `spec.secret` rotates, none keeps the current one.
+    ReplaceWebhook {
+        namespace: Namespace,
+        name: String,
+    },
+    DeleteWebhook {
+        namespace: Namespace,
+        name: String,
+    },
+
     /// `GET images`
     ListImages {
         options: ListOptions,
@@ -191,6 +214,11 @@ impl ApiEndpoint {
             E::CreateSecret { .. } => "create_secret",
             E::GetSecret { .. } => "get_secret",
             E::DeleteSecret { .. } => "delete_secret",
+            E::ListWebhooks { .. } => "list_webhooks",
+            E::CreateWebhook { .. } => "create_webhook",
+            E::GetWebhook { .. } => "get_webhook",
+            E::ReplaceWebhook { .. } => "replace_webhook",
+            E::DeleteWebhook { .. } => "delete_webhook",
             E::ListImages { .. } => "list_images",
             E::WatchImages { .. } => "watch_images",
             E::GetImage { .. } => "get_image",
@@ -233,6 +261,11 @@ impl ApiEndpoint {
             | E::CreateSecret { .. }
             | E::GetSecret { .. }
             | E::DeleteSecret { .. } => Resource::Secrets,
+            E::ListWebhooks { .. }
+            | E::CreateWebhook { .. }
+            | E::GetWebhook { .. }
+            | E::ReplaceWebhook { .. }
+            | E::DeleteWebhook { .. } => Resource::Webhooks,
         })
     }
 }
@@ -404,6 +437,9 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         return core(method, rest);
     }
+    if let Some(rest) = path.strip_prefix("/apis/berth.io/v1/") {
+        return berth_group(method, rest);
+    }
     let rest = path
         .strip_prefix("/apis/")
         .and_then(|r| r.strip_prefix(GROUP))
@@ -464,6 +500,34 @@ fn core(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
             namespace,
             name: name.to_string(),
         },
+    })
+}
+
+/// berth's own group, `berth.io/v1`: namespaced webhooks.
+fn berth_group(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
+    use ApiEndpoint as E;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (ns, name) = match segments.as_slice() {
+        ["namespaces", ns, "webhooks"] => (*ns, None),
+        ["namespaces", ns, "webhooks", name] if !name.is_empty() => (*ns, Some(*name)),
+        _ => return Err(StatusError::path_not_found()),
+    };
+    let allowed: &[Method] = match name {
+        None => &[Method::GET, Method::POST],
+        Some(_) => &[Method::GET, Method::PUT, Method::DELETE],
+    };
+    if !allowed.contains(method) {
+        return Err(not_allowed(method, Some(Resource::Webhooks)));
+    }
+    let namespace = validate_namespace("metadata.namespace", ns)
+        .map_err(|e| StatusError::invalid(Resource::Webhooks, ns, vec![e]))?;
+    let name = name.map(str::to_string);
+    Ok(match (name, method.clone()) {
+        (None, Method::GET) => E::ListWebhooks { namespace },
+        (None, _) => E::CreateWebhook { namespace },
+        (Some(name), Method::GET) => E::GetWebhook { namespace, name },
+        (Some(name), Method::PUT) => E::ReplaceWebhook { namespace, name },
+        (Some(name), _) => E::DeleteWebhook { namespace, name },
     })
 }
 

@@ -21,6 +21,8 @@ pub enum Resource {
     Namespaces,
     /// Core-group secrets: registry credentials for imports.
     Secrets,
+    /// berth.io webhook subscriptions.
+    Webhooks,
 }
 
 impl Resource {
@@ -35,6 +37,7 @@ impl Resource {
             Resource::ImageStreamImports => "imagestreamimports",
             Resource::Namespaces => "namespaces",
             Resource::Secrets => "secrets",
+            Resource::Webhooks => "webhooks",
         }
     }
 
@@ -48,6 +51,7 @@ impl Resource {
             Resource::ImageStreamImports => "imagestreamimport",
             Resource::Namespaces => "namespace",
             Resource::Secrets => "secret",
+            Resource::Webhooks => "webhook",
         }
     }
 
@@ -62,6 +66,7 @@ impl Resource {
             Resource::ImageStreamImports => "ImageStreamImport",
             Resource::Namespaces => "Namespace",
             Resource::Secrets => "Secret",
+            Resource::Webhooks => "Webhook",
         }
     }
 
@@ -69,6 +74,7 @@ impl Resource {
     pub fn group(self) -> &'static str {
         match self {
             Resource::Namespaces | Resource::Secrets => "",
+            Resource::Webhooks => crate::webhooks::types::GROUP,
             _ => GROUP,
         }
     }
@@ -89,10 +95,10 @@ impl Resource {
 
     /// `group/version`, or `v1` for core.
     pub fn api_version(self) -> &'static str {
-        if self.group().is_empty() {
-            "v1"
-        } else {
-            GROUP_VERSION
+        match self {
+            _ if self.group().is_empty() => "v1",
+            Resource::Webhooks => crate::webhooks::types::API_VERSION,
+            _ => GROUP_VERSION,
         }
     }
 

@@ -1,0 +1,202 @@
+//! Workload 10 (berth only): what webhooks cost a push, and how soon they arrive. Pushes go to
+//! a namespace with no subscription and to one with 10 (all to a local receiver), alternating
+//! repetitions; the receiver timestamps each delivery of an istag update, and push → delivery
+//! runs from the manifest PUT's answer to the receipt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::client::{make_image, OpResult};
+use crate::results::Metric;
+use crate::server::Kind;
+use crate::stats::{self, ms, percentile};
+use crate::workloads::{log, Bench};
+
+const SUBSCRIPTIONS: usize = 10;
+const SECRET: &str = "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+/// Receipt times of istag updates, by image digest.
+type Seen = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+/// A minimal HTTP/1.1 receiver (keep-alive, Content-Length bodies, 204 to everything).
+async fn receiver() -> std::io::Result<(String, Seen)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = conn.into_split();
+                let mut r = BufReader::new(r);
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let at = Instant::now();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                        if v["type"] == "io.berth.imagestreamtag.updated" {
+                            if let Some(image) = v["data"]["image"].as_str() {
+                                s.lock()
+                                    .unwrap()
+                                    .entry(image.to_string())
+                                    .or_default()
+                                    .push(at);
+                            }
+                        }
+                    }
+                    let ok = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                    if w.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((url, seen))
+}
+
+impl Bench {
+    pub async fn webhooks(&mut self) {
+        let Some((_, reg)) = self.regs.iter().find(|(k, _)| *k == Kind::Berth).cloned() else {
+            return;
+        };
+        const W: &str = "push 1 MiB image, conc 4";
+        let zero = Metric::lower("10", W, "p50 ms, 0 subscriptions").uncompared();
+        let ten = Metric::lower("10", W, "p50 ms, 10 subscriptions").uncompared();
+        let ratio = Metric::higher("10", W, "rate 10 subs / 0 subs (target >= 0.9)").uncompared();
+        let d50 = Metric::lower("10", "push -> webhook delivery", "p50 ms").uncompared();
+        let d99 = Metric::lower("10", "push -> webhook delivery", "p99 ms").uncompared();
+        let (url, seen) = match receiver().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.results
+                    .fail(&zero, Kind::Berth, 1, Some(e.to_string()));
+                return;
+            }
+        };
+        for i in 0..SUBSCRIPTIONS {
+            let body = json!({"kind": "Webhook", "apiVersion": "berth.io/v1",
+                "metadata": {"name": format!("hook-{i}")},
+                "spec": {"url": url, "secret": SECRET}});
+            let r = reg
+                .client
+                .post(format!(
+                    "{}/apis/berth.io/v1/namespaces/wh10/webhooks",
+                    reg.base
+                ))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await;
+            if !matches!(&r, Ok(r) if r.status().as_u16() == 201) {
+                self.results.fail(
+                    &ten,
+                    Kind::Berth,
+                    1,
+                    Some(format!("creating a webhook: {r:?}")),
+                );
+                return;
+            }
+        }
+        let n = self.plan.images;
+        log(&format!("workload 10: {n} pushes with 0 and with {SUBSCRIPTIONS} subscriptions x {} repetitions", self.plan.reps));
+        let mut delivery = Vec::new();
+        for rep in 0..self.plan.reps {
+            let mut rates = [0.0; 2];
+            for (slot, ns) in ["wh0", "wh10"].into_iter().enumerate() {
+                let images: Arc<Vec<_>> = Arc::new(
+                    (0..n)
+                        .map(|i| {
+                            make_image(
+                                (10 << 32) + ((rep * 2 + slot) << 20) as u64 + i as u64,
+                                1 << 20,
+                            )
+                        })
+                        .collect(),
+                );
+                let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+                let (r, imgs, a) = (reg.clone(), images.clone(), acked.clone());
+                let b = stats::run(n, 4, move |i| {
+                    let (reg, images, acked) = (r.clone(), imgs.clone(), a.clone());
+                    async move {
+                        let image = &images[i];
+                        reg.push_image(&format!("{ns}/app-{rep}"), &format!("t{i}"), image)
+                            .await?;
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(image.manifest.digest.clone(), Instant::now());
+                        OpResult::Ok(())
+                    }
+                })
+                .await;
+                self.record_batch(if slot == 0 { &zero } else { &ten }, Kind::Berth, &b);
+                self.results
+                    .add(if slot == 0 { &zero } else { &ten }, Kind::Berth, b.p(50.0));
+                rates[slot] = b.rate();
+                if slot == 1 {
+                    let want = acked.lock().unwrap().len() * SUBSCRIPTIONS;
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    loop {
+                        let got: usize = seen.lock().unwrap().values().map(Vec::len).sum();
+                        if got >= want || Instant::now() > deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let mut seen = seen.lock().unwrap();
+                    for (digest, at) in acked.lock().unwrap().iter() {
+                        for r in seen.remove(digest).unwrap_or_default() {
+                            delivery.push(ms(r.saturating_duration_since(*at)));
+                        }
+                    }
+                    let missing = want.saturating_sub(delivery.len().min(want));
+                    if missing > 0 && delivery.len() < want {
+                        self.results.fail(
+                            &d50,
+                            Kind::Berth,
+                            missing as u64,
+                            Some(format!("{missing} deliveries missing after 60 s")),
+                        );
+                    }
+                }
+            }
+            if rates[0] > 0.0 {
+                self.results.add(&ratio, Kind::Berth, rates[1] / rates[0]);
+            }
+            log(&format!(
+                "  10 rep {rep}: {:.1} vs {:.1} pushes/s",
+                rates[0], rates[1]
+            ));
+        }
+        if !delivery.is_empty() {
+            self.results
+                .add(&d50, Kind::Berth, percentile(&delivery, 50.0));
+            self.results
+                .add(&d99, Kind::Berth, percentile(&delivery, 99.0));
+        }
+    }
+}

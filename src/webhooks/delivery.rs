@@ -1,0 +1,300 @@
+//! The delivery worker of `berth serve`: one task per subscription sends its outbox in order,
+//! one event at a time (so a subscription costs one event and one body of memory however far
+//! behind it is), and moves on only when the receiver acknowledges with a 2xx. Failures back
+//! off exponentially with jitter up to a cap; a slow or dead receiver delays only its own
+//! subscription. A supervisor starts and stops tasks as subscriptions come and go, and removes
+//! the outbox of a deleted one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_storage::MetadataStore;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::outbox::{Consumer, Outbox, Queued};
+use super::subscriptions::{self, Subscription, Webhooks};
+use super::types::DeliveryError;
+use super::{format, signing, target};
+use crate::imagestream::types::now_rfc3339;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Per request, connecting included.
+    pub timeout: Duration,
+    /// The first retry's delay; each failure doubles it.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Events older than this are dropped undelivered (and counted).
+    pub max_age: Duration,
+    /// Requests in flight at once, across subscriptions.
+    pub max_in_flight: usize,
+    pub allow_private: bool,
+    /// Extra PEM roots trusted besides the system's.
+    pub ca_bundle: Option<PathBuf>,
+    /// Named in Distribution envelopes.
+    pub public_host: String,
+}
+
+/// How long an idle task waits before looking at its outbox again anyway.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+struct Shared {
+    meta: Arc<dyn MetadataStore>,
+    consumer: Arc<Consumer>,
+    client: reqwest::Client,
+    settings: Settings,
+    slots: Semaphore,
+    commits: watch::Receiver<u64>,
+    subs: watch::Receiver<u64>,
+}
+
+fn client(s: &Settings) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(s.timeout)
+        .connect_timeout(s.timeout)
+        // A proxy would connect on our behalf, past the address check.
+        .no_proxy()
+        .user_agent(concat!("berth-webhooks/", env!("CARGO_PKG_VERSION")));
+    if !s.allow_private {
+        b = b.dns_resolver(Arc::new(target::PublicOnly));
+    }
+    if let Some(path) = &s.ca_bundle {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("webhook_ca_bundle {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("webhook_ca_bundle {}: {e}", path.display()))?;
+        for cert in certs {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Starts the worker; it runs until the handle is aborted.
+pub fn spawn(
+    meta: Arc<dyn MetadataStore>,
+    outbox: &Outbox,
+    webhooks: &Webhooks,
+    settings: Settings,
+) -> Result<JoinHandle<()>, String> {
+    let shared = Arc::new(Shared {
+        consumer: Arc::new(Consumer::new(meta.clone())),
+        client: client(&settings)?,
+        slots: Semaphore::new(settings.max_in_flight.max(1)),
+        meta,
+        settings,
+        commits: outbox.commits(),
+        subs: webhooks.changes(),
+    });
+    Ok(tokio::spawn(supervise(shared)))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> berth_storage::Result<T> + Send + 'static,
+) -> berth_storage::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| berth_storage::Error::Backend(e.to_string()))?
+}
+
+async fn supervise(shared: Arc<Shared>) {
+    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut changed = shared.subs.clone();
+    loop {
+        changed.borrow_and_update();
+        let meta = shared.meta.clone();
+        let consumer = shared.consumer.clone();
+        let found = blocking(move || {
+            let subs = subscriptions::load_all(meta.as_ref())?;
+            let uids = consumer.uids()?;
+            Ok((subs, uids))
+        })
+        .await;
+        match found {
+            Ok((subs, uids)) => {
+                tasks.retain(|uid, task| {
+                    let keep = subs.iter().any(|s| &s.uid == uid) && !task.is_finished();
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for sub in &subs {
+                    if !tasks.contains_key(&sub.uid) {
+                        let task = tokio::spawn(deliver(shared.clone(), sub.clone()));
+                        tasks.insert(sub.uid.clone(), task);
+                    }
+                }
+                // Outboxes of deleted subscriptions.
+                for uid in uids
+                    .into_iter()
+                    .filter(|u| !subs.iter().any(|s| &s.uid == u))
+                {
+                    let consumer = shared.consumer.clone();
+                    if let Err(e) = blocking(move || consumer.purge(&uid)).await {
+                        tracing::warn!(error = %e, "removing a deleted webhook's outbox failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "webhook worker cannot list subscriptions"),
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(IDLE_RECHECK) => {}
+        }
+    }
+}
+
+/// The delay after `failures` consecutive failures: base·2^(n-1), capped, with "equal
+/// jitter" (between half and all of it) so receivers coming back are not hit in lockstep.
+pub fn backoff(base: Duration, cap: Duration, failures: u64) -> Duration {
+    let exp = failures.saturating_sub(1).min(32) as u32;
+    let full = base.saturating_mul(2u32.saturating_pow(exp)).min(cap);
+    let half = full / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+async fn deliver(shared: Arc<Shared>, first: Subscription) {
+    let (ns, name, uid) = (first.namespace, first.name, first.uid);
+    let mut commits = shared.commits.clone();
+    let mut subs = shared.subs.clone();
+    loop {
+        commits.borrow_and_update();
+        let (meta, consumer) = (shared.meta.clone(), shared.consumer.clone());
+        let (n, m, u) = (ns.clone(), name.clone(), uid.clone());
+        let next = blocking(move || {
+            let Some(sub) = subscriptions::load(meta.as_ref(), &n, &m, &u) else {
+                return Ok(None);
+            };
+            Ok(Some((sub, consumer.next(&u)?)))
+        })
+        .await;
+        let (sub, event) = match next {
+            Ok(Some(found)) => found,
+            // Deleted (or replaced under the same name): the supervisor cleans up.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(webhook = %format!("{ns}/{name}"), error = %e, "reading the webhook outbox failed");
+                tokio::time::sleep(shared.settings.backoff_base.max(Duration::from_millis(100)))
+                    .await;
+                continue;
+            }
+        };
+        let Some((seq, event)) = event else {
+            tokio::select! {
+                _ = commits.changed() => {}
+                _ = subs.changed() => {}
+                _ = tokio::time::sleep(IDLE_RECHECK) => {}
+            }
+            continue;
+        };
+        let consumer = shared.consumer.clone();
+        let u = uid.clone();
+        let age = now_secs().saturating_sub(event.queued_at);
+        if age > shared.settings.max_age.as_secs() {
+            let _ = blocking(move || consumer.expired(&u, seq)).await;
+            continue;
+        }
+        match send(&shared, &sub, &event).await {
+            Ok(()) => {
+                if let Err(e) = blocking(move || consumer.delivered(&u, seq)).await {
+                    tracing::warn!(error = %e, "recording a webhook delivery failed");
+                }
+            }
+            Err(error) => {
+                tracing::debug!(webhook = %format!("{ns}/{name}"), status = ?error.status_code,
+                    error = %error.message, "webhook delivery failed");
+                let failures = blocking(move || consumer.failed(&u, error))
+                    .await
+                    .unwrap_or(1);
+                let s = &shared.settings;
+                let wait = backoff(s.backoff_base, s.backoff_cap, failures);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    // A changed subscription (a fixed URL) is tried again at once.
+                    _ = subs.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn error(status_code: Option<u16>, message: String) -> DeliveryError {
+    DeliveryError {
+        time: now_rfc3339(),
+        status_code,
+        message,
+    }
+}
+
+/// One attempt. Formats that cannot express the event count it delivered unsent.
+async fn send(shared: &Shared, sub: &Subscription, event: &Queued) -> Result<(), DeliveryError> {
+    let s = &shared.settings;
+    let url = target::check_url(&sub.spec.url, s.allow_private).map_err(|e| error(None, e))?;
+    let Some((content_type, body)) = format::render(sub.spec.format, event, &s.public_host) else {
+        return Ok(());
+    };
+    let timestamp = now_secs();
+    let mut req = shared
+        .client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header("webhook-id", &event.id)
+        .header("webhook-timestamp", timestamp.to_string());
+    let keys = sub.signing_keys(timestamp);
+    if !keys.is_empty() {
+        let signature = signing::signature_header(&keys, &event.id, timestamp, &body);
+        req = req.header("webhook-signature", signature);
+    }
+    let _slot = shared.slots.acquire().await;
+    match req.body(body).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) if r.status().is_redirection() => Err(error(
+            Some(r.status().as_u16()),
+            "the receiver redirected; redirects are not followed".into(),
+        )),
+        Ok(r) => Err(error(
+            Some(r.status().as_u16()),
+            format!("the receiver answered {}", r.status()),
+        )),
+        Err(e) => Err(error(None, chain(&e))),
+    }
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(3600));
+        for n in 1..40 {
+            let d = backoff(base, cap, n);
+            let full = base * 2u32.pow((n - 1).min(31) as u32);
+            let full = full.min(cap);
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+        assert!(backoff(base, cap, 100) <= cap);
+    }
+}
