@@ -41,6 +41,10 @@ pub struct Config {
     pub gc_interval_secs: u64,
     /// Seconds between sweeps for blob files no record names (crash leftovers).
     pub gc_sweep_interval_secs: u64,
+    /// Retention policies (`[[retention]]`), applied every `retention_interval_secs`; more
+    /// can be added over the API. None by default.
+    pub retention: Vec<crate::imagestream::retention::RetentionPolicy>,
+    pub retention_interval_secs: u64,
     /// Most upload sessions open at once in one repository; more get 429 (0: no limit).
     pub max_uploads_per_repository: u64,
     /// Most upload sessions one user (without auth: one client address) may have open at
@@ -154,6 +158,8 @@ impl Default for Config {
             gc_delay_secs: 24 * 3600,
             gc_interval_secs: 60,
             gc_sweep_interval_secs: 3600,
+            retention: Vec::new(),
+            retention_interval_secs: 3600,
             max_uploads_per_repository: 100,
             max_uploads_per_user: 500,
             max_connections: 1024,
@@ -234,6 +240,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("retention policy {name:?}: {message}")]
+    Retention { name: String, message: String },
 }
 
 /// Command-line (and environment) overrides for `berth serve`.
@@ -482,6 +490,14 @@ impl Config {
         if let Some(v) = &args.webhook_ca_bundle {
             config.webhook_ca_bundle = Some(v.clone());
         }
+        for policy in &config.retention {
+            policy
+                .validate()
+                .map_err(|message| ConfigError::Retention {
+                    name: policy.name.clone(),
+                    message,
+                })?;
+        }
         Ok(config)
     }
 }
@@ -518,6 +534,44 @@ mod tests {
         let limits = c.connection_limits();
         assert_eq!(limits.max_connections, 9);
         assert_eq!(limits.header_read_timeout.as_secs(), 1, "0 counts as 1 s");
+    }
+
+    #[test]
+    fn retention_policies_from_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "retention_interval_secs = 600\n[[retention]]\nname = \"teams\"\nnamespaces = \"team-*\"\n\
+             keep_tag_revisions = 3\nkeep_younger_than = \"7d\"\nkeep_tags = [\"latest\"]\n\
+             delete_tags_not_pushed_for = \"90d\"\ndry_run = true\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.retention_interval_secs, 600);
+        let p = &c.retention[0];
+        assert_eq!(
+            (p.name.as_str(), p.namespaces.as_str()),
+            ("teams", "team-*")
+        );
+        assert_eq!(p.keep_tag_revisions, Some(3));
+        assert_eq!(p.keep_younger_than.as_deref(), Some("7d"));
+        assert_eq!(p.keep_tags, vec!["latest".to_string()]);
+        assert!(p.dry_run);
+        std::fs::write(
+            &path,
+            "[[retention]]\nname = \"x\"\nnamespaces = \"a\"\nkeep_younger_than = \"soon\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("retention policy \"x\"") && e.contains("soon"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -226,6 +226,7 @@ impl Server {
                     metrics.watch_gauges(),
                 )?,
                 importer,
+                retention: Arc::new(config.retention.clone()),
                 gc: registry::gc::Collector::new(
                     registry.clone(),
                     Duration::from_secs(config.gc_delay_secs),
@@ -285,6 +286,11 @@ impl Server {
             Duration::from_secs(self.config.gc_interval_secs.max(1)),
             Duration::from_secs(self.config.gc_sweep_interval_secs.max(1)),
         );
+        let retention = imagestream::retention::spawn(
+            imagestream::service::ImageStreams::new(self.state.registry.clone()),
+            self.config.retention.clone(),
+            Duration::from_secs(self.config.retention_interval_secs.max(1)),
+        );
         let controller = importer::controller::spawn(
             self.state.importer.clone(),
             importer::controller::Schedule {
@@ -317,6 +323,7 @@ impl Server {
         }
         janitor.abort();
         collector.abort();
+        retention.abort();
         controller.abort();
         deliveries.abort();
         let meta = self.state.registry.metadata().clone();

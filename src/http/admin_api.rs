@@ -5,6 +5,9 @@
 //!   reference counts and sweeps orphan files too.
 //! - `POST /admin/v1/prune/images` `{"keepTagRevisions", "keepYoungerThan", "all", "namespace",
 //!   "confirm"}`: `oc adm prune images`, a dry run unless `confirm`.
+//! - `GET /admin/v1/retention`: the policies (from the config and stored);
+//!   `PUT|DELETE /admin/v1/retention/{name}`: store or remove one;
+//!   `POST /admin/v1/retention/run`: apply them all now.
 //!
 //! Errors are Kubernetes `Status` objects, as on `/apis`.
 
@@ -20,6 +23,7 @@ use super::response::{self as resp, Response};
 use super::{ReqBody, State};
 use crate::auth::Action;
 use crate::imagestream::prune::PruneOptions;
+use crate::imagestream::retention::{self, RetentionPolicy};
 use crate::imagestream::service::ImageStreams;
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,11 +131,101 @@ async fn serve(
                 all: ask.all,
                 namespace: ask.namespace.filter(|n| !n.is_empty()),
                 confirm: ask.confirm,
+                tag_rules: None,
             };
             let report = ImageStreams::new(state.registry.clone())
                 .prune_images(&opts)
                 .await?;
             Ok(resp::json(StatusCode::OK, &to_json(&report)))
+        }
+        (&Method::GET, "/admin/v1/retention") => {
+            require(
+                state,
+                caller,
+                Action::DeleteImages,
+                "read retention policies",
+            )?;
+            let stored = retention::stored(state.registry.metadata().as_ref())?;
+            let items: Vec<serde_json::Value> = state
+                .retention
+                .iter()
+                .map(|p| (p, "config"))
+                .chain(stored.iter().map(|p| (p, "api")))
+                .map(|(p, source)| {
+                    let mut v = to_json(p);
+                    v["source"] = source.into();
+                    v
+                })
+                .collect();
+            Ok(resp::json(
+                StatusCode::OK,
+                &serde_json::json!({ "items": items }),
+            ))
+        }
+        (&Method::POST, "/admin/v1/retention/run") => {
+            require(
+                state,
+                caller,
+                Action::DeleteImages,
+                "apply retention policies",
+            )?;
+            let reports = ImageStreams::new(state.registry.clone())
+                .apply_retention(&state.retention)
+                .await?;
+            let items: Vec<serde_json::Value> = reports
+                .iter()
+                .map(|(name, r)| {
+                    let mut v = to_json(r);
+                    v["policy"] = name.clone().into();
+                    v
+                })
+                .collect();
+            Ok(resp::json(
+                StatusCode::OK,
+                &serde_json::json!({ "items": items }),
+            ))
+        }
+        (method, path) if path.starts_with("/admin/v1/retention/") => {
+            let name = &path["/admin/v1/retention/".len()..];
+            require(
+                state,
+                caller,
+                Action::DeleteImages,
+                "manage retention policies",
+            )?;
+            if state.retention.iter().any(|p| p.name == name) {
+                return Err(StatusError::bad_request(format!(
+                    "retention policy {name:?} comes from the server config; change it there"
+                )));
+            }
+            let streams = ImageStreams::new(state.registry.clone());
+            match *method {
+                Method::PUT => {
+                    let policy: RetentionPolicy = json_body(&read_body(body).await?)?;
+                    if policy.name != name {
+                        return Err(StatusError::bad_request(format!(
+                            "the body names policy {:?}, the path {name:?}",
+                            policy.name
+                        )));
+                    }
+                    streams.put_retention(policy.clone()).await?;
+                    Ok(resp::json(StatusCode::OK, &to_json(&policy)))
+                }
+                Method::DELETE => {
+                    if !streams.delete_retention(name).await? {
+                        return Err(StatusError::new(
+                            StatusCode::NOT_FOUND,
+                            super::apis::status::Reason::NotFound,
+                            format!("retention policy {name:?} not found"),
+                        ));
+                    }
+                    Ok(resp::json(
+                        StatusCode::OK,
+                        &serde_json::json!({"status": "Success"}),
+                    ))
+                }
+                _ => Err(StatusError::path_not_found()),
+            }
         }
         _ => Err(StatusError::path_not_found()),
     }

@@ -51,6 +51,8 @@ pub struct State {
     pub pull_through: crate::importer::pullthrough::PullThrough,
     /// Garbage collection (the server runs it; `/admin/v1/gc` shows and starts it).
     pub gc: crate::registry::gc::Collector,
+    /// Retention policies from the config (the API shows them next to stored ones).
+    pub retention: std::sync::Arc<Vec<crate::imagestream::retention::RetentionPolicy>>,
     /// The image.openshift.io/v1 API and its watch hubs.
     pub api: imagestream::Api,
     /// Registry host written into references (`<host>/<ns>/<stream>@<digest>`).

@@ -13,6 +13,7 @@ pub mod mapping;
 pub mod notice;
 pub mod prune;
 pub mod reach;
+pub mod retention;
 pub mod service;
 pub mod spec_tags;
 pub mod store;

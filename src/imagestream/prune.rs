@@ -41,6 +41,66 @@ pub struct PruneOptions {
     /// Only this namespace's streams; Images (cluster-scoped) are then left alone.
     pub namespace: Option<String>,
     pub confirm: bool,
+    /// A retention policy's rules instead of oc's (see [`TagRules`]); Images are then deleted
+    /// only if this run took them out of history and no stream names them any more.
+    pub tag_rules: Option<TagRules>,
+}
+
+impl PruneOptions {
+    /// oc's defaults: 3 revisions, 60 minutes, imported images too, a dry run.
+    pub fn oc_defaults() -> Self {
+        PruneOptions {
+            keep_tag_revisions: 3,
+            keep_younger_than: Duration::from_secs(3600),
+            all: true,
+            namespace: None,
+            confirm: false,
+            tag_rules: None,
+        }
+    }
+}
+
+/// A retention policy's rules for the tags of the streams it covers.
+#[derive(Debug, Clone, Default)]
+pub struct TagRules {
+    /// Namespaces covered: a name, or a pattern where `*` matches any run of characters.
+    pub namespaces: String,
+    /// Tags never touched (patterns as above).
+    pub keep_tags: Vec<String>,
+    /// Tags whose current image is older than this are deleted, history and spec.
+    pub delete_tags_not_pushed_for: Option<Duration>,
+    /// Revisions kept per tag (the current one always is).
+    pub keep_tag_revisions: Option<usize>,
+    /// Entries younger than this are kept.
+    pub keep_younger_than: Option<Duration>,
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// What happens to one tag.
+enum TagPlan {
+    /// Keep the entries marked true.
+    Keep(Vec<bool>),
+    /// Remove the tag: its history and its spec.
+    Delete,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -79,7 +139,10 @@ impl ImageStreams {
             ..PruneReport::default()
         };
         let mut referenced: HashSet<String> = HashSet::new();
-        let heads = self.list_heads(opts.namespace.as_deref())?;
+        let mut heads = self.list_heads(opts.namespace.as_deref())?;
+        if let Some(rules) = &opts.tag_rules {
+            heads.retain(|h| glob_match(&rules.namespaces, &h.metadata.namespace));
+        }
         for head in heads {
             let (ns, name) = (head.metadata.namespace.clone(), head.metadata.name.clone());
             let Some(kept) = self
@@ -91,16 +154,119 @@ impl ImageStreams {
             for t in &kept.status.tags {
                 referenced.extend(t.items.iter().map(|e| e.image.clone()));
             }
-            if let Ok(repo) = RepositoryName::parse(&format!("{ns}/{name}")) {
-                self.prune_repository(&repo, &kept, opts, cutoff, &mut report)
+            let path = format!("{ns}/{name}");
+            let taken: HashSet<String> = report
+                .history
+                .iter()
+                .filter(|r| r.stream == path)
+                .map(|r| r.image.clone())
+                .collect();
+            if let Ok(repo) = RepositoryName::parse(&path) {
+                self.prune_repository(&repo, &kept, &taken, opts, cutoff, &mut report)
                     .await?;
             }
         }
-        if opts.namespace.is_none() {
+        if opts.tag_rules.is_some() {
+            // Only what this run took out of history, if no stream at all names it now.
+            let taken: HashSet<String> = report.history.iter().map(|r| r.image.clone()).collect();
+            if !taken.is_empty() {
+                let named = self.images_in_any_history()?;
+                let unnamed: HashSet<String> = taken.difference(&named).cloned().collect();
+                let everything_else: HashSet<String> = self
+                    .all_image_names()?
+                    .into_iter()
+                    .filter(|n| !unnamed.contains(n))
+                    .collect();
+                self.prune_image_objects(&everything_else, opts, cutoff, &mut report)
+                    .await?;
+            }
+        } else if opts.namespace.is_none() {
             self.prune_image_objects(&referenced, opts, cutoff, &mut report)
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Every image some stream's history names (from the per-stream image index).
+    fn images_in_any_history(&self) -> Result<HashSet<String>> {
+        let meta = self.registry().metadata().clone();
+        let mut out = HashSet::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = meta.scan(b"isi\0", after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, _) in page {
+                out.insert(String::from_utf8_lossy(reg_keys::last_part(&k)).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn all_image_names(&self) -> Result<Vec<String>> {
+        let meta = self.registry().metadata().clone();
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = meta.scan(&keys::images(), after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, _) in page {
+                out.push(String::from_utf8_lossy(reg_keys::last_part(&k)).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The plan for one tag under oc's rules or the policy's.
+    fn plan_tag(
+        &self,
+        meta: &dyn MetadataStore,
+        tag: &super::types::NamedTagEventList,
+        opts: &PruneOptions,
+        cutoff: SystemTime,
+    ) -> Result<TagPlan> {
+        let Some(rules) = &opts.tag_rules else {
+            let mut keep = Vec::new();
+            for (revision, e) in tag.items.iter().enumerate() {
+                keep.push(
+                    revision < opts.keep_tag_revisions
+                        || younger(Some(e.created.as_str()), cutoff)
+                        || (!opts.all && !self.is_managed(meta, &e.image)?),
+                );
+            }
+            return Ok(TagPlan::Keep(keep));
+        };
+        let all = vec![true; tag.items.len()];
+        if rules.keep_tags.iter().any(|p| glob_match(p, &tag.tag)) {
+            return Ok(TagPlan::Keep(all));
+        }
+        let now = SystemTime::now();
+        if let (Some(idle), Some(top)) = (rules.delete_tags_not_pushed_for, tag.items.first()) {
+            let since = now.checked_sub(idle).unwrap_or(SystemTime::UNIX_EPOCH);
+            if !younger(Some(top.created.as_str()), since) {
+                return Ok(TagPlan::Delete);
+            }
+        }
+        if rules.keep_tag_revisions.is_none() && rules.keep_younger_than.is_none() {
+            return Ok(TagPlan::Keep(all));
+        }
+        let age_cutoff = rules
+            .keep_younger_than
+            .and_then(|d| now.checked_sub(d))
+            .unwrap_or(now);
+        Ok(TagPlan::Keep(
+            tag.items
+                .iter()
+                .enumerate()
+                .map(|(revision, e)| {
+                    revision == 0
+                        || rules.keep_tag_revisions.is_some_and(|n| revision < n)
+                        || (rules.keep_younger_than.is_some()
+                            && younger(Some(e.created.as_str()), age_cutoff))
+                })
+                .collect(),
+        ))
     }
 
     /// Trims one stream's history; returns the stream as it is (or would be) afterwards.
@@ -117,17 +283,25 @@ impl ImageStreams {
             let Some(snapshot) = store::read_stream(meta.as_ref(), ns, name)? else {
                 return Ok(None);
             };
-            if younger(snapshot.metadata.creation_timestamp.as_deref(), cutoff) {
+            // oc's rule; a policy's rules decide per tag instead.
+            if opts.tag_rules.is_none()
+                && younger(snapshot.metadata.creation_timestamp.as_deref(), cutoff)
+            {
                 return Ok(Some(snapshot));
             }
             let mut trimmed = snapshot.clone();
             let mut removed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut deleted_tags = BTreeSet::new();
             for t in &mut trimmed.status.tags {
+                let keep = match self.plan_tag(meta.as_ref(), t, opts, cutoff)? {
+                    TagPlan::Keep(keep) => keep,
+                    TagPlan::Delete => {
+                        deleted_tags.insert(t.tag.clone());
+                        vec![false; t.items.len()]
+                    }
+                };
                 let mut kept = Vec::new();
-                for (revision, e) in t.items.drain(..).enumerate() {
-                    let keep = revision < opts.keep_tag_revisions
-                        || younger(Some(e.created.as_str()), cutoff)
-                        || (!opts.all && !self.is_managed(meta.as_ref(), &e.image)?);
+                for (e, keep) in t.items.drain(..).zip(keep) {
                     if keep {
                         kept.push(e);
                     } else {
@@ -139,6 +313,14 @@ impl ImageStreams {
                 }
                 t.items = kept;
             }
+            trimmed
+                .status
+                .tags
+                .retain(|t| !deleted_tags.contains(&t.tag));
+            trimmed
+                .spec
+                .tags
+                .retain(|t| !deleted_tags.contains(&t.name));
             trimmed
                 .status
                 .tags
@@ -199,6 +381,7 @@ impl ImageStreams {
         &self,
         repo: &RepositoryName,
         stream: &ImageStream,
+        taken: &HashSet<String>,
         opts: &PruneOptions,
         cutoff: SystemTime,
         report: &mut PruneReport,
@@ -223,7 +406,9 @@ impl ImageStreams {
                 .flat_map(|t| t.items.iter().map(|e| e.image.as_str()))
                 .collect();
             for d in &linked {
-                let recent = records.get(d).is_some_and(|r| r.touched > cutoff_secs);
+                // Youth protects untagged pushes, not what this run took out of history.
+                let recent = !taken.contains(&d.to_string())
+                    && records.get(d).is_some_and(|r| r.touched > cutoff_secs);
                 let spared = !opts.all && !self.is_managed(meta.as_ref(), &d.to_string())?;
                 if history.contains(d.to_string().as_str()) || recent || spared {
                     kept.insert(d.clone());
@@ -387,7 +572,8 @@ impl ImageStreams {
                 let image: Image = decode(&v)?;
                 let name = image.metadata.name.clone();
                 if referenced.contains(&name)
-                    || younger(image.metadata.creation_timestamp.as_deref(), cutoff)
+                    || (opts.tag_rules.is_none()
+                        && younger(image.metadata.creation_timestamp.as_deref(), cutoff))
                     || (!opts.all && !image.is_managed())
                 {
                     continue;
@@ -483,4 +669,30 @@ fn scan_digests(meta: &dyn MetadataStore, prefix: &[u8]) -> Result<Vec<Digest>> 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn patterns_match_runs_of_characters_at_stars_only() {
+        for (p, n, want) in [
+            ("team", "team", true),
+            ("team", "team-a", false),
+            ("team-*", "team-a", true),
+            ("team-*", "team-", true),
+            ("team-*", "tea", false),
+            ("*", "", true),
+            ("*-prod", "web-prod", true),
+            ("*-prod", "web-production", false),
+            ("a*b*c", "a-b-c", true),
+            ("a*b*c", "a-c", false),
+            ("release-*", "release-1.2", true),
+            ("*b*", "abc", true),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(glob_match(p, n), want, "{p} ~ {n}");
+        }
+    }
 }

@@ -666,3 +666,169 @@ async fn pull_completely_as_admin(s: &TestServer) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+fn policy(v: Value) -> berth::imagestream::retention::RetentionPolicy {
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test]
+async fn retention_policies_keep_what_they_say_and_only_where_they_apply() {
+    let s = TestServer::start_with(|c| {
+        c.gc_delay_secs = 0;
+        c.retention = vec![policy(json!({
+            "name": "teams",
+            "namespaces": "team-*",
+            "keepTagRevisions": 2,
+            "keepTags": ["release-*"],
+            "deleteTagsNotPushedFor": "2s",
+        }))];
+    })
+    .await;
+    s.push_image("team-a/app", "old", "old").await;
+    for i in 0..3 {
+        s.push_image("team-a/app", "release-1", &format!("release {i}"))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut v1 = Vec::new();
+    for i in 0..4 {
+        v1.push(s.push_image("team-a/app", "v1", &format!("v1 {i}")).await.0);
+        s.push_image("prod/app", "v1", &format!("prod {i}")).await;
+    }
+    // A policy over the API, in dry-run mode: it reports and changes nothing.
+    let r = s
+        .req(Method::PUT, "/admin/v1/retention/dry")
+        .json(&json!({"name": "dry", "namespaces": "prod", "keepTagRevisions": 1, "dryRun": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let listed: Value = s.get("/admin/v1/retention").await.json().await.unwrap();
+    let sources: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, vec![("teams", "config"), ("dry", "api")]);
+
+    let r = s
+        .req(Method::POST, "/admin/v1/retention/run")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let reports: Value = r.json().await.unwrap();
+    let dry = &reports["items"][1];
+    assert_eq!(dry["policy"], "dry");
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(dry["history"].as_array().unwrap().len(), 3, "{dry}");
+
+    let app = stream(&s, "team-a", "app").await;
+    assert_eq!(history(&app, "v1"), vec![v1[3].clone(), v1[2].clone()]);
+    assert_eq!(
+        history(&app, "release-1").len(),
+        3,
+        "kept by pattern though idle"
+    );
+    let tags: Vec<&str> = app["status"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert!(!tags.contains(&"old"), "idle tag deleted: {tags:?}");
+    assert_eq!(history(&stream(&s, "prod", "app").await, "v1").len(), 4);
+
+    gc_until_quiet(&s).await;
+    pull_completely(&s, "team-a/app", "v1").await;
+    pull_completely(&s, "team-a/app", "release-1").await;
+    for gone in &v1[..2] {
+        let r = s.get(&format!("/v2/team-a/app/manifests/{gone}")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = s
+            .get(&format!("/apis/image.openshift.io/v1/images/{gone}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    pull_completely(&s, "prod/app", "v1").await;
+
+    // Bad policies get a Status; config policies cannot be changed over the API.
+    for (name, body) in [
+        (
+            "bad",
+            json!({"name": "bad", "namespaces": "x", "keepYoungerThan": "soon"}),
+        ),
+        ("Bad", json!({"name": "Bad", "namespaces": "x"})),
+        ("teams", json!({"name": "teams", "namespaces": "x"})),
+        ("other", json!({"name": "mismatch", "namespaces": "x"})),
+    ] {
+        let r = s
+            .req(Method::PUT, &format!("/admin/v1/retention/{name}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{name}");
+        let status: Value = r.json().await.unwrap();
+        assert_eq!(status["kind"], "Status");
+    }
+    assert_eq!(
+        s.req(Method::DELETE, "/admin/v1/retention/dry")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.req(Method::DELETE, "/admin/v1/retention/dry")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn retention_runs_by_itself_on_its_schedule() {
+    let s = TestServer::start_with(|c| {
+        c.retention_interval_secs = 1;
+        c.retention = vec![policy(
+            json!({"name": "one", "namespaces": "ns", "keepTagRevisions": 1}),
+        )];
+    })
+    .await;
+    for i in 0..3 {
+        s.push_image("ns/app", "v1", &format!("{i}")).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while history(&stream(&s, "ns", "app").await, "v1").len() > 1 {
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn only_pruners_manage_retention() {
+    use crate::auth::{create_user, start, PASSWORD};
+    let s = start(|_| {}).await;
+    create_user(&s, "editor", &[]).await;
+    crate::auth::bind(&s, "team", "editor", "admin").await;
+    for (method, path) in [
+        (Method::GET, "/admin/v1/retention"),
+        (Method::POST, "/admin/v1/retention/run"),
+        (Method::PUT, "/admin/v1/retention/p"),
+        (Method::DELETE, "/admin/v1/retention/p"),
+    ] {
+        let r = s
+            .req(method.clone(), path)
+            .basic_auth("editor", Some(PASSWORD))
+            .json(&json!({"name": "p", "namespaces": "team"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+}
