@@ -32,7 +32,8 @@ pub enum SecretKind {
 #[derive(Args, Debug)]
 pub struct DockerRegistryArgs {
     pub name: String,
-    /// The registry, host[:port] exactly as imports name it (the port must match). (Not
+    /// The registry, host[:port] as imports name it (a scheme's default port, 443 or 80 for an
+    /// insecure import, may be written or left out on either side). (Not
     /// `--server`: that flag names the berth server every verb talks to.)
     #[arg(long = "docker-server")]
     pub docker_server: Option<String>,

@@ -1062,6 +1062,61 @@ mod peer_registry {
     }
 }
 
+/// A secret keyed `host:80` authenticates an insecure import from `host/...`, and one keyed
+/// `host` an import from `host:80/...`: HTTP's default port is the same registry (issue 16).
+#[tokio::test]
+async fn secrets_match_with_and_without_the_default_port() {
+    use crate::peer::{push_image, DockerRegistry, Pusher, PASSWORD, USER};
+    use berth::importer::remote::MEDIA_OCI_MANIFEST;
+    let reg = DockerRegistry::start_on_port_80(true).await;
+    let p = Pusher::new(&reg, true);
+    let pushed = push_image(&p, "private/app", "v1", "amd64", MEDIA_OCI_MANIFEST).await;
+    let ip = reg.ip();
+    let dst = TestServer::start_with(|c| {
+        c.allowed_registries_for_import.push(AllowedRegistry {
+            domain_name: ip.clone(),
+            insecure: true,
+        });
+        c.allowed_registries_for_import.push(AllowedRegistry {
+            domain_name: format!("{ip}:80"),
+            insecure: true,
+        });
+    })
+    .await;
+    let secret = |ns: &str, server: &str| {
+        json!({"metadata": {"name": "pull", "namespace": ns},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json!({"auths": {server: {"username": USER, "password": PASSWORD}}}).to_string()}})
+    };
+    for (ns, key, from) in [
+        ("a", format!("{ip}:80"), format!("{ip}/private/app:v1")),
+        ("b", ip.clone(), format!("{ip}:80/private/app:v1")),
+    ] {
+        let r = post(
+            &dst,
+            &format!("/api/v1/namespaces/{ns}/secrets"),
+            &secret(ns, &key),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = post(
+            &dst,
+            &format!("{API}/namespaces/{ns}/imagestreamimports"),
+            &import_request("app", &from, "v1", true, json!({"insecure": true})),
+        )
+        .await;
+        let isi: Value = r.json().await.unwrap();
+        assert_eq!(
+            isi["status"]["images"][0]["status"]["status"], "Success",
+            "secret {key}, import from {from}: {isi:#}"
+        );
+        assert_eq!(
+            isi["status"]["images"][0]["image"]["metadata"]["name"],
+            pushed.digest.to_string()
+        );
+    }
+}
+
 #[tokio::test]
 async fn repository_import_takes_fifty_tags_in_priority_order() {
     let src = TestServer::start().await;
