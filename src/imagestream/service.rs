@@ -760,9 +760,18 @@ impl ImageStreams {
     pub async fn create_mapping(
         &self,
         ns: &str,
-        m: ImageStreamMapping,
+        mut m: ImageStreamMapping,
         reach: Reach,
     ) -> Result<()> {
+        // The seed's example names its Image only in the reference (`...@sha256:...`); an
+        // Image's name is its digest, so that names it.
+        if m.image.metadata.name.is_empty() {
+            if let Some((_, digest)) = m.image.docker_image_reference.rsplit_once('@') {
+                if digest.parse::<berth_storage::Digest>().is_ok() {
+                    m.image.metadata.name = digest.to_string();
+                }
+            }
+        }
         let mut causes = Vec::new();
         if let Err(e) = Namespace::parse(ns) {
             causes.push(Cause::invalid("metadata.namespace", ns, &e.to_string()));
@@ -793,6 +802,9 @@ impl ImageStreams {
                 &m.image.metadata.name,
                 "must be a digest (<algorithm>:<hex>)",
             ));
+        }
+        if m.image.docker_image_reference.is_empty() {
+            causes.push(Cause::required("image.dockerImageReference"));
         }
         if !causes.is_empty() {
             return Err(Error::Invalid {

@@ -289,7 +289,13 @@ fn metadata_version() -> String {
 pub struct ImageLayer {
     pub name: String,
     pub size: u64,
+    /// Optional in OpenShift's API (the seed's ImageStreamMapping example has none).
+    #[serde(default = "docker_layer_media_type")]
     pub media_type: String,
+}
+
+fn docker_layer_media_type() -> String {
+    "application/vnd.docker.image.rootfs.diff.tar.gzip".into()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
