@@ -101,7 +101,7 @@ impl Api {
         let (sh, ih, host) = (
             stream_hub.clone(),
             image_hub.clone(),
-            streams.registry().public_host().to_string(),
+            streams.registry().hosts().clone(),
         );
         streams
             .registry()
@@ -371,12 +371,7 @@ fn stream_resolver(streams: &ImageStreams, renders: Arc<Renders>) -> Resolver {
                 return Some(json.clone());
             }
         }
-        let json = stream_body::render(
-            registry.metadata().as_ref(),
-            registry.public_host(),
-            ns,
-            name,
-        )?;
+        let json = stream_body::render(registry.metadata().as_ref(), registry.hosts(), ns, name)?;
         *renders.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, json.clone()));
         Some(json)
     })
@@ -491,8 +486,8 @@ pub async fn handle(
         | ApiEndpoint::GetImageStreamStatus { namespace, name } => {
             // Written while read: a stream's size does not weigh on memory.
             let meta = s.registry().metadata().clone();
-            let host = s.registry().public_host().to_string();
-            super::stream_body::respond(meta, host, namespace.as_str(), name.as_str())?
+            let hosts = s.registry().hosts().clone();
+            super::stream_body::respond(meta, hosts, namespace.as_str(), name.as_str())?
                 .ok_or_else(|| Error::NotFound {
                     resource: "imagestreams",
                     name: name.as_str().to_string(),
@@ -642,7 +637,7 @@ pub async fn handle(
             let isi: ImageStreamImport = read_json(body).await?;
             let done = api
                 .importer
-                .import_stream(namespace.as_str(), isi, server_address)
+                .import_stream(namespace.as_str(), isi, s.registry().hosts())
                 .await?;
             object(StatusCode::CREATED, &done)
         }

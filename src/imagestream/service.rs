@@ -17,7 +17,7 @@ use super::store::{
     self, delete_stream, get, keys, load_checked, load_head, load_tags, save_stream,
 };
 use super::types::*;
-use crate::registry::{Namespace, Registry, StreamName};
+use crate::registry::{Namespace, Registry, RepositoryHosts, StreamName};
 
 /// The ImageStreamTag view of one tag (spec §1.3).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,10 +68,16 @@ pub struct ImageStreamMapping {
     pub tag: String,
 }
 
-/// Fills what is derived on every read (status.dockerImageRepository).
-pub fn decorate(public_host: &str, mut s: ImageStream) -> ImageStream {
-    s.status.docker_image_repository =
-        format!("{public_host}/{}/{}", s.metadata.namespace, s.metadata.name);
+/// Fills what is derived on every read: `status.dockerImageRepository` (the internal host) and,
+/// when a public host is configured, `status.publicDockerImageRepository`.
+pub fn decorate(hosts: &RepositoryHosts, mut s: ImageStream) -> ImageStream {
+    let path = format!("{}/{}", s.metadata.namespace, s.metadata.name);
+    s.status.docker_image_repository = format!("{}/{path}", hosts.internal);
+    s.status.public_docker_image_repository = hosts
+        .public
+        .as_ref()
+        .map(|h| format!("{h}/{path}"))
+        .unwrap_or_default();
     s.kind = "ImageStream".into();
     s.api_version = API_VERSION.into();
     s
@@ -131,20 +137,12 @@ impl ImageStreams {
     }
 
     fn host(&self) -> &str {
-        self.registry.public_host()
+        self.registry.internal_host()
     }
 
-    /// Fills what is derived on every read (status.dockerImageRepository).
-    pub fn decorate(&self, mut s: ImageStream) -> ImageStream {
-        s.status.docker_image_repository = format!(
-            "{}/{}/{}",
-            self.host(),
-            s.metadata.namespace,
-            s.metadata.name
-        );
-        s.kind = "ImageStream".into();
-        s.api_version = API_VERSION.into();
-        s
+    /// Fills what is derived on every read (the status's repositories).
+    pub fn decorate(&self, s: ImageStream) -> ImageStream {
+        decorate(self.registry.hosts(), s)
     }
 
     fn not_found(name: &str) -> Error {

@@ -590,3 +590,54 @@ async fn merge_patch_changes_the_spec_and_bumps_generation() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// `--public-host` fills status.publicDockerImageRepository; references and
+/// status.dockerImageRepository name the internal host (issue 16).
+#[tokio::test]
+async fn public_and_internal_repositories() {
+    let s = TestServer::start_with(|c| {
+        c.public_host = Some("registry.example.com".into());
+        c.internal_host = Some("image-registry.svc:5000".into());
+    })
+    .await;
+    let (digest, _) = s.push_image("team/app", "v1", "x").await;
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(
+        is["status"]["dockerImageRepository"],
+        "image-registry.svc:5000/team/app"
+    );
+    assert_eq!(
+        is["status"]["publicDockerImageRepository"],
+        "registry.example.com/team/app"
+    );
+    assert_eq!(
+        is["status"]["tags"][0]["items"][0]["dockerImageReference"],
+        format!("image-registry.svc:5000/team/app@{digest}")
+    );
+    let list: Value = s
+        .get(&format!("{API}/namespaces/team/imagestreams"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["items"][0]["status"]["publicDockerImageRepository"],
+        "registry.example.com/team/app"
+    );
+    // berth get is shows the public repository, as oc does.
+    let r = crate::common::berth_in(&s, "team", &["get", "is"]).await;
+    assert!(
+        crate::common::ok(&r).contains("registry.example.com/team/app"),
+        "{}",
+        r.stdout
+    );
+
+    // Without a public host there is no public repository.
+    let plain = TestServer::start().await;
+    plain.push_image("team/app", "v1", "x").await;
+    let is = stream(&plain, "team", "app").await;
+    assert!(
+        is["status"].get("publicDockerImageRepository").is_none(),
+        "{is}"
+    );
+}
