@@ -8,19 +8,6 @@ use serde_json::{json, Map, Value};
 use super::{CliError, Client, Connection};
 use crate::secrets::{docker_config_json, DOCKER_CONFIG_JSON, DOCKER_CONFIG_JSON_KEY};
 
-#[derive(Args, Debug)]
-pub struct CreateArgs {
-    #[command(subcommand)]
-    pub what: CreateWhat,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CreateWhat {
-    /// Create a secret.
-    #[command(subcommand)]
-    Secret(SecretKind),
-}
-
 #[derive(Subcommand, Debug)]
 pub enum SecretKind {
     /// A kubernetes.io/dockerconfigjson secret for one registry.
@@ -77,9 +64,8 @@ fn read_file(spec: &str) -> Result<(String, Vec<u8>), CliError> {
     Ok((key, bytes))
 }
 
-/// Runs `berth create ...` and returns what it prints.
-pub fn run(conn: &Connection, args: &CreateArgs) -> Result<String, CliError> {
-    let CreateWhat::Secret(kind) = &args.what;
+/// Runs `berth create secret ...` and returns what it prints.
+pub fn run(conn: &Connection, kind: &SecretKind) -> Result<String, CliError> {
     let engine = base64::engine::general_purpose::STANDARD;
     let (name, kind, data) = match kind {
         SecretKind::DockerRegistry(a) => {
