@@ -136,10 +136,8 @@ fn imagestreamtag(a: &CreateTagArgs, ns: &str) -> Result<Value, CliError> {
         (None, Some(from)) => Some(tag_source(from, stream)?),
         (None, None) => None,
     };
-    let annotations = (!annotations.is_empty()).then_some(Value::Object(annotations));
     let mut tag = json!({
         "name": tag,
-        "annotations": annotations,
         "reference": a.reference,
         "referencePolicy": {"type": reference_policy(&a.reference_policy)?},
         "importPolicy": {"scheduled": a.scheduled, "insecure": a.insecure},
@@ -147,10 +145,16 @@ fn imagestreamtag(a: &CreateTagArgs, ns: &str) -> Result<Value, CliError> {
     if let Some(from) = from {
         tag["from"] = from;
     }
+    let mut metadata = json!({"name": a.name, "namespace": ns});
+    if !annotations.is_empty() {
+        // oc sets both (the server requires them equal).
+        tag["annotations"] = Value::Object(annotations.clone());
+        metadata["annotations"] = Value::Object(annotations);
+    }
     Ok(json!({
         "kind": "ImageStreamTag",
         "apiVersion": "image.openshift.io/v1",
-        "metadata": {"name": a.name, "namespace": ns, "annotations": annotations},
+        "metadata": metadata,
         "tag": tag,
     }))
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod cli_verbs;
 mod common;
 mod crash_loop;
 mod describe;
