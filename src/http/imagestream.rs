@@ -16,7 +16,8 @@ use super::apis::patch::PatchKind;
 use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
 use super::apis::status::{self, FieldError, StatusError};
-use super::apis::watch::{EventType, Resolver, Watch, WatchEvent};
+use super::apis::table;
+use super::apis::watch::{EventType, Presenter, Resolver, Watch, WatchEvent};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
 use super::stream_body;
@@ -395,6 +396,7 @@ fn watch(
     options: &ListOptions,
     snapshot: impl FnOnce() -> Result<(Vec<Value>, u64), StatusError>,
     resolver: Option<Resolver>,
+    presenter: Option<Presenter>,
     connection: Option<CloseConnection>,
 ) -> Result<Response, StatusError> {
     let (sub, initial, start_rv) = match options.watch_start() {
@@ -420,6 +422,7 @@ fn watch(
     }
     Ok(watch
         .resolver(resolver)
+        .presenter(presenter)
         .initial(initial)
         .options(resource, namespace, options)
         .into_response())
@@ -447,17 +450,33 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let connection = req.extensions().get::<CloseConnection>().cloned();
+    // `kubectl get` asks for a Table (and takes plain JSON for what has no columns).
+    let table_version = table::wanted(
+        req.headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let tabled = |resource: Resource, items: Vec<Value>, rv: Option<u64>| {
+        table_version
+            .filter(|_| table::has_columns(resource))
+            .map(|v| resp::json(StatusCode::OK, &table::table(v, resource, &items, rv)))
+    };
+    // A watch for kubectl delivers each object as a Table of one row.
+    let presenter = |resource: Resource| -> Option<Presenter> {
+        let v = table_version.filter(|_| table::has_columns(resource))?;
+        Some(Arc::new(move |o: Value| table::table(v, resource, &[o], None)))
+    };
     let body = req.into_body();
     let s = &api.streams;
     match endpoint {
         ApiEndpoint::ListImageStreams { namespace, options } => {
             let (mut items, rv) = s.list(namespace.as_ref().map(|n| n.as_str()))?;
             items.retain(|i| visible(&i.metadata.namespace));
-            Ok(list(
-                "ImageStreamList",
-                selected(to_values(items), &options, true),
-                rv,
-            ))
+            let items = selected(to_values(items), &options, true);
+            if let Some(t) = tabled(Resource::ImageStreams, items.clone(), Some(rv)) {
+                return Ok(t);
+            }
+            Ok(list("ImageStreamList", items, rv))
         }
         ApiEndpoint::WatchImageStreams { namespace, options } => {
             let ns = namespace.clone();
@@ -471,6 +490,7 @@ pub async fn handle(
                     Ok((to_values(items), rv))
                 },
                 Some(stream_resolver(s, api.renders.clone())),
+                presenter(Resource::ImageStreams),
                 connection,
             )
         }
@@ -484,6 +504,14 @@ pub async fn handle(
         }
         ApiEndpoint::GetImageStream { namespace, name }
         | ApiEndpoint::GetImageStreamStatus { namespace, name } => {
+            if table_version.is_some() {
+                let is = s.get(namespace.as_str(), name.as_str())?;
+                let v =
+                    serde_json::to_value(is).map_err(|e| StatusError::internal(e.to_string()))?;
+                if let Some(t) = tabled(Resource::ImageStreams, vec![v], None) {
+                    return Ok(t);
+                }
+            }
             // Written while read: a stream's size does not weigh on memory.
             let meta = s.registry().metadata().clone();
             let hosts = s.registry().hosts().clone();
@@ -572,16 +600,20 @@ pub async fn handle(
                 items.extend(to_values(s.list_tags(&ns)?));
             }
             let rv = s.resource_version()?;
-            Ok(list(
-                "ImageStreamTagList",
-                selected(items, &options, true),
-                rv,
-            ))
+            let items = selected(items, &options, true);
+            if let Some(t) = tabled(Resource::ImageStreamTags, items.clone(), Some(rv)) {
+                return Ok(t);
+            }
+            Ok(list("ImageStreamTagList", items, rv))
         }
-        ApiEndpoint::GetImageStreamTag { namespace, name } => object(
-            StatusCode::OK,
-            &s.get_tag(namespace.as_str(), name.stream.as_str(), name.tag.as_str())?,
-        ),
+        ApiEndpoint::GetImageStreamTag { namespace, name } => {
+            let tag = s.get_tag(namespace.as_str(), name.stream.as_str(), name.tag.as_str())?;
+            let v = serde_json::to_value(&tag).map_err(|e| StatusError::internal(e.to_string()))?;
+            if let Some(t) = tabled(Resource::ImageStreamTags, vec![v.clone()], None) {
+                return Ok(t);
+            }
+            Ok(resp::json(StatusCode::OK, &v))
+        }
         ApiEndpoint::CreateImageStreamTag { namespace, name } => {
             let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
             let name = match name {
@@ -674,11 +706,11 @@ pub async fn handle(
         }
         ApiEndpoint::ListImages { options } => {
             let (items, rv) = s.list_images()?;
-            Ok(list(
-                "ImageList",
-                selected(to_values(items), &options, false),
-                rv,
-            ))
+            let items = selected(to_values(items), &options, false);
+            if let Some(t) = tabled(Resource::Images, items.clone(), Some(rv)) {
+                return Ok(t);
+            }
+            Ok(list("ImageList", items, rv))
         }
         ApiEndpoint::WatchImages { options } => watch(
             &api.image_hub,
@@ -690,9 +722,17 @@ pub async fn handle(
                 Ok((to_values(items), rv))
             },
             Some(image_resolver(s)),
+            presenter(Resource::Images),
             connection,
         ),
-        ApiEndpoint::GetImage { name } => object(StatusCode::OK, &s.get_image(&name)?),
+        ApiEndpoint::GetImage { name } => {
+            let v = serde_json::to_value(s.get_image(&name)?)
+                .map_err(|e| StatusError::internal(e.to_string()))?;
+            if let Some(t) = tabled(Resource::Images, vec![v.clone()], None) {
+                return Ok(t);
+            }
+            Ok(resp::json(StatusCode::OK, &v))
+        }
         ApiEndpoint::DeleteImage { name } => {
             s.delete_image(&name).await?;
             Ok(status::success_with_details(

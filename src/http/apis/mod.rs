@@ -15,4 +15,5 @@ pub mod path;
 pub mod resource;
 pub mod selector;
 pub mod status;
+pub mod table;
 pub mod watch;
