@@ -178,6 +178,14 @@ impl Secrets {
         }
     }
 
+    /// The namespaces that hold at least one secret.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(crate::imagestream::store::namespaces(
+            self.registry.metadata().as_ref(),
+            b"secret\0",
+        )?)
+    }
+
     pub fn get(&self, ns: &str, name: &str) -> Result<Secret> {
         self.load(ns, name)?
             .map(Secret::redacted)

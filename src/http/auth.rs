@@ -362,7 +362,9 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         }
         | E::ListImageStreamTags {
             namespace: None, ..
-        } => Vec::new(),
+        }
+        | E::ListNamespaces => Vec::new(),
+        E::GetNamespace { namespace } => vec![Action::View(ns(namespace))],
         E::WatchImageStreams {
             namespace: None, ..
         } => vec![Action::ReadAll],
@@ -422,7 +424,7 @@ pub fn api_needs_identity(endpoint: &ApiEndpoint) -> bool {
         } | ApiEndpoint::ListImageStreamTags {
             namespace: None,
             ..
-        }
+        } | ApiEndpoint::ListNamespaces
     )
 }
 

@@ -190,6 +190,7 @@ fn resource_named(plural: &str) -> Resource {
         "imagestreammappings" => Resource::ImageStreamMappings,
         "imagestreamimports" => Resource::ImageStreamImports,
         "secrets" => Resource::Secrets,
+        "namespaces" => Resource::Namespaces,
         _ => Resource::ImageStreams,
     }
 }
@@ -306,6 +307,18 @@ fn object<T: Serialize>(code: StatusCode, value: &T) -> Result<Response, StatusE
     Ok(resp::json(code, &v))
 }
 
+/// A namespace as the core API shows one (berth keeps no namespace objects: a namespace exists
+/// while it holds something).
+fn namespace_object(name: &str) -> Value {
+    json!({
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {"name": name},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    })
+}
+
 fn list(kind: &str, items: Vec<Value>, rv: u64) -> Response {
     resp::json(
         StatusCode::OK,
@@ -395,8 +408,7 @@ fn watch(
     namespace: Option<Namespace>,
     options: &ListOptions,
     snapshot: impl FnOnce() -> Result<(Vec<Value>, u64), StatusError>,
-    resolver: Option<Resolver>,
-    presenter: Option<Presenter>,
+    (resolver, presenter): (Option<Resolver>, Option<Presenter>),
     connection: Option<CloseConnection>,
 ) -> Result<Response, StatusError> {
     let (sub, initial, start_rv) = match options.watch_start() {
@@ -464,7 +476,9 @@ pub async fn handle(
     // A watch for kubectl delivers each object as a Table of one row.
     let presenter = |resource: Resource| -> Option<Presenter> {
         let v = table_version.filter(|_| table::has_columns(resource))?;
-        Some(Arc::new(move |o: Value| table::table(v, resource, &[o], None)))
+        Some(Arc::new(move |o: Value| {
+            table::table(v, resource, &[o], None)
+        }))
     };
     let body = req.into_body();
     let s = &api.streams;
@@ -489,8 +503,10 @@ pub async fn handle(
                     let (items, rv) = s.list(ns.as_ref().map(|n| n.as_str()))?;
                     Ok((to_values(items), rv))
                 },
-                Some(stream_resolver(s, api.renders.clone())),
-                presenter(Resource::ImageStreams),
+                (
+                    Some(stream_resolver(s, api.renders.clone())),
+                    presenter(Resource::ImageStreams),
+                ),
                 connection,
             )
         }
@@ -673,6 +689,43 @@ pub async fn handle(
                 .await?;
             object(StatusCode::CREATED, &done)
         }
+        ApiEndpoint::ListNamespaces => {
+            let mut names = s.namespaces()?;
+            names.extend(api.importer.secrets().namespaces()?);
+            names.sort();
+            names.dedup();
+            names.retain(|n| visible(n));
+            let items: Vec<Value> = names.iter().map(|n| namespace_object(n)).collect();
+            if let Some(v) = table_version {
+                return Ok(resp::json(
+                    StatusCode::OK,
+                    &table::table(v, Resource::Namespaces, &items, None),
+                ));
+            }
+            Ok(resp::json(
+                StatusCode::OK,
+                &Resource::Namespaces.list(s.resource_version()?, items),
+            ))
+        }
+        ApiEndpoint::GetNamespace { namespace } => {
+            let ns = namespace.as_str();
+            let holds = s.namespaces()?.iter().any(|n| n == ns)
+                || api.importer.secrets().namespaces()?.iter().any(|n| n == ns);
+            if !holds {
+                return Err(StatusError::from(Error::NotFound {
+                    resource: "namespaces",
+                    name: ns.to_string(),
+                }));
+            }
+            let v = namespace_object(ns);
+            if let Some(v2) = table_version {
+                return Ok(resp::json(
+                    StatusCode::OK,
+                    &table::table(v2, Resource::Namespaces, &[v], None),
+                ));
+            }
+            Ok(resp::json(StatusCode::OK, &v))
+        }
         ApiEndpoint::ListSecrets { namespace } => {
             let items = api.importer.secrets().list(namespace.as_str())?;
             Ok(resp::json(
@@ -721,8 +774,7 @@ pub async fn handle(
                 let (items, rv) = s.list_images()?;
                 Ok((to_values(items), rv))
             },
-            Some(image_resolver(s)),
-            presenter(Resource::Images),
+            (Some(image_resolver(s)), presenter(Resource::Images)),
             connection,
         ),
         ApiEndpoint::GetImage { name } => {

@@ -213,6 +213,14 @@ impl ImageStreams {
 
     /// The heads (metadata and spec without tags) of the streams of `ns`, or of every
     /// namespace.
+    /// The namespaces that hold at least one stream, in order: one short scan per namespace.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(store::namespaces(
+            self.registry.metadata().as_ref(),
+            b"is\0",
+        )?)
+    }
+
     pub fn list_heads(&self, ns: Option<&str>) -> Result<Vec<ImageStream>> {
         let meta = self.registry.metadata();
         let prefix = keys::streams(ns);

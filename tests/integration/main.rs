@@ -14,6 +14,7 @@ mod imagestreams;
 mod import;
 mod isolation;
 mod isolation_props;
+mod kube_api;
 mod limits;
 mod metrics;
 mod parser_props;

@@ -124,6 +124,11 @@ pub enum ApiEndpoint {
     },
 
     /// `GET /api/v1/namespaces/{ns}/secrets`
+    /// The namespaces that hold something (read-only; filtered to what the caller may view).
+    ListNamespaces,
+    GetNamespace {
+        namespace: Namespace,
+    },
     ListSecrets {
         namespace: Namespace,
     },
@@ -187,6 +192,8 @@ impl ApiEndpoint {
             E::GetImageStreamImage { .. } => "get_imagestreamimage",
             E::CreateImageStreamMapping { .. } => "create_imagestreammapping",
             E::CreateImageStreamImport { .. } => "create_imagestreamimport",
+            E::ListNamespaces => "list_namespaces",
+            E::GetNamespace { .. } => "get_namespace",
             E::ListSecrets { .. } => "list_secrets",
             E::CreateSecret { .. } => "create_secret",
             E::GetSecret { .. } => "get_secret",
@@ -229,6 +236,7 @@ impl ApiEndpoint {
             | E::WatchImages { .. }
             | E::GetImage { .. }
             | E::DeleteImage { .. } => Resource::Images,
+            E::ListNamespaces | E::GetNamespace { .. } => Resource::Namespaces,
             E::ListSecrets { .. }
             | E::CreateSecret { .. }
             | E::GetSecret { .. }
@@ -435,10 +443,23 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
     }
 }
 
-/// The core group: only namespaced secrets.
+/// The core group: namespaces (read-only) and namespaced secrets.
 fn core(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
     use ApiEndpoint as E;
     let segments: Vec<&str> = rest.split('/').collect();
+    if let ["namespaces"] | ["namespaces", _] = segments.as_slice() {
+        if method != Method::GET {
+            return Err(not_allowed(method, Some(Resource::Namespaces)));
+        }
+        return Ok(match segments.as_slice() {
+            [_, ns] => match validate_namespace("metadata.name", ns) {
+                Ok(namespace) => E::GetNamespace { namespace },
+                // No namespace can have that name.
+                Err(_) => return Err(StatusError::path_not_found()),
+            },
+            _ => E::ListNamespaces,
+        });
+    }
     let (ns, name) = match segments.as_slice() {
         ["namespaces", ns, "secrets"] => (*ns, None),
         ["namespaces", ns, "secrets", name] if !name.is_empty() => (*ns, Some(*name)),

@@ -44,12 +44,7 @@ fn column(name: &str, description: &str, format: &str, priority: u8) -> Value {
 }
 
 fn columns(resource: Resource) -> Vec<Value> {
-    let name = column(
-        "Name",
-        "Name must be unique within a namespace.",
-        "name",
-        0,
-    );
+    let name = column("Name", "Name must be unique within a namespace.", "name", 0);
     match resource {
         Resource::ImageStreams => vec![
             name,
@@ -74,6 +69,7 @@ fn columns(resource: Resource) -> Vec<Value> {
             column("Updated", "When the tag was last updated.", "", 0),
             column("Image Name", "The name (digest) of the tag's image.", "", 1),
         ],
+        Resource::Namespaces => vec![name, column("Status", "The phase of the namespace.", "", 0)],
         _ => vec![
             name,
             column("Image Reference", "The image's pull spec.", "", 0),
@@ -90,6 +86,10 @@ pub fn table(version: &str, resource: Resource, objects: &[Value], rv: Option<u6
             let cells = match resource {
                 Resource::ImageStreams => printer::stream_row(o, now),
                 Resource::ImageStreamTags => printer::istag_row(o, now, true),
+                Resource::Namespaces => vec![
+                    o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    o["status"]["phase"].as_str().unwrap_or("").to_string(),
+                ],
                 _ => printer::image_row(o),
             };
             json!({
