@@ -23,21 +23,29 @@ pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
 const DOCKER_CFG_KEY: &str = ".dockercfg";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Secret holds secret data of a certain type; berth keeps registry credentials
+/// (kubernetes.io/dockerconfigjson, kubernetes.io/dockercfg) for imports and pull-through.
+/// Values are write-only: reads return them blank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
+    /// The versioned schema of this representation: `Secret`.
     #[serde(default = "secret_kind")]
     pub kind: String,
+    /// The version of the schema: `v1`.
     #[serde(default = "core_version")]
     pub api_version: String,
+    /// Standard object's metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// Used to facilitate programmatic handling of secret data.
     #[serde(rename = "type", default = "opaque")]
     pub kind_of_secret: String,
-    /// Base64 values, as on the Kubernetes wire.
+    /// Data contains the secret data, base64 encoded.
     #[serde(default)]
     pub data: BTreeMap<String, String>,
-    /// Plain-text values a client may send instead of `data` (merged into `data` on create).
+    /// stringData allows specifying non-binary secret data in string form; it is merged into
+    /// the data field on write.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub string_data: BTreeMap<String, String>,
 }

@@ -356,7 +356,10 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::CoreResources
         | E::Groups
         | E::Group
-        | E::GroupResources => Vec::new(),
+        | E::GroupResources
+        | E::OpenApiV2
+        | E::OpenApiV3Index
+        | E::OpenApiV3(_) => Vec::new(),
         E::ListImageStreams {
             namespace: None, ..
         }

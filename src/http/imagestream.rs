@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::apis::discovery;
 use super::apis::hub::{Hub, WatchBudget, WatcherLimits};
+use super::apis::openapi;
 use super::apis::patch::PatchKind;
 use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
@@ -280,6 +281,39 @@ fn reach_of(caller: &Caller, auth: &AuthSettings) -> Reach {
     }
 }
 
+/// [`read_json`] for a `kind` the OpenAPI documents describe; with `strict`, a field the kind
+/// does not have is refused as Kubernetes refuses it.
+async fn read_object<T: DeserializeOwned>(
+    body: ReqBody,
+    kind: &str,
+    strict: bool,
+) -> Result<T, StatusError> {
+    let bytes = read_body(body).await?;
+    if strict {
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            refuse_unknown(kind, &v)?;
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StatusError::bad_request(format!("the request body is not a valid object: {e}"))
+    })
+}
+
+fn refuse_unknown(kind: &str, v: &Value) -> Result<(), StatusError> {
+    let unknown = openapi::unknown_fields(kind, v);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    Err(StatusError::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
+}
+
 async fn read_json<T: DeserializeOwned>(body: ReqBody) -> Result<T, StatusError> {
     let bytes = read_body(body).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -456,6 +490,34 @@ pub async fn handle(
     if let Some(r) = discovery::respond(&endpoint, server_address) {
         return Ok(r);
     }
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match endpoint {
+        ApiEndpoint::OpenApiV2 => {
+            // The protobuf form (what kubectl asks for) is not served: kubectl validates
+            // through the server instead (see openapi.rs).
+            if !accept.is_empty() && !accept.contains("application/json") && !accept.contains("*/*")
+            {
+                return Err(StatusError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    status::Reason::NotAcceptable,
+                    "only application/json is served for /openapi/v2",
+                ));
+            }
+            return Ok(resp::json(StatusCode::OK, openapi::v2()));
+        }
+        ApiEndpoint::OpenApiV3Index => return Ok(resp::json(StatusCode::OK, &openapi::v3_index())),
+        ApiEndpoint::OpenApiV3(gv) => return Ok(resp::json(StatusCode::OK, openapi::v3(gv))),
+        _ => {}
+    }
+    // `?fieldValidation=Strict`: a body with fields its kind does not have is refused.
+    let strict = req.uri().query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "fieldValidation" && v == "Strict")
+    });
     let content_type = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -511,7 +573,7 @@ pub async fn handle(
             )
         }
         ApiEndpoint::CreateImageStream { namespace } => {
-            let stream: ImageStream = read_json(body).await?;
+            let stream: ImageStream = read_object(body, "ImageStream", strict).await?;
             object(
                 StatusCode::CREATED,
                 &s.create(namespace.as_str(), stream, reach_of(caller, auth))
@@ -539,7 +601,7 @@ pub async fn handle(
                 .map_err(StatusError::from)
         }
         ApiEndpoint::ReplaceImageStream { namespace, name } => {
-            let stream: ImageStream = read_json(body).await?;
+            let stream: ImageStream = read_object(body, "ImageStream", strict).await?;
             object(
                 StatusCode::OK,
                 &s.update(
@@ -552,7 +614,7 @@ pub async fn handle(
             )
         }
         ApiEndpoint::ReplaceImageStreamStatus { namespace, name } => {
-            let stream: ImageStream = read_json(body).await?;
+            let stream: ImageStream = read_object(body, "ImageStream", strict).await?;
             object(
                 StatusCode::OK,
                 &s.update_status(
@@ -572,6 +634,9 @@ pub async fn handle(
             let mut v =
                 serde_json::to_value(&current).map_err(|e| StatusError::internal(e.to_string()))?;
             kind.apply(&mut v, &patch)?;
+            if strict {
+                refuse_unknown("ImageStream", &v)?;
+            }
             let mut patched: ImageStream = serde_json::from_value(v).map_err(|e| {
                 StatusError::bad_request(format!("the patched object is not an ImageStream: {e}"))
             })?;
@@ -631,7 +696,8 @@ pub async fn handle(
             Ok(resp::json(StatusCode::OK, &v))
         }
         ApiEndpoint::CreateImageStreamTag { namespace, name } => {
-            let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
+            let istag: crate::imagestream::service::ImageStreamTag =
+                read_object(body, "ImageStreamTag", strict).await?;
             let name = match name {
                 Some(n) => n,
                 None => super::apis::path::IstagName::parse(&istag.metadata.name)?,
@@ -649,7 +715,8 @@ pub async fn handle(
             object(StatusCode::CREATED, &created)
         }
         ApiEndpoint::ReplaceImageStreamTag { namespace, name } => {
-            let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
+            let istag: crate::imagestream::service::ImageStreamTag =
+                read_object(body, "ImageStreamTag", strict).await?;
             let updated = s
                 .put_tag(
                     namespace.as_str(),
@@ -734,7 +801,7 @@ pub async fn handle(
             ))
         }
         ApiEndpoint::CreateSecret { namespace } => {
-            let secret: Secret = read_json(body).await?;
+            let secret: Secret = read_object(body, "Secret", strict).await?;
             let created = api
                 .importer
                 .secrets()
@@ -798,6 +865,9 @@ pub async fn handle(
         | ApiEndpoint::CoreResources
         | ApiEndpoint::Groups
         | ApiEndpoint::Group
-        | ApiEndpoint::GroupResources => Err(StatusError::path_not_found()),
+        | ApiEndpoint::GroupResources
+        | ApiEndpoint::OpenApiV2
+        | ApiEndpoint::OpenApiV3Index
+        | ApiEndpoint::OpenApiV3(_) => Err(StatusError::path_not_found()),
     }
 }

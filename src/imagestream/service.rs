@@ -19,25 +19,40 @@ use super::store::{
 use super::types::*;
 use crate::registry::{Namespace, Registry, RepositoryHosts, StreamName};
 
-/// The ImageStreamTag view of one tag (spec §1.3).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+// The ImageStreamTag view of one tag (spec §1.3).
+/// ImageStreamTag represents an Image that is retrieved by tag name from an ImageStream. Use
+/// this resource to interact with the tags and images in an image stream by tag, or to see
+/// the image details for a particular tag. The image associated with this resource is the most
+/// recently successfully tagged, imported, or pushed image.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStreamTag {
+    /// The versioned schema of this representation: `ImageStreamTag`.
     #[serde(default = "istag_kind")]
     pub kind: String,
+    /// The group and version of the schema: `image.openshift.io/v1`.
     #[serde(default = "api")]
     pub api_version: String,
+    /// Standard object's metadata; the name is `<stream>:<tag>`.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The spec tag, or `null` when the tag exists only in status.
+    /// Tag is the spec tag associated with this image stream tag, and it may be null if only
+    /// pushes have occurred to this image stream.
     #[serde(default)]
     pub tag: Option<TagReference>,
+    /// Generation is the current generation of the tagged image - if tag is provided and this
+    /// value is not equal to the tag generation, a user has requested an import that has not
+    /// completed, or conditions will be filled out indicating any error.
     #[serde(default)]
     pub generation: i64,
+    /// LookupPolicy indicates whether this tag will handle image references in this
+    /// namespace.
     #[serde(default)]
     pub lookup_policy: LookupPolicy,
+    /// Conditions is an array of conditions that apply to the image stream tag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<TagEventCondition>,
+    /// Image associated with the ImageStream and tag.
     #[serde(default)]
     pub image: Image,
 }

@@ -10,6 +10,7 @@
 
 pub mod discovery;
 pub mod hub;
+pub mod openapi;
 pub mod patch;
 pub mod path;
 pub mod resource;

@@ -34,6 +34,12 @@ pub enum ApiEndpoint {
     CoreVersions,
     /// `GET /api/v1` (core APIResourceList).
     CoreResources,
+    /// `GET /openapi/v2`: the OpenAPI v2 document (JSON).
+    OpenApiV2,
+    /// `GET /openapi/v3`: where each group-version's OpenAPI v3 document is.
+    OpenApiV3Index,
+    /// `GET /openapi/v3/<group-version>`.
+    OpenApiV3(super::openapi::GroupVersion),
     /// `GET /apis` (APIGroupList).
     Groups,
     /// `GET /apis/image.openshift.io` (APIGroup).
@@ -175,6 +181,9 @@ impl ApiEndpoint {
             E::Groups => "api_groups",
             E::Group => "api_group",
             E::GroupResources => "group_resources",
+            E::OpenApiV2 => "openapi_v2",
+            E::OpenApiV3Index => "openapi_v3_index",
+            E::OpenApiV3(_) => "openapi_v3",
             E::ListImageStreams { .. } => "list_imagestreams",
             E::WatchImageStreams { .. } => "watch_imagestreams",
             E::CreateImageStream { .. } => "create_imagestream",
@@ -214,7 +223,10 @@ impl ApiEndpoint {
             | E::CoreResources
             | E::Groups
             | E::Group
-            | E::GroupResources => return None,
+            | E::GroupResources
+            | E::OpenApiV2
+            | E::OpenApiV3Index
+            | E::OpenApiV3(_) => return None,
             E::ListImageStreams { .. }
             | E::WatchImageStreams { .. }
             | E::CreateImageStream { .. }
@@ -391,6 +403,9 @@ pub fn is_api_path(path: &str) -> bool {
         || path.starts_with("/api/")
         || path == "/apis"
         || path.starts_with("/apis/")
+        || path == "/openapi/v2"
+        || path == "/openapi/v3"
+        || path.starts_with("/openapi/v3/")
 }
 
 /// Parses one request. `query` is the raw query string, if any.
@@ -407,7 +422,15 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         "/api" => return discovery(ApiEndpoint::CoreVersions),
         "/api/v1" => return discovery(ApiEndpoint::CoreResources),
         "/apis" => return discovery(ApiEndpoint::Groups),
+        "/openapi/v2" => return discovery(ApiEndpoint::OpenApiV2),
+        "/openapi/v3" => return discovery(ApiEndpoint::OpenApiV3Index),
         _ => {}
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return match super::openapi::GroupVersion::parse(gv) {
+            Some(gv) => discovery(ApiEndpoint::OpenApiV3(gv)),
+            None => Err(StatusError::path_not_found()),
+        };
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         return core(method, rest);
