@@ -365,7 +365,7 @@ async fn apply_and_create_from_files() {
 }
 
 /// Reads the child's stdout lines on a thread.
-fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+pub fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -379,7 +379,7 @@ fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
 }
 
 /// Waits (off the runtime) for a line that satisfies `want`; returns the lines read.
-async fn wait_for(rx: &mpsc::Receiver<String>, want: impl Fn(&str) -> bool) -> Vec<String> {
+pub async fn wait_for(rx: &mpsc::Receiver<String>, want: impl Fn(&str) -> bool) -> Vec<String> {
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

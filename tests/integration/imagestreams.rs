@@ -577,18 +577,46 @@ async fn merge_patch_changes_the_spec_and_bumps_generation() {
     assert_eq!(is["spec"]["lookupPolicy"]["local"], true);
     assert_eq!(is["metadata"]["generation"], 2);
     assert_eq!(history(&is, "v1").len(), 1, "status is kept");
-    // Strategic merge patch (kubectl's default) is refused with a clear 415.
-    let r = s
-        .req(
+    // Strategic merge patch (kubectl's default): spec tags merge by name.
+    let smp = |body: &'static str| {
+        s.req(
             Method::PATCH,
             &format!("{API}/namespaces/team/imagestreams/app"),
         )
         .header("content-type", "application/strategic-merge-patch+json")
-        .body("{}")
+        .body(body)
         .send()
+    };
+    let r = smp(r#"{"spec":{"tags":[{"name":"ext","reference":true,
+        "from":{"kind":"DockerImage","name":"quay.io/x/y:1"}}]}}"#)
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let names = |is: &Value| -> Vec<String> {
+        is["spec"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = smp(r#"{"spec":{"tags":[{"name":"ext2","reference":true,
+        "from":{"kind":"DockerImage","name":"quay.io/x/y:2"}}]}}"#)
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        names(&stream(&s, "team", "app").await),
+        ["ext", "ext2"],
+        "merged by name"
+    );
+    let r = smp(r#"{"spec":{"tags":[{"name":"ext","$patch":"delete"}]}}"#)
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(names(&stream(&s, "team", "app").await), ["ext2"]);
+    let r = smp(r#"{"spec":{"tags":[{"from":{}}]}}"#).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 /// `--public-host` fills status.publicDockerImageRepository; references and

@@ -15,6 +15,7 @@ mod import;
 mod isolation;
 mod isolation_props;
 mod kube_api;
+mod kubectl;
 mod limits;
 mod metrics;
 mod parser_props;
