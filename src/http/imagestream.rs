@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 
 use super::apis::discovery;
 use super::apis::hub::{Hub, WatchBudget, WatcherLimits};
-use super::apis::openapi;
 use super::apis::patch::PatchKind;
 use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
 use super::apis::status::{self, FieldError, StatusError};
 use super::apis::table;
 use super::apis::watch::{EventType, Presenter, Resolver, Watch, WatchEvent};
+use super::apis::{openapi, openapi_pb};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
 use super::stream_body;
@@ -497,17 +497,22 @@ pub async fn handle(
         .unwrap_or("");
     match endpoint {
         ApiEndpoint::OpenApiV2 => {
-            // The protobuf form (what kubectl asks for) is not served: kubectl validates
-            // through the server instead (see openapi.rs).
-            if !accept.is_empty() && !accept.contains("application/json") && !accept.contains("*/*")
-            {
-                return Err(StatusError::new(
-                    StatusCode::NOT_ACCEPTABLE,
-                    status::Reason::NotAcceptable,
-                    "only application/json is served for /openapi/v2",
+            // JSON, or the protobuf form older kubectl asks for (and only for).
+            if accept.is_empty() || accept.contains("application/json") || accept.contains("*/*") {
+                return Ok(resp::json(StatusCode::OK, openapi::v2()));
+            }
+            if accept.contains(openapi_pb::ACCEPTED) || accept.contains(openapi_pb::MEDIA_TYPE) {
+                return Ok(resp::with_content_type(
+                    StatusCode::OK,
+                    openapi_pb::MEDIA_TYPE,
+                    openapi::v2_protobuf().to_vec(),
                 ));
             }
-            return Ok(resp::json(StatusCode::OK, openapi::v2()));
+            return Err(StatusError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                status::Reason::NotAcceptable,
+                "/openapi/v2 is served as application/json or as protobuf",
+            ));
         }
         ApiEndpoint::OpenApiV3Index => return Ok(resp::json(StatusCode::OK, &openapi::v3_index())),
         ApiEndpoint::OpenApiV3(gv) => return Ok(resp::json(StatusCode::OK, openapi::v3(gv))),

@@ -3,9 +3,8 @@
 //! PATH, if newer. get with OpenShift's columns, namespaces, create/apply/edit/explain,
 //! patch (merge, json, strategic), delete and watch; and token auth over TLS.
 //!
-//! kubectl 1.20 validates manifests only against the protobuf form of /openapi/v2, which
-//! berth does not serve: with it, create/apply/edit run with `--validate=false` and explain
-//! is not available. Newer kubectl validates through the server (OpenAPI v3).
+//! kubectl 1.20 validates manifests against the protobuf form of /openapi/v2; newer kubectl
+//! validates through the server (OpenAPI v3 declares `fieldValidation`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -142,11 +141,6 @@ async fn kubectl_reads_and_writes_image_streams() {
         let dir = tempfile::tempdir().unwrap();
         let config = kubeconfig(dir.path(), &s.base, None, None);
         let run = |args: &'static [&'static str]| kubectl(&k, &config, args, &[]);
-        let validate: &[&str] = if k.minor < 25 {
-            &["--validate=false"]
-        } else {
-            &[]
-        };
         let label = format!("kubectl 1.{}", k.minor);
 
         // get: the server's Table, OpenShift's columns.
@@ -183,27 +177,22 @@ async fn kubectl_reads_and_writes_image_streams() {
         let file = dir.path().join("web.yaml");
         std::fs::write(&file, STREAM).unwrap();
         let file = file.to_str().unwrap();
-        let mut args = vec!["create", "-f", file];
-        args.extend_from_slice(validate);
-        let out = kubectl(&k, &config, &args, &[]).await;
+        let out = kubectl(&k, &config, &["create", "-f", file], &[]).await;
         assert_eq!(
             out.ok(),
             "imagestream.image.openshift.io/web created\n",
             "{label}"
         );
         std::fs::write(file, STREAM.replace("web:1", "web:2")).unwrap();
-        let mut args = vec!["apply", "-f", file];
-        args.extend_from_slice(validate);
-        let out = kubectl(&k, &config, &args, &[]).await;
+        let out = kubectl(&k, &config, &["apply", "-f", file], &[]).await;
         assert_eq!(
             out.ok(),
             "imagestream.image.openshift.io/web configured\n",
             "{label}: {}",
             out.stderr
         );
-        let mut args = vec!["edit", "is", "web"];
-        args.extend_from_slice(validate);
-        let out = kubectl(&k, &config, &args, &[("EDITOR", "sed -i s/web:2/web:3/")]).await;
+        let edit = &["edit", "is", "web"];
+        let out = kubectl(&k, &config, edit, &[("EDITOR", "sed -i s/web:2/web:3/")]).await;
         assert_eq!(
             out.ok(),
             "imagestream.image.openshift.io/web edited\n",
@@ -267,28 +256,27 @@ async fn kubectl_reads_and_writes_image_streams() {
         let out = run(&["get", "is", "-l", "team=web", "-o", "name"]).await;
         assert_eq!(out.ok(), "imagestream.image.openshift.io/web\n");
 
-        if k.minor >= 25 {
-            // explain prints the types' docs; validation is the server's.
-            let out = run(&["explain", "is.spec.tags"]).await;
-            assert!(
-                out.ok()
-                    .contains("TagReference specifies optional annotations"),
-                "{}",
-                out.stdout
-            );
-            let out = run(&["explain", "is.status.publicDockerImageRepository"]).await;
-            assert!(out.ok().contains("public location"), "{}", out.stdout);
-            let bad = dir.path().join("bad.yaml");
-            std::fs::write(&bad, STREAM.replace("reference: true", "refrence: true")).unwrap();
-            let out = kubectl(&k, &config, &["apply", "-f", bad.to_str().unwrap()], &[]).await;
-            assert_ne!(out.code, 0);
-            assert!(
-                out.stderr
-                    .contains("strict decoding error: unknown field \"spec.tags[0].refrence\""),
-                "{}",
-                out.stderr
-            );
-        }
+        // explain prints the types' docs; validation refuses unknown fields (1.20 itself,
+        // from /openapi/v2; newer kubectl through the server).
+        let out = run(&["explain", "is.spec.tags"]).await;
+        assert!(
+            out.ok()
+                .contains("TagReference specifies optional annotations"),
+            "{label}: {}",
+            out.stdout
+        );
+        let out = run(&["explain", "is.status.publicDockerImageRepository"]).await;
+        assert!(out.ok().contains("public location"), "{}", out.stdout);
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, STREAM.replace("reference: true", "refrence: true")).unwrap();
+        let out = kubectl(&k, &config, &["apply", "-f", bad.to_str().unwrap()], &[]).await;
+        assert_ne!(out.code, 0);
+        let refused = if k.minor < 25 {
+            "unknown field \"refrence\""
+        } else {
+            "strict decoding error: unknown field \"spec.tags[0].refrence\""
+        };
+        assert!(out.stderr.contains(refused), "{label}: {}", out.stderr);
 
         // watch: rows as changes arrive.
         let mut child = Command::new(&k.bin)

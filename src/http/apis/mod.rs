@@ -11,6 +11,7 @@
 pub mod discovery;
 pub mod hub;
 pub mod openapi;
+pub mod openapi_pb;
 pub mod patch;
 pub mod path;
 pub mod resource;

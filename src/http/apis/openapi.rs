@@ -5,9 +5,9 @@
 //! Besides the schemas, each served kind carries Kubernetes' extensions:
 //! `x-kubernetes-group-version-kind`, and the list types and merge keys of the tag lists
 //! (`spec.tags` by `name`, `status.tags` by `tag`) that strategic merge patch uses. The
-//! group-version documents declare the `fieldValidation` parameter, so kubectl validates
-//! through the server (which refuses unknown fields when asked to) instead of needing the
-//! protobuf form of `/openapi/v2`.
+//! group-version documents declare the `fieldValidation` parameter, so kubectl 1.25 and later
+//! validate through the server (which refuses unknown fields when asked to); older kubectl
+//! validates against `/openapi/v2` in its protobuf form (openapi_pb.rs).
 
 use std::sync::OnceLock;
 
@@ -178,6 +178,12 @@ pub fn v2() -> &'static Value {
             "definitions": definitions("#/definitions/"),
         })
     })
+}
+
+/// [`v2`] in gnostic's protobuf form.
+pub fn v2_protobuf() -> &'static [u8] {
+    static DOC: OnceLock<Vec<u8>> = OnceLock::new();
+    DOC.get_or_init(|| super::openapi_pb::encode(v2()))
 }
 
 /// `GET /openapi/v3`: where each group-version's document is.
