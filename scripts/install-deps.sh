@@ -73,6 +73,30 @@ else
   echo "install-deps: apt packages present"
 fi
 
+# ---- kubectl for tests/integration/kubectl.rs: Debian's kubernetes-client (1.20), and a newer
+# kubectl if the machine has one. Debian's package conflicts with a `kubectl` package from
+# elsewhere; then it is unpacked to a private path ($repo/.deps) instead of installed.
+kube_private="$repo/.deps/kubernetes-client"
+if dpkg_installed kubernetes-client; then
+  :
+elif command -v kubectl >/dev/null 2>&1; then
+  if [ ! -x "$kube_private/usr/bin/kubectl" ]; then
+    echo "install-deps: unpacking kubernetes-client to $kube_private (a kubectl is installed)"
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download -qq kubernetes-client >/dev/null 2>&1); then
+      "${sudo_cmd[@]}" apt-get update -qq
+      (cd "$tmp" && apt-get download -qq kubernetes-client >/dev/null)
+    fi
+    mkdir -p "$kube_private"
+    dpkg -x "$tmp"/kubernetes-client_*.deb "$kube_private"
+    rm -rf "$tmp"
+  fi
+else
+  echo "install-deps: apt-get install kubernetes-client"
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null
+fi
+
 # ---- Python venv for the client scenarios
 # Prefer Debian's interpreter (python3-venv provides its ensurepip); fall back to PATH.
 py=/usr/bin/python3
@@ -126,5 +150,7 @@ fi
   echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
   echo "docker-compose $(docker-compose version --short 2>/dev/null)"
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
+  echo "kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}')"
+  [ -x "$kube_private/usr/bin/kubectl" ] && echo "kubectl (private) $("$kube_private/usr/bin/kubectl" version --client --short 2>/dev/null | awk '{print $3}')"
   "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests","prometheus_client","standardwebhooks","cloudevents")))'
 } | paste -sd ';' | sed 's/;/; /g; s/^/install-deps: versions: /'

@@ -26,8 +26,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where metadata (sled) and blob files live.
     pub data_dir: PathBuf,
-    /// Registry host (and port) written into image references; defaults to the bound address.
+    /// Registry host (and port) clients reach berth by: token realms, and (when set)
+    /// `status.publicDockerImageRepository`; defaults to the bound address.
     pub public_host: Option<String>,
+    /// Registry host (and port) written into image references and
+    /// `status.dockerImageRepository` (OpenShift's internal registry hostname); defaults to
+    /// the public host.
+    pub internal_host: Option<String>,
     /// Largest manifest accepted, in bytes (larger bodies get 413).
     pub max_manifest_bytes: usize,
     /// Most `?tag=` values one manifest PUT may carry (more get 400 MANIFEST_INVALID).
@@ -152,6 +157,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("berth-data"),
             public_host: None,
+            internal_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
             max_tags_per_push: 100,
             upload_max_age_secs: 24 * 3600,
@@ -256,9 +262,14 @@ pub struct ServeArgs {
     /// Data directory (default ./berth-data).
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Registry host written into image references, HOST[:PORT].
+    /// Registry host clients reach berth by, HOST[:PORT]: token realms and
+    /// status.publicDockerImageRepository.
     #[arg(long, env = "BERTH_PUBLIC_HOST")]
     pub public_host: Option<String>,
+    /// Registry host written into image references and status.dockerImageRepository,
+    /// HOST[:PORT] (default: the public host).
+    #[arg(long, env = "BERTH_INTERNAL_HOST")]
+    pub internal_host: Option<String>,
     /// Largest manifest accepted, in bytes.
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<usize>,
@@ -394,6 +405,9 @@ impl Config {
         }
         if let Some(v) = &args.public_host {
             config.public_host = Some(v.clone());
+        }
+        if let Some(v) = &args.internal_host {
+            config.internal_host = Some(v.clone());
         }
         if let Some(v) = args.max_manifest_bytes {
             config.max_manifest_bytes = v;

@@ -169,7 +169,14 @@ impl Server {
                  which clients cannot reach; set --public-host"
             );
         }
-        let registry = open_registry(&config, public_host.clone())?;
+        // References name the internal host; streams show the public one beside it when it
+        // is configured (OpenShift's status.publicDockerImageRepository).
+        let internal_host = config
+            .internal_host
+            .clone()
+            .unwrap_or_else(|| public_host.clone());
+        let registry = open_registry(&config, internal_host)?
+            .with_public_repository_host(config.public_host.clone());
         let metrics = Arc::new(metrics::Metrics::new());
         let importer = importer::Importer::new(
             registry.clone(),

@@ -22,11 +22,15 @@ enum Command {
     Describe(berth::cli::DescribeArgs),
     /// Import images from another registry into an image stream (like `oc import-image`).
     ImportImage(berth::cli::import::ImportImageArgs),
-    /// Create objects: `create secret docker-registry|generic` (registry credentials),
-    /// `create webhook` (event subscriptions).
-    Create(berth::cli::secret::CreateArgs),
-    /// Delete objects: `delete webhook NAME`.
-    Delete(berth::cli::DeleteArgs),
+    /// Create objects: `-f FILE`, `imagestream`, `imagestreamtag`, `secret
+    /// docker-registry|generic` (registry credentials).
+    Create(berth::cli::create::CreateArgs),
+    /// Create or update the objects of files (like `oc apply -f`).
+    Apply(berth::cli::ApplyArgs),
+    /// Delete image streams, tags, images or secrets (like `oc delete`).
+    Delete(berth::cli::delete::DeleteArgs),
+    /// Change settings of objects: `set image-lookup` (like `oc set`).
+    Set(berth::cli::set::SetArgs),
     /// Tag existing images into image streams (like `oc tag`).
     Tag(berth::cli::TagArgs),
     /// Log in: store an access token for the server in the client config.
@@ -35,8 +39,7 @@ enum Command {
     Logout,
     /// Print the user the client is authenticated as.
     Whoami,
-    /// Administration: users, service accounts, tokens, role bindings, garbage collection,
-    /// pruning.
+    /// Administration: users, service accounts, tokens, role bindings.
     Adm(berth::cli::adm::AdmArgs),
 }
 
@@ -45,19 +48,20 @@ fn main() -> std::process::ExitCode {
     let conn = cli.conn;
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Get(args) => client_verb(conn, |c| berth::cli::get(c, &args)),
+        Command::Get(args) => client_verb(conn, |c| berth::cli::get::run(c, &args)),
         Command::Describe(args) => client_verb(conn, |c| berth::cli::describe::run(c, &args)),
         Command::Tag(args) => client_verb(conn, |c| berth::cli::tag::run(c, &args)),
         Command::ImportImage(args) => client_verb(conn, |c| berth::cli::import::run(c, &args)),
-        Command::Create(args) => client_verb(conn, |c| berth::cli::secret::run(c, &args)),
-        Command::Delete(args) => client_verb(conn, |c| berth::cli::delete(c, &args)),
+        Command::Create(args) => client_verb(conn, |c| berth::cli::create::run(c, &args)),
+        Command::Apply(args) => {
+            client_verb(conn, |c| berth::cli::manifest::apply(c, &args.filename))
+        }
+        Command::Delete(args) => client_verb(conn, |c| berth::cli::delete::run(c, &args)),
+        Command::Set(args) => client_verb(conn, |c| berth::cli::set::run(c, &args)),
         Command::Login(args) => client_verb(conn, |c| berth::cli::login::login(c, &args)),
         Command::Logout => client_verb(conn, berth::cli::login::logout),
         Command::Whoami => client_verb(conn, berth::cli::login::whoami),
-        Command::Adm(mut args) => {
-            args.explicit_namespace = conn.namespace.clone();
-            client_verb(conn, |c| berth::cli::adm::run(c, &args))
-        }
+        Command::Adm(args) => client_verb(conn, |c| berth::cli::adm::run(c, &args)),
     }
 }
 

@@ -23,21 +23,29 @@ pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
 const DOCKER_CFG_KEY: &str = ".dockercfg";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Secret holds secret data of a certain type; berth keeps registry credentials
+/// (kubernetes.io/dockerconfigjson, kubernetes.io/dockercfg) for imports and pull-through.
+/// Values are write-only: reads return them blank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
+    /// The versioned schema of this representation: `Secret`.
     #[serde(default = "secret_kind")]
     pub kind: String,
+    /// The version of the schema: `v1`.
     #[serde(default = "core_version")]
     pub api_version: String,
+    /// Standard object's metadata.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// Used to facilitate programmatic handling of secret data.
     #[serde(rename = "type", default = "opaque")]
     pub kind_of_secret: String,
-    /// Base64 values, as on the Kubernetes wire.
+    /// Data contains the secret data, base64 encoded.
     #[serde(default)]
     pub data: BTreeMap<String, String>,
-    /// Plain-text values a client may send instead of `data` (merged into `data` on create).
+    /// stringData allows specifying non-binary secret data in string form; it is merged into
+    /// the data field on write.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub string_data: BTreeMap<String, String>,
 }
@@ -178,6 +186,14 @@ impl Secrets {
         }
     }
 
+    /// The namespaces that hold at least one secret.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(crate::imagestream::store::namespaces(
+            self.registry.metadata().as_ref(),
+            b"secret\0",
+        )?)
+    }
+
     pub fn get(&self, ns: &str, name: &str) -> Result<Secret> {
         self.load(ns, name)?
             .map(Secret::redacted)
@@ -209,16 +225,24 @@ impl Secrets {
     }
 
     /// The credentials the namespace's docker-config secrets hold for `registry`
-    /// (`host[:port]`), matched exactly, port included (as the seed documents). Secrets are
-    /// tried in name order; an unreadable one is skipped.
-    pub fn credentials_for(&self, ns: &str, registry: &str) -> Result<Option<Credentials>> {
+    /// (`host[:port]`), matched as OpenShift's credential lookup does: the host, and the port
+    /// where both name one, or a port that is the default of a scheme the import may use
+    /// where one side names none (443; 80 too for an `insecure` import, which may fall back
+    /// to HTTP). Secrets are tried in name order; an unreadable one is skipped.
+    pub fn credentials_for(
+        &self,
+        ns: &str,
+        registry: &str,
+        insecure: bool,
+    ) -> Result<Option<Credentials>> {
+        let default_ports: &[u16] = if insecure { &[443, 80] } else { &[443] };
         for secret in self.load_all(ns)? {
             let auths = match docker_auths(&secret) {
                 Some(a) => a,
                 None => continue,
             };
             for (server, entry) in auths {
-                if same_registry(&server, registry) {
+                if same_registry(&server, registry, default_ports) {
                     if let Some(c) = entry_credentials(&entry) {
                         return Ok(Some(c));
                     }
@@ -261,21 +285,46 @@ fn docker_config_cause(secret: &Secret) -> Option<Cause> {
     })
 }
 
-/// `https://host:port/v1/` and `host:port` name the same registry; docker.io has aliases.
-fn same_registry(server: &str, registry: &str) -> bool {
-    let host = |s: &str| {
-        let s = s
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let s = s.split('/').next().unwrap_or(s).to_ascii_lowercase();
-        match s.as_str() {
-            "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-                "docker.io".to_string()
-            }
-            _ => s,
+/// `https://host:port/v1/` and `host:port` name the same registry; docker.io has aliases; a
+/// side without a port matches the other side's port if it is one of `default_ports`.
+fn same_registry(server: &str, registry: &str, default_ports: &[u16]) -> bool {
+    let (a_host, a_port) = host_and_port(server);
+    let (b_host, b_port) = host_and_port(registry);
+    a_host == b_host
+        && match (a_port, b_port) {
+            (Some(a), Some(b)) => a == b,
+            (None, Some(p)) | (Some(p), None) => default_ports.contains(&p),
+            (None, None) => true,
         }
+}
+
+/// A registry key's host (lower case, docker.io's aliases folded) and port, if it names one.
+fn host_and_port(key: &str) -> (String, Option<u16>) {
+    let key = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let authority = key.split('/').next().unwrap_or(key).to_ascii_lowercase();
+    // `[::1]:5000`: the port follows the bracket; a bare IPv6 address has no port.
+    let split = match authority.rfind(':') {
+        Some(i)
+            if !authority[i..].contains(']')
+                && (authority.starts_with('[') || authority[..i].find(':').is_none()) =>
+        {
+            authority[i + 1..].parse::<u16>().ok().map(|p| (i, p))
+        }
+        _ => None,
     };
-    host(server) == host(registry)
+    let (host, port) = match split {
+        Some((i, p)) => (authority[..i].to_string(), Some(p)),
+        None => (authority, None),
+    };
+    let host = match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        _ => host,
+    };
+    (host, port)
 }
 
 fn entry_credentials(entry: &Value) -> Option<Credentials> {
@@ -333,13 +382,35 @@ mod tests {
     }
 
     #[test]
-    fn credentials_match_host_and_port_exactly() {
+    fn credentials_match_host_and_port() {
         let s = secret(&docker_config_json("127.0.0.1:5000", "u", "p", ""));
         let auths = docker_auths(&s).unwrap();
         let (server, entry) = auths.iter().next().unwrap();
-        assert!(same_registry(server, "127.0.0.1:5000"));
-        assert!(!same_registry(server, "127.0.0.1"), "the port must match");
-        assert!(!same_registry(server, "127.0.0.1:80"));
+        let secure: &[u16] = &[443];
+        let insecure: &[u16] = &[443, 80];
+        assert!(same_registry(server, "127.0.0.1:5000", insecure));
+        assert!(
+            !same_registry(server, "127.0.0.1", insecure),
+            "5000 is no default"
+        );
+        assert!(!same_registry(server, "127.0.0.1:80", insecure));
+        // The scheme's default port is the same registry as no port, both ways.
+        assert!(same_registry("registry:80", "registry", insecure));
+        assert!(same_registry("registry", "registry:80", insecure));
+        assert!(
+            !same_registry("registry:80", "registry", secure),
+            "80 is HTTP's"
+        );
+        assert!(same_registry("registry:443", "registry", secure));
+        assert!(same_registry(
+            "https://Registry/v1/",
+            "registry:443",
+            secure
+        ));
+        assert!(!same_registry("registry:80", "registry:443", insecure));
+        assert!(!same_registry("registry", "other", insecure));
+        assert!(same_registry("[::1]:443", "[::1]", secure));
+        assert!(!same_registry("[::1]:5000", "[::1]", secure));
         let c = entry_credentials(entry).unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
         assert!(
@@ -355,7 +426,7 @@ mod tests {
             r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}}}}}}"#
         ));
         let (server, entry) = docker_auths(&s).unwrap().into_iter().next().unwrap();
-        assert!(same_registry(&server, "docker.io"));
+        assert!(same_registry(&server, "docker.io", &[443]));
         assert_eq!(entry_credentials(&entry).unwrap().password, "secret");
     }
 

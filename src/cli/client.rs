@@ -104,6 +104,32 @@ impl Client {
     pub fn delete(&self, path: &str) -> Result<Value, CliError> {
         send(self.request(Method::DELETE, path))
     }
+
+    pub fn patch(&self, path: &str, content_type: &str, body: &Value) -> Result<Value, CliError> {
+        send(
+            self.request(Method::PATCH, path)
+                .header("content-type", content_type)
+                .body(body.to_string()),
+        )
+    }
+
+    /// A GET whose body is read as it arrives (a watch); a failure is read as [`send`] reads it.
+    pub fn stream(&self, path: &str) -> Result<reqwest::blocking::Response, CliError> {
+        let resp = self
+            .request(Method::GET, path)
+            .timeout(super::get::WATCH_TIMEOUT)
+            .send()
+            .map_err(|e| {
+                CliError::Other(format!(
+                    "unable to connect to the server: {}",
+                    describe_error(&e)
+                ))
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        failure(resp.status(), &resp.bytes().unwrap_or_default())
+    }
 }
 
 fn send(req: RequestBuilder) -> Result<Value, CliError> {
@@ -117,14 +143,19 @@ fn send(req: RequestBuilder) -> Result<Value, CliError> {
     let body = resp
         .bytes()
         .map_err(|e| CliError::Other(format!("reading the response: {e}")))?;
-    let json: Option<Value> = serde_json::from_slice(&body).ok();
     if status.is_success() {
-        return json.ok_or_else(|| {
+        return serde_json::from_slice(&body).map_err(|_| {
             CliError::Other(format!(
                 "the server returned a response that is not JSON (status {status})"
             ))
         });
     }
+    failure(status, &body)
+}
+
+/// A failed request's error: the server's Status, or its status line and body.
+fn failure<T>(status: reqwest::StatusCode, body: &[u8]) -> Result<T, CliError> {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
     match json {
         Some(v) if v["kind"] == "Status" => Err(CliError::Server {
             reason: v["reason"].as_str().unwrap_or("Unknown").to_string(),
@@ -132,7 +163,7 @@ fn send(req: RequestBuilder) -> Result<Value, CliError> {
         }),
         _ => Err(CliError::Other(format!(
             "the server responded with status {status}: {}",
-            String::from_utf8_lossy(&body).trim()
+            String::from_utf8_lossy(body).trim()
         ))),
     }
 }

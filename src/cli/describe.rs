@@ -82,6 +82,10 @@ fn target(args: &DescribeArgs) -> Result<(Resource, String), CliError> {
             "arguments in resource/name form must have a single resource and name".into(),
         ));
     }
+    // As oc does: a tag of a stream is `latest` unless named.
+    if resource == Resource::ImageStreamTags && !name.contains(':') {
+        return Ok((resource, format!("{name}:latest")));
+    }
     Ok((resource, name.to_string()))
 }
 

@@ -93,6 +93,18 @@ impl Template {
         render_nodes(&self.nodes, root, root, &mut out);
         out
     }
+
+    /// Every value the template's paths match in `root`, as text (a custom column's cells).
+    pub fn values(&self, root: &Value) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| match n {
+                Node::Path(p) => eval(p, root, root).into_iter().map(text).collect(),
+                Node::Text(t) => vec![t.clone()],
+                Node::Range(..) => vec![self.render(root)],
+            })
+            .collect()
+    }
 }
 
 fn push_text(stack: &mut [(Option<Path>, Vec<Node>)], text: String) {

@@ -8,25 +8,30 @@
 pub mod adm;
 pub mod client;
 pub mod config;
+pub mod create;
+pub mod delete;
 pub mod describe;
+pub mod get;
 pub mod import;
 pub mod jsonpath;
 pub mod login;
+pub mod manifest;
 pub mod printer;
 pub mod secret;
+pub mod set;
 pub mod tag;
 pub mod webhook;
 
 use std::fmt;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_NAMESPACE, DEFAULT_SERVER};
 pub use describe::DescribeArgs;
+pub use get::GetArgs;
 pub use tag::TagArgs;
 
 /// Where the client verbs connect (global flags; see [`config`] for the defaults' sources).
@@ -68,6 +73,14 @@ impl ConnectionArgs {
             certificate_authority: self.certificate_authority.or(file.certificate_authority),
         })
     }
+}
+
+/// `berth apply`.
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Files of objects (YAML or JSON, several documents each; `-` reads stdin).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filename: Vec<String>,
 }
 
 /// The server and namespace a verb works against.
@@ -127,36 +140,6 @@ pub fn is_webhook(resource: &str) -> bool {
     )
 }
 
-/// `berth delete TYPE NAME` (webhooks only).
-#[derive(Args, Debug)]
-pub struct DeleteArgs {
-    /// webhook
-    pub resource: String,
-    pub name: String,
-}
-
-pub fn delete(conn: &Connection, args: &DeleteArgs) -> Result<String, CliError> {
-    if !is_webhook(&args.resource) {
-        return Err(CliError::Other(format!(
-            "berth delete supports webhooks only, not {:?}",
-            args.resource
-        )));
-    }
-    webhook::delete(conn, &args.name)
-}
-
-/// `berth get`.
-#[derive(Args, Debug)]
-pub struct GetArgs {
-    /// is (imagestream), istag (imagestreamtag), isimage (imagestreamimage) or images.
-    pub resource: String,
-    /// The object's name (`stream`, `stream:tag`, `stream@id` or `sha256:...`); all if omitted.
-    pub name: Option<String>,
-    /// Output format: json, yaml, name, wide or jsonpath=TEMPLATE.
-    #[arg(short = 'o', long)]
-    pub output: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
     ImageStreams,
@@ -181,7 +164,7 @@ impl Resource {
         Ok(r)
     }
 
-    fn plural(self) -> &'static str {
+    pub fn plural(self) -> &'static str {
         match self {
             Resource::ImageStreams => "imagestreams",
             Resource::ImageStreamTags => "imagestreamtags",
@@ -190,7 +173,7 @@ impl Resource {
         }
     }
 
-    fn kind(self) -> &'static str {
+    pub fn kind(self) -> &'static str {
         match self {
             Resource::ImageStreams => "ImageStream",
             Resource::ImageStreamTags => "ImageStreamTag",
@@ -199,12 +182,12 @@ impl Resource {
         }
     }
 
-    fn namespaced(self) -> bool {
+    pub fn namespaced(self) -> bool {
         self != Resource::Images
     }
 
     /// The API path of one object or (name `None`) the collection.
-    fn path(self, namespace: &str, name: Option<&str>) -> String {
+    pub fn path(self, namespace: &str, name: Option<&str>) -> String {
         let mut p = if self.namespaced() {
             format!("namespaces/{namespace}/{}", self.plural())
         } else {
@@ -215,114 +198,6 @@ impl Resource {
             p.push_str(n);
         }
         p
-    }
-}
-
-enum Output {
-    Table { wide: bool },
-    Json,
-    Yaml,
-    Name,
-    JsonPath(jsonpath::Template),
-}
-
-impl Output {
-    fn parse(o: Option<&str>) -> Result<Output, CliError> {
-        Ok(match o {
-            None | Some("") => Output::Table { wide: false },
-            Some("wide") => Output::Table { wide: true },
-            Some("json") => Output::Json,
-            Some("yaml") => Output::Yaml,
-            Some("name") => Output::Name,
-            Some(o) => match o.strip_prefix("jsonpath=") {
-                Some(t) => Output::JsonPath(
-                    jsonpath::Template::parse(t)
-                        .map_err(|e| CliError::Other(format!("error parsing jsonpath {t}, {e}")))?,
-                ),
-                None => {
-                    return Err(CliError::Other(format!(
-                        "unable to match a printer suitable for the output format \"{o}\", \
-                         allowed formats are: json,jsonpath,name,wide,yaml"
-                    )))
-                }
-            },
-        })
-    }
-}
-
-/// Runs `berth get` and returns what it prints on stdout.
-pub fn get(conn: &Connection, args: &GetArgs) -> Result<String, CliError> {
-    if is_webhook(&args.resource) {
-        return webhook::get(conn, args.name.as_deref(), args.output.as_deref());
-    }
-    let resource = Resource::parse(&args.resource)?;
-    let output = Output::parse(args.output.as_deref())?;
-    let client = Client::new(conn)?;
-    let ns = &conn.namespace;
-    let (objects, single) = match &args.name {
-        Some(name) => {
-            let mut obj = client.get(&resource.path(ns, Some(name)))?;
-            fill_type(&mut obj, resource);
-            (vec![obj], true)
-        }
-        None => {
-            if resource == Resource::ImageStreamImages {
-                return Err(CliError::Other(
-                    "imagestreamimages can only be retrieved by name (stream@id)".into(),
-                ));
-            }
-            let list = client.get(&resource.path(ns, None))?;
-            let mut items = match list["items"].as_array() {
-                Some(items) => items.clone(),
-                None => Vec::new(),
-            };
-            for item in &mut items {
-                fill_type(item, resource);
-            }
-            (items, false)
-        }
-    };
-    if objects.is_empty() && matches!(output, Output::Table { .. } | Output::Name) {
-        if resource.namespaced() {
-            eprintln!("No resources found in {ns} namespace.");
-        } else {
-            eprintln!("No resources found");
-        }
-        return Ok(String::new());
-    }
-    // json, yaml and jsonpath see one object, or a v1 List of several, as kubectl does.
-    let document = || {
-        if single {
-            objects[0].clone()
-        } else {
-            json!({"apiVersion": "v1", "items": objects, "kind": "List",
-                   "metadata": {"resourceVersion": ""}})
-        }
-    };
-    Ok(match output {
-        Output::Table { wide } => render_table(resource, &objects, wide),
-        Output::Json => pretty_json(&document()),
-        Output::Yaml => printer::yaml(&document()),
-        Output::Name => objects
-            .iter()
-            .map(|o| {
-                format!(
-                    "{}.image.openshift.io/{}\n",
-                    resource.kind().to_lowercase(),
-                    o["metadata"]["name"].as_str().unwrap_or("")
-                )
-            })
-            .collect(),
-        Output::JsonPath(t) => t.render(&document()),
-    })
-}
-
-/// List items come without `kind`/`apiVersion`; kubectl restores them before printing.
-fn fill_type(obj: &mut Value, resource: Resource) {
-    if let Value::Object(m) = obj {
-        m.entry("kind").or_insert_with(|| resource.kind().into());
-        m.entry("apiVersion")
-            .or_insert_with(|| "image.openshift.io/v1".into());
     }
 }
 
@@ -338,51 +213,6 @@ pub fn pretty_json(v: &Value) -> String {
     let mut s = String::from_utf8(buf).expect("serde_json writes UTF-8");
     s.push('\n');
     s
-}
-
-fn render_table(resource: Resource, objects: &[Value], wide: bool) -> String {
-    let now = SystemTime::now();
-    match resource {
-        Resource::ImageStreams => printer::table(
-            &["NAME", "IMAGE REPOSITORY", "TAGS", "UPDATED"],
-            &objects
-                .iter()
-                .map(|o| printer::stream_row(o, now))
-                .collect::<Vec<_>>(),
-        ),
-        Resource::ImageStreamTags => {
-            let mut header = vec!["NAME", "IMAGE REFERENCE", "UPDATED"];
-            if wide {
-                header.push("IMAGE NAME");
-            }
-            printer::table(
-                &header,
-                &objects
-                    .iter()
-                    .map(|o| printer::istag_row(o, now, wide))
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Resource::ImageStreamImages | Resource::Images => printer::table(
-            &["NAME", "IMAGE REFERENCE"],
-            &objects
-                .iter()
-                .map(|o| {
-                    if resource == Resource::Images {
-                        printer::image_row(o)
-                    } else {
-                        vec![
-                            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                            o["image"]["dockerImageReference"]
-                                .as_str()
-                                .unwrap_or("")
-                                .to_string(),
-                        ]
-                    }
-                })
-                .collect::<Vec<_>>(),
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -415,15 +245,5 @@ mod tests {
             e.to_string(),
             "Error from server (NotFound): imagestreams.image.openshift.io \"x\" not found"
         );
-    }
-
-    #[test]
-    fn output_formats() {
-        assert!(Output::parse(Some("xml")).is_err());
-        assert!(Output::parse(Some("jsonpath={.a")).is_err());
-        assert!(matches!(
-            Output::parse(Some("jsonpath={.a}")),
-            Ok(Output::JsonPath(_))
-        ));
     }
 }

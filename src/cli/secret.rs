@@ -8,21 +8,6 @@ use serde_json::{json, Map, Value};
 use super::{CliError, Client, Connection};
 use crate::secrets::{docker_config_json, DOCKER_CONFIG_JSON, DOCKER_CONFIG_JSON_KEY};
 
-#[derive(Args, Debug)]
-pub struct CreateArgs {
-    #[command(subcommand)]
-    pub what: CreateWhat,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CreateWhat {
-    /// Create a secret.
-    #[command(subcommand)]
-    Secret(SecretKind),
-    /// Create a webhook subscription (needs admin in the namespace).
-    Webhook(super::webhook::CreateWebhookArgs),
-}
-
 #[derive(Subcommand, Debug)]
 pub enum SecretKind {
     /// A kubernetes.io/dockerconfigjson secret for one registry.
@@ -34,7 +19,8 @@ pub enum SecretKind {
 #[derive(Args, Debug)]
 pub struct DockerRegistryArgs {
     pub name: String,
-    /// The registry, host[:port] exactly as imports name it (the port must match). (Not
+    /// The registry, host[:port] as imports name it (a scheme's default port, 443 or 80 for an
+    /// insecure import, may be written or left out on either side). (Not
     /// `--server`: that flag names the berth server every verb talks to.)
     #[arg(long = "docker-server")]
     pub docker_server: Option<String>,
@@ -78,12 +64,8 @@ fn read_file(spec: &str) -> Result<(String, Vec<u8>), CliError> {
     Ok((key, bytes))
 }
 
-/// Runs `berth create ...` and returns what it prints.
-pub fn run(conn: &Connection, args: &CreateArgs) -> Result<String, CliError> {
-    let kind = match &args.what {
-        CreateWhat::Secret(kind) => kind,
-        CreateWhat::Webhook(a) => return super::webhook::create(conn, a),
-    };
+/// Runs `berth create secret ...` and returns what it prints.
+pub fn run(conn: &Connection, kind: &SecretKind) -> Result<String, CliError> {
     let engine = base64::engine::general_purpose::STANDARD;
     let (name, kind, data) = match kind {
         SecretKind::DockerRegistry(a) => {

@@ -356,13 +356,18 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::CoreResources
         | E::Groups
         | E::Group
-        | E::GroupResources => Vec::new(),
+        | E::GroupResources
+        | E::OpenApiV2
+        | E::OpenApiV3Index
+        | E::OpenApiV3(_) => Vec::new(),
         E::ListImageStreams {
             namespace: None, ..
         }
         | E::ListImageStreamTags {
             namespace: None, ..
-        } => Vec::new(),
+        }
+        | E::ListNamespaces => Vec::new(),
+        E::GetNamespace { namespace } => vec![Action::View(ns(namespace))],
         E::WatchImageStreams {
             namespace: None, ..
         } => vec![Action::ReadAll],
@@ -428,7 +433,7 @@ pub fn api_needs_identity(endpoint: &ApiEndpoint) -> bool {
         } | ApiEndpoint::ListImageStreamTags {
             namespace: None,
             ..
-        }
+        } | ApiEndpoint::ListNamespaces
     )
 }
 

@@ -16,7 +16,9 @@ use super::apis::patch::PatchKind;
 use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
 use super::apis::status::{self, FieldError, StatusError};
-use super::apis::watch::{EventType, Resolver, Watch, WatchEvent};
+use super::apis::table;
+use super::apis::watch::{EventType, Presenter, Resolver, Watch, WatchEvent};
+use super::apis::{openapi, openapi_pb};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
 use super::stream_body;
@@ -104,7 +106,7 @@ impl Api {
         let (sh, ih, host) = (
             stream_hub.clone(),
             image_hub.clone(),
-            streams.registry().public_host().to_string(),
+            streams.registry().hosts().clone(),
         );
         streams
             .registry()
@@ -196,6 +198,7 @@ fn resource_named(plural: &str) -> Resource {
         "imagestreamimports" => Resource::ImageStreamImports,
         "secrets" => Resource::Secrets,
         "webhooks" => Resource::Webhooks,
+        "namespaces" => Resource::Namespaces,
         _ => Resource::ImageStreams,
     }
 }
@@ -286,6 +289,39 @@ fn reach_of(caller: &Caller, auth: &AuthSettings) -> Reach {
     }
 }
 
+/// [`read_json`] for a `kind` the OpenAPI documents describe; with `strict`, a field the kind
+/// does not have is refused as Kubernetes refuses it.
+async fn read_object<T: DeserializeOwned>(
+    body: ReqBody,
+    kind: &str,
+    strict: bool,
+) -> Result<T, StatusError> {
+    let bytes = read_body(body).await?;
+    if strict {
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            refuse_unknown(kind, &v)?;
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StatusError::bad_request(format!("the request body is not a valid object: {e}"))
+    })
+}
+
+fn refuse_unknown(kind: &str, v: &Value) -> Result<(), StatusError> {
+    let unknown = openapi::unknown_fields(kind, v);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    Err(StatusError::bad_request(format!(
+        "strict decoding error: {}",
+        fields.join(", ")
+    )))
+}
+
 async fn read_json<T: DeserializeOwned>(body: ReqBody) -> Result<T, StatusError> {
     let bytes = read_body(body).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -311,6 +347,18 @@ async fn read_body(body: ReqBody) -> Result<Bytes, StatusError> {
 fn object<T: Serialize>(code: StatusCode, value: &T) -> Result<Response, StatusError> {
     let v = serde_json::to_value(value).map_err(|e| StatusError::internal(e.to_string()))?;
     Ok(resp::json(code, &v))
+}
+
+/// A namespace as the core API shows one (berth keeps no namespace objects: a namespace exists
+/// while it holds something).
+fn namespace_object(name: &str) -> Value {
+    json!({
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {"name": name},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    })
 }
 
 fn list(kind: &str, items: Vec<Value>, rv: u64) -> Response {
@@ -379,12 +427,7 @@ fn stream_resolver(streams: &ImageStreams, renders: Arc<Renders>) -> Resolver {
                 return Some(json.clone());
             }
         }
-        let json = stream_body::render(
-            registry.metadata().as_ref(),
-            registry.public_host(),
-            ns,
-            name,
-        )?;
+        let json = stream_body::render(registry.metadata().as_ref(), registry.hosts(), ns, name)?;
         *renders.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, json.clone()));
         Some(json)
     })
@@ -407,7 +450,7 @@ fn watch(
     namespace: Option<Namespace>,
     options: &ListOptions,
     snapshot: impl FnOnce() -> Result<(Vec<Value>, u64), StatusError>,
-    resolver: Option<Resolver>,
+    (resolver, presenter): (Option<Resolver>, Option<Presenter>),
     connection: Option<CloseConnection>,
 ) -> Result<Response, StatusError> {
     let (sub, initial, start_rv) = match options.watch_start() {
@@ -433,6 +476,7 @@ fn watch(
     }
     Ok(watch
         .resolver(resolver)
+        .presenter(presenter)
         .initial(initial)
         .options(resource, namespace, options)
         .into_response())
@@ -454,23 +498,74 @@ pub async fn handle(
     if let Some(r) = discovery::respond(&endpoint, server_address) {
         return Ok(r);
     }
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match endpoint {
+        ApiEndpoint::OpenApiV2 => {
+            // JSON, or the protobuf form older kubectl asks for (and only for).
+            if accept.is_empty() || accept.contains("application/json") || accept.contains("*/*") {
+                return Ok(resp::json(StatusCode::OK, openapi::v2()));
+            }
+            if accept.contains(openapi_pb::ACCEPTED) || accept.contains(openapi_pb::MEDIA_TYPE) {
+                return Ok(resp::with_content_type(
+                    StatusCode::OK,
+                    openapi_pb::MEDIA_TYPE,
+                    openapi::v2_protobuf().to_vec(),
+                ));
+            }
+            return Err(StatusError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                status::Reason::NotAcceptable,
+                "/openapi/v2 is served as application/json or as protobuf",
+            ));
+        }
+        ApiEndpoint::OpenApiV3Index => return Ok(resp::json(StatusCode::OK, &openapi::v3_index())),
+        ApiEndpoint::OpenApiV3(gv) => return Ok(resp::json(StatusCode::OK, openapi::v3(gv))),
+        _ => {}
+    }
+    // `?fieldValidation=Strict`: a body with fields its kind does not have is refused.
+    let strict = req.uri().query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "fieldValidation" && v == "Strict")
+    });
     let content_type = req
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let connection = req.extensions().get::<CloseConnection>().cloned();
+    // `kubectl get` asks for a Table (and takes plain JSON for what has no columns).
+    let table_version = table::wanted(
+        req.headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let tabled = |resource: Resource, items: Vec<Value>, rv: Option<u64>| {
+        table_version
+            .filter(|_| table::has_columns(resource))
+            .map(|v| resp::json(StatusCode::OK, &table::table(v, resource, &items, rv)))
+    };
+    // A watch for kubectl delivers each object as a Table of one row.
+    let presenter = |resource: Resource| -> Option<Presenter> {
+        let v = table_version.filter(|_| table::has_columns(resource))?;
+        Some(Arc::new(move |o: Value| {
+            table::table(v, resource, &[o], None)
+        }))
+    };
     let body = req.into_body();
     let s = &api.streams;
     match endpoint {
         ApiEndpoint::ListImageStreams { namespace, options } => {
             let (mut items, rv) = s.list(namespace.as_ref().map(|n| n.as_str()))?;
             items.retain(|i| visible(&i.metadata.namespace));
-            Ok(list(
-                "ImageStreamList",
-                selected(to_values(items), &options, true),
-                rv,
-            ))
+            let items = selected(to_values(items), &options, true);
+            if let Some(t) = tabled(Resource::ImageStreams, items.clone(), Some(rv)) {
+                return Ok(t);
+            }
+            Ok(list("ImageStreamList", items, rv))
         }
         ApiEndpoint::WatchImageStreams { namespace, options } => {
             let ns = namespace.clone();
@@ -483,12 +578,15 @@ pub async fn handle(
                     let (items, rv) = s.list(ns.as_ref().map(|n| n.as_str()))?;
                     Ok((to_values(items), rv))
                 },
-                Some(stream_resolver(s, api.renders.clone())),
+                (
+                    Some(stream_resolver(s, api.renders.clone())),
+                    presenter(Resource::ImageStreams),
+                ),
                 connection,
             )
         }
         ApiEndpoint::CreateImageStream { namespace } => {
-            let stream: ImageStream = read_json(body).await?;
+            let stream: ImageStream = read_object(body, "ImageStream", strict).await?;
             object(
                 StatusCode::CREATED,
                 &s.create(namespace.as_str(), stream, reach_of(caller, auth))
@@ -497,10 +595,18 @@ pub async fn handle(
         }
         ApiEndpoint::GetImageStream { namespace, name }
         | ApiEndpoint::GetImageStreamStatus { namespace, name } => {
+            if table_version.is_some() {
+                let is = s.get(namespace.as_str(), name.as_str())?;
+                let v =
+                    serde_json::to_value(is).map_err(|e| StatusError::internal(e.to_string()))?;
+                if let Some(t) = tabled(Resource::ImageStreams, vec![v], None) {
+                    return Ok(t);
+                }
+            }
             // Written while read: a stream's size does not weigh on memory.
             let meta = s.registry().metadata().clone();
-            let host = s.registry().public_host().to_string();
-            super::stream_body::respond(meta, host, namespace.as_str(), name.as_str())?
+            let hosts = s.registry().hosts().clone();
+            super::stream_body::respond(meta, hosts, namespace.as_str(), name.as_str())?
                 .ok_or_else(|| Error::NotFound {
                     resource: "imagestreams",
                     name: name.as_str().to_string(),
@@ -508,7 +614,7 @@ pub async fn handle(
                 .map_err(StatusError::from)
         }
         ApiEndpoint::ReplaceImageStream { namespace, name } => {
-            let stream: ImageStream = read_json(body).await?;
+            let stream: ImageStream = read_object(body, "ImageStream", strict).await?;
             object(
                 StatusCode::OK,
                 &s.update(
@@ -521,7 +627,7 @@ pub async fn handle(
             )
         }
         ApiEndpoint::ReplaceImageStreamStatus { namespace, name } => {
-            let stream: ImageStream = read_json(body).await?;
+            let stream: ImageStream = read_object(body, "ImageStream", strict).await?;
             object(
                 StatusCode::OK,
                 &s.update_status(
@@ -541,6 +647,9 @@ pub async fn handle(
             let mut v =
                 serde_json::to_value(&current).map_err(|e| StatusError::internal(e.to_string()))?;
             kind.apply(&mut v, &patch)?;
+            if strict {
+                refuse_unknown("ImageStream", &v)?;
+            }
             let mut patched: ImageStream = serde_json::from_value(v).map_err(|e| {
                 StatusError::bad_request(format!("the patched object is not an ImageStream: {e}"))
             })?;
@@ -585,18 +694,23 @@ pub async fn handle(
                 items.extend(to_values(s.list_tags(&ns)?));
             }
             let rv = s.resource_version()?;
-            Ok(list(
-                "ImageStreamTagList",
-                selected(items, &options, true),
-                rv,
-            ))
+            let items = selected(items, &options, true);
+            if let Some(t) = tabled(Resource::ImageStreamTags, items.clone(), Some(rv)) {
+                return Ok(t);
+            }
+            Ok(list("ImageStreamTagList", items, rv))
         }
-        ApiEndpoint::GetImageStreamTag { namespace, name } => object(
-            StatusCode::OK,
-            &s.get_tag(namespace.as_str(), name.stream.as_str(), name.tag.as_str())?,
-        ),
+        ApiEndpoint::GetImageStreamTag { namespace, name } => {
+            let tag = s.get_tag(namespace.as_str(), name.stream.as_str(), name.tag.as_str())?;
+            let v = serde_json::to_value(&tag).map_err(|e| StatusError::internal(e.to_string()))?;
+            if let Some(t) = tabled(Resource::ImageStreamTags, vec![v.clone()], None) {
+                return Ok(t);
+            }
+            Ok(resp::json(StatusCode::OK, &v))
+        }
         ApiEndpoint::CreateImageStreamTag { namespace, name } => {
-            let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
+            let istag: crate::imagestream::service::ImageStreamTag =
+                read_object(body, "ImageStreamTag", strict).await?;
             let name = match name {
                 Some(n) => n,
                 None => super::apis::path::IstagName::parse(&istag.metadata.name)?,
@@ -614,7 +728,8 @@ pub async fn handle(
             object(StatusCode::CREATED, &created)
         }
         ApiEndpoint::ReplaceImageStreamTag { namespace, name } => {
-            let istag: crate::imagestream::service::ImageStreamTag = read_json(body).await?;
+            let istag: crate::imagestream::service::ImageStreamTag =
+                read_object(body, "ImageStreamTag", strict).await?;
             let updated = s
                 .put_tag(
                     namespace.as_str(),
@@ -650,9 +765,46 @@ pub async fn handle(
             let isi: ImageStreamImport = read_json(body).await?;
             let done = api
                 .importer
-                .import_stream(namespace.as_str(), isi, server_address)
+                .import_stream(namespace.as_str(), isi, s.registry().hosts())
                 .await?;
             object(StatusCode::CREATED, &done)
+        }
+        ApiEndpoint::ListNamespaces => {
+            let mut names = s.namespaces()?;
+            names.extend(api.importer.secrets().namespaces()?);
+            names.sort();
+            names.dedup();
+            names.retain(|n| visible(n));
+            let items: Vec<Value> = names.iter().map(|n| namespace_object(n)).collect();
+            if let Some(v) = table_version {
+                return Ok(resp::json(
+                    StatusCode::OK,
+                    &table::table(v, Resource::Namespaces, &items, None),
+                ));
+            }
+            Ok(resp::json(
+                StatusCode::OK,
+                &Resource::Namespaces.list(s.resource_version()?, items),
+            ))
+        }
+        ApiEndpoint::GetNamespace { namespace } => {
+            let ns = namespace.as_str();
+            let holds = s.namespaces()?.iter().any(|n| n == ns)
+                || api.importer.secrets().namespaces()?.iter().any(|n| n == ns);
+            if !holds {
+                return Err(StatusError::from(Error::NotFound {
+                    resource: "namespaces",
+                    name: ns.to_string(),
+                }));
+            }
+            let v = namespace_object(ns);
+            if let Some(v2) = table_version {
+                return Ok(resp::json(
+                    StatusCode::OK,
+                    &table::table(v2, Resource::Namespaces, &[v], None),
+                ));
+            }
+            Ok(resp::json(StatusCode::OK, &v))
         }
         ApiEndpoint::ListSecrets { namespace } => {
             let items = api.importer.secrets().list(namespace.as_str())?;
@@ -662,7 +814,7 @@ pub async fn handle(
             ))
         }
         ApiEndpoint::CreateSecret { namespace } => {
-            let secret: Secret = read_json(body).await?;
+            let secret: Secret = read_object(body, "Secret", strict).await?;
             let created = api
                 .importer
                 .secrets()
@@ -716,11 +868,11 @@ pub async fn handle(
         }
         ApiEndpoint::ListImages { options } => {
             let (items, rv) = s.list_images()?;
-            Ok(list(
-                "ImageList",
-                selected(to_values(items), &options, false),
-                rv,
-            ))
+            let items = selected(to_values(items), &options, false);
+            if let Some(t) = tabled(Resource::Images, items.clone(), Some(rv)) {
+                return Ok(t);
+            }
+            Ok(list("ImageList", items, rv))
         }
         ApiEndpoint::WatchImages { options } => watch(
             &api.image_hub,
@@ -731,10 +883,17 @@ pub async fn handle(
                 let (items, rv) = s.list_images()?;
                 Ok((to_values(items), rv))
             },
-            Some(image_resolver(s)),
+            (Some(image_resolver(s)), presenter(Resource::Images)),
             connection,
         ),
-        ApiEndpoint::GetImage { name } => object(StatusCode::OK, &s.get_image(&name)?),
+        ApiEndpoint::GetImage { name } => {
+            let v = serde_json::to_value(s.get_image(&name)?)
+                .map_err(|e| StatusError::internal(e.to_string()))?;
+            if let Some(t) = tabled(Resource::Images, vec![v.clone()], None) {
+                return Ok(t);
+            }
+            Ok(resp::json(StatusCode::OK, &v))
+        }
         ApiEndpoint::DeleteImage { name } => {
             s.delete_image(&name).await?;
             Ok(status::success_with_details(
@@ -748,6 +907,9 @@ pub async fn handle(
         | ApiEndpoint::CoreResources
         | ApiEndpoint::Groups
         | ApiEndpoint::Group
-        | ApiEndpoint::GroupResources => Err(StatusError::path_not_found()),
+        | ApiEndpoint::GroupResources
+        | ApiEndpoint::OpenApiV2
+        | ApiEndpoint::OpenApiV3Index
+        | ApiEndpoint::OpenApiV3(_) => Err(StatusError::path_not_found()),
     }
 }

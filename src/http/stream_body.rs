@@ -16,6 +16,7 @@ use super::response::{self as resp, Response};
 use crate::imagestream::service::decorate;
 use crate::imagestream::store::{self, StreamVisitor, VisitError};
 use crate::imagestream::types::{ImageStream, TagEvent, TagEventCondition, TagReference};
+use crate::registry::RepositoryHosts;
 
 /// Bytes gathered before a chunk goes to the client.
 const CHUNK: usize = 64 * 1024;
@@ -28,7 +29,7 @@ const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 /// 200 with the stream `ns/name` as JSON, or `None` when it does not exist.
 pub fn respond(
     meta: Arc<dyn MetadataStore>,
-    public_host: String,
+    hosts: RepositoryHosts,
     ns: &str,
     name: &str,
 ) -> Result<Option<Response>, StatusError> {
@@ -42,7 +43,7 @@ pub fn respond(
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUED_CHUNKS);
     let (ns, name) = (ns.to_string(), name.to_string());
     tokio::task::spawn_blocking(move || {
-        let mut w = JsonWriter::new(Some(tx.clone()), public_host);
+        let mut w = JsonWriter::new(Some(tx.clone()), hosts);
         let outcome = store::visit_stream(meta.as_ref(), &ns, &name, &mut w)
             .and_then(|found| w.finish(found).map_err(VisitError::from));
         if let Err(e) = outcome {
@@ -60,8 +61,13 @@ pub fn respond(
 
 /// The whole stream `ns/name` as JSON in memory (a watch event's object), or `None` when it
 /// does not exist (or cannot be read: logged).
-pub fn render(meta: &dyn MetadataStore, public_host: &str, ns: &str, name: &str) -> Option<Bytes> {
-    let mut w = JsonWriter::new(None, public_host.to_string());
+pub fn render(
+    meta: &dyn MetadataStore,
+    hosts: &RepositoryHosts,
+    ns: &str,
+    name: &str,
+) -> Option<Bytes> {
+    let mut w = JsonWriter::new(None, hosts.clone());
     match store::visit_stream(meta, ns, name, &mut w) {
         Ok(true) => {}
         Ok(false) => return None,
@@ -86,7 +92,7 @@ struct JsonWriter {
     /// Longest wait for room in `tx`.
     stall: std::time::Duration,
     buf: Vec<u8>,
-    public_host: String,
+    hosts: RepositoryHosts,
     head: Option<ImageStream>,
     phase: Phase,
     first_event: bool,
@@ -95,12 +101,12 @@ struct JsonWriter {
 }
 
 impl JsonWriter {
-    fn new(tx: Option<mpsc::Sender<io::Result<Bytes>>>, public_host: String) -> Self {
+    fn new(tx: Option<mpsc::Sender<io::Result<Bytes>>>, hosts: RepositoryHosts) -> Self {
         JsonWriter {
             tx,
             stall: STALL,
             buf: Vec::with_capacity(CHUNK),
-            public_host,
+            hosts,
             head: None,
             phase: Phase::Spec { tags_open: false },
             first_event: true,
@@ -189,7 +195,7 @@ impl JsonWriter {
 
 impl StreamVisitor for JsonWriter {
     fn head(&mut self, head: &ImageStream) -> io::Result<()> {
-        let head = decorate(&self.public_host, head.clone());
+        let head = decorate(&self.hosts, head.clone());
         self.raw("{\"apiVersion\":");
         self.value(&head.api_version)?;
         self.raw(",\"kind\":");
@@ -312,7 +318,13 @@ mod tests {
 
     fn streamed(meta: Arc<dyn MetadataStore>) -> Vec<u8> {
         let (tx, mut rx) = mpsc::channel(1 << 16);
-        let mut w = JsonWriter::new(Some(tx), "reg:5000".into());
+        let mut w = JsonWriter::new(
+            Some(tx),
+            RepositoryHosts {
+                internal: "reg:5000".into(),
+                public: Some("public.example".into()),
+            },
+        );
         let found = store::visit_stream(meta.as_ref(), "ns", "app", &mut w).unwrap();
         w.finish(found).unwrap();
         drop(w);
@@ -342,7 +354,13 @@ mod tests {
         .unwrap();
         // Room for one chunk, and nobody reading it.
         let (tx, _rx) = mpsc::channel(1);
-        let mut w = JsonWriter::new(Some(tx), "reg:5000".into());
+        let mut w = JsonWriter::new(
+            Some(tx),
+            RepositoryHosts {
+                internal: "reg:5000".into(),
+                public: Some("public.example".into()),
+            },
+        );
         w.stall = std::time::Duration::from_millis(50);
         match store::visit_stream(meta.as_ref(), "ns", "app", &mut w) {
             Err(VisitError::Visitor(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
@@ -377,9 +395,17 @@ mod tests {
             let whole = store::read_stream(meta.as_ref(), "ns", "app")
                 .unwrap()
                 .unwrap();
-            let v = serde_json::to_value(decorate("reg:5000", whole)).unwrap();
+            let hosts = RepositoryHosts {
+                internal: "reg:5000".into(),
+                public: Some("public.example".into()),
+            };
+            let v = serde_json::to_value(decorate(&hosts, whole)).unwrap();
+            assert_eq!(
+                v["status"]["publicDockerImageRepository"],
+                "public.example/ns/app"
+            );
             let expected = serde_json::to_vec(&v).unwrap();
-            let rendered = render(meta.as_ref(), "reg:5000", "ns", "app").unwrap();
+            let rendered = render(meta.as_ref(), &hosts, "ns", "app").unwrap();
             assert_eq!(
                 String::from_utf8(streamed(meta)).unwrap(),
                 String::from_utf8(expected.clone()).unwrap(),

@@ -18,27 +18,42 @@ use super::store::{
     self, delete_stream, get, keys, load_checked, load_head, load_tags, save_stream,
 };
 use super::types::*;
-use crate::registry::{Namespace, Registry, StreamName};
+use crate::registry::{Namespace, Registry, RepositoryHosts, StreamName};
 
-/// The ImageStreamTag view of one tag (spec §1.3).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+// The ImageStreamTag view of one tag (spec §1.3).
+/// ImageStreamTag represents an Image that is retrieved by tag name from an ImageStream. Use
+/// this resource to interact with the tags and images in an image stream by tag, or to see
+/// the image details for a particular tag. The image associated with this resource is the most
+/// recently successfully tagged, imported, or pushed image.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageStreamTag {
+    /// The versioned schema of this representation: `ImageStreamTag`.
     #[serde(default = "istag_kind")]
     pub kind: String,
+    /// The group and version of the schema: `image.openshift.io/v1`.
     #[serde(default = "api")]
     pub api_version: String,
+    /// Standard object's metadata; the name is `<stream>:<tag>`.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The spec tag, or `null` when the tag exists only in status.
+    /// Tag is the spec tag associated with this image stream tag, and it may be null if only
+    /// pushes have occurred to this image stream.
     #[serde(default)]
     pub tag: Option<TagReference>,
+    /// Generation is the current generation of the tagged image - if tag is provided and this
+    /// value is not equal to the tag generation, a user has requested an import that has not
+    /// completed, or conditions will be filled out indicating any error.
     #[serde(default)]
     pub generation: i64,
+    /// LookupPolicy indicates whether this tag will handle image references in this
+    /// namespace.
     #[serde(default)]
     pub lookup_policy: LookupPolicy,
+    /// Conditions is an array of conditions that apply to the image stream tag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<TagEventCondition>,
+    /// Image associated with the ImageStream and tag.
     #[serde(default)]
     pub image: Image,
 }
@@ -69,10 +84,16 @@ pub struct ImageStreamMapping {
     pub tag: String,
 }
 
-/// Fills what is derived on every read (status.dockerImageRepository).
-pub fn decorate(public_host: &str, mut s: ImageStream) -> ImageStream {
-    s.status.docker_image_repository =
-        format!("{public_host}/{}/{}", s.metadata.namespace, s.metadata.name);
+/// Fills what is derived on every read: `status.dockerImageRepository` (the internal host) and,
+/// when a public host is configured, `status.publicDockerImageRepository`.
+pub fn decorate(hosts: &RepositoryHosts, mut s: ImageStream) -> ImageStream {
+    let path = format!("{}/{}", s.metadata.namespace, s.metadata.name);
+    s.status.docker_image_repository = format!("{}/{path}", hosts.internal);
+    s.status.public_docker_image_repository = hosts
+        .public
+        .as_ref()
+        .map(|h| format!("{h}/{path}"))
+        .unwrap_or_default();
     s.kind = "ImageStream".into();
     s.api_version = API_VERSION.into();
     s
@@ -132,20 +153,12 @@ impl ImageStreams {
     }
 
     fn host(&self) -> &str {
-        self.registry.public_host()
+        self.registry.internal_host()
     }
 
-    /// Fills what is derived on every read (status.dockerImageRepository).
-    pub fn decorate(&self, mut s: ImageStream) -> ImageStream {
-        s.status.docker_image_repository = format!(
-            "{}/{}/{}",
-            self.host(),
-            s.metadata.namespace,
-            s.metadata.name
-        );
-        s.kind = "ImageStream".into();
-        s.api_version = API_VERSION.into();
-        s
+    /// Fills what is derived on every read (the status's repositories).
+    pub fn decorate(&self, s: ImageStream) -> ImageStream {
+        decorate(self.registry.hosts(), s)
     }
 
     fn not_found(name: &str) -> Error {
@@ -216,6 +229,14 @@ impl ImageStreams {
 
     /// The heads (metadata and spec without tags) of the streams of `ns`, or of every
     /// namespace.
+    /// The namespaces that hold at least one stream, in order: one short scan per namespace.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(store::namespaces(
+            self.registry.metadata().as_ref(),
+            b"is\0",
+        )?)
+    }
+
     pub fn list_heads(&self, ns: Option<&str>) -> Result<Vec<ImageStream>> {
         let meta = self.registry.metadata();
         let prefix = keys::streams(ns);
@@ -761,9 +782,18 @@ impl ImageStreams {
     pub async fn create_mapping(
         &self,
         ns: &str,
-        m: ImageStreamMapping,
+        mut m: ImageStreamMapping,
         reach: Reach,
     ) -> Result<()> {
+        // The seed's example names its Image only in the reference (`...@sha256:...`); an
+        // Image's name is its digest, so that names it.
+        if m.image.metadata.name.is_empty() {
+            if let Some((_, digest)) = m.image.docker_image_reference.rsplit_once('@') {
+                if digest.parse::<berth_storage::Digest>().is_ok() {
+                    m.image.metadata.name = digest.to_string();
+                }
+            }
+        }
         let mut causes = Vec::new();
         if let Err(e) = Namespace::parse(ns) {
             causes.push(Cause::invalid("metadata.namespace", ns, &e.to_string()));
@@ -794,6 +824,9 @@ impl ImageStreams {
                 &m.image.metadata.name,
                 "must be a digest (<algorithm>:<hex>)",
             ));
+        }
+        if m.image.docker_image_reference.is_empty() {
+            causes.push(Cause::required("image.dockerImageReference"));
         }
         if !causes.is_empty() {
             return Err(Error::Invalid {

@@ -7,7 +7,7 @@ use super::history::{add_tag_event, update_tracking_tags};
 use std::collections::HashMap;
 
 use super::reach::Reach;
-use super::store::{self, image_in_stream, load_head, TxResult};
+use super::store::{self, image_in_stream, load_head, load_tags, TxResult};
 use super::types::{now_rfc3339, ImageStream, TagEvent, TagReference};
 use berth_storage::{MetadataStore, TxError, Txn};
 
@@ -216,18 +216,33 @@ pub fn process(
                 image: String::new(),
                 generation,
             }),
-            "ImageStreamTag" => {
-                if let Some(other) = other_stream(stream, &from_ns, &from.name) {
-                    causes.push(Cause::invalid(
-                        field,
-                        &from.name,
-                        &format!(
-                            "tracking tags are limited to a single image stream; \
-                             tag the image of {other} by id (ImageStreamImage) instead"
-                        ),
-                    ));
-                    continue;
+            "ImageStreamTag" if other_stream(stream, &from_ns, &from.name) => {
+                // As OpenShift does: the source's current image is taken now; the tag does
+                // not follow that stream afterwards (only a tag of its own stream does).
+                let (src, src_tag) = from.name.split_once(':').unwrap_or((&own, &from.name));
+                let top = load_tags(tx, &from_ns, src, &[src_tag])?.and_then(|l| {
+                    l.stream()
+                        .status_tag(src_tag)
+                        .and_then(|t| t.items.first().cloned())
+                });
+                if let (Some(top), Some(repo)) = (&top, repo_name(&from_ns, src)) {
+                    reach.source_readable(tx, &repo, &top.image)?;
                 }
+                top.map(|top| TagEvent {
+                    created: now_rfc3339(),
+                    docker_image_reference: local_reference(
+                        &top.docker_image_reference,
+                        &top.image,
+                        (&from_ns, src),
+                        &ns,
+                        &own,
+                        public_host,
+                    ),
+                    image: top.image,
+                    generation,
+                })
+            }
+            "ImageStreamTag" => {
                 let src_tag = from
                     .name
                     .split_once(':')
@@ -337,14 +352,12 @@ pub fn source_tag_in_stream(ns: &str, name: &str, spec: &TagReference) -> Option
     }
 }
 
-/// `Some("<ns>/<stream>:<tag>")` when an ImageStreamTag source lies in another stream: such a
-/// tag would track across streams, which the seed rules out.
-fn other_stream(this: &ImageStream, from_ns: &str, from_name: &str) -> Option<String> {
+/// Whether an ImageStreamTag source lies in another stream (or namespace).
+fn other_stream(this: &ImageStream, from_ns: &str, from_name: &str) -> bool {
     let stream = from_name
         .split_once(':')
         .map_or(this.metadata.name.as_str(), |(s, _)| s);
-    (stream != this.metadata.name || from_ns != this.metadata.namespace)
-        .then(|| format!("{from_ns}/{from_name}"))
+    stream != this.metadata.name || from_ns != this.metadata.namespace
 }
 
 /// A reference into the source stream's repository on this registry is rewritten to this

@@ -566,6 +566,27 @@ pub fn read_tag(
     Ok(Some(stream))
 }
 
+/// The distinct namespaces of the keys `<prefix><ns>\0...`, skipping each namespace's keys
+/// (one one-key scan per namespace, whatever it holds).
+pub fn namespaces(meta: &dyn MetadataStore, prefix: &[u8]) -> berth_storage::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = meta.scan(prefix, after.as_deref(), 1)?;
+        let Some((key, _)) = page.first() else {
+            return Ok(out);
+        };
+        let rest = &key[prefix.len()..];
+        let ns = &rest[..rest.iter().position(|b| *b == 0).unwrap_or(rest.len())];
+        out.push(String::from_utf8_lossy(ns).into_owned());
+        // Past every key of this namespace: `\x01` sorts after its `\0` separator.
+        let mut next = prefix.to_vec();
+        next.extend_from_slice(ns);
+        next.push(1);
+        after = Some(next);
+    }
+}
+
 fn scan_all(meta: &dyn MetadataStore, prefix: &[u8]) -> berth_storage::Result<Vec<KeyValue>> {
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;

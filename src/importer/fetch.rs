@@ -116,7 +116,7 @@ pub fn connect(
     insecure: bool,
 ) -> Result<Remote, ImportFailure> {
     let credentials = secrets
-        .credentials_for(ns, &reference.registry)
+        .credentials_for(ns, &reference.registry, insecure)
         .map_err(|e| ImportFailure {
             reason: "InternalError".into(),
             message: e.to_string(),

@@ -174,7 +174,7 @@ impl Importer {
         &self,
         ns: &str,
         mut isi: ImageStreamImport,
-        public_host: &str,
+        hosts: &crate::registry::RepositoryHosts,
     ) -> Result<ImageStreamImport> {
         let name = isi.metadata.name.clone();
         let mut entries = validate(&isi)?;
@@ -190,7 +190,7 @@ impl Importer {
         }
         if isi.spec.import {
             let stream = self.record_import(ns, &name, &entries).await?;
-            isi.status.import = Some(crate::imagestream::service::decorate(public_host, stream));
+            isi.status.import = Some(crate::imagestream::service::decorate(hosts, stream));
         }
         let statuses: Vec<ImageImportStatus> = entries.iter().map(image_status).collect();
         let explicit = isi.spec.images.len();

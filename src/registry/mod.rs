@@ -12,6 +12,6 @@ mod service;
 pub use error::{Error, Result};
 pub use names::{NameError, Namespace, Reference, RepositoryName, StreamName, Tag};
 pub use service::{
-    store_manifest, Limits, Page, PushedManifest, Referrer, Registry, StoredManifest,
-    MAX_STREAM_RETRIES,
+    store_manifest, Limits, Page, PushedManifest, Referrer, Registry, RepositoryHosts,
+    StoredManifest, MAX_STREAM_RETRIES,
 };

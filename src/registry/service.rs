@@ -88,13 +88,23 @@ pub struct Referrer {
     pub record: ReferrerRecord,
 }
 
+/// The registry's names in pull specs, as OpenShift distinguishes them.
+#[derive(Clone, Debug, Default)]
+pub struct RepositoryHosts {
+    /// `host[:port]` written into the references of pushed images and into
+    /// `status.dockerImageRepository` (OpenShift's internal registry hostname).
+    pub internal: String,
+    /// The externally reachable `host[:port]`, when one is configured: streams show it in
+    /// `status.publicDockerImageRepository`.
+    pub public: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Registry {
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     limits: Limits,
-    /// `host[:port]` written into the references of pushed images.
-    public_host: String,
+    hosts: RepositoryHosts,
     events: Arc<Events>,
     /// Serializes a blob's commit with its collection (see `gc`).
     blob_locks: Arc<BlobLocks>,
@@ -126,14 +136,17 @@ impl Registry {
         meta: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
         limits: Limits,
-        public_host: String,
+        internal_host: String,
     ) -> Result<Self> {
         let last = imagestream::store::current_resource_version(meta.as_ref())?;
         Ok(Registry {
             meta,
             blobs,
             limits,
-            public_host,
+            hosts: RepositoryHosts {
+                internal: internal_host,
+                public: None,
+            },
             events: Arc::new(Events::new(last)),
             blob_locks: Arc::new(BlobLocks::default()),
             gate: WriteGate::default(),
@@ -147,8 +160,18 @@ impl Registry {
         let _ = self.sink.set(sink);
     }
 
-    pub fn public_host(&self) -> &str {
-        &self.public_host
+    /// Sets the host of `status.publicDockerImageRepository`.
+    pub fn with_public_repository_host(mut self, host: Option<String>) -> Self {
+        self.hosts.public = host;
+        self
+    }
+
+    pub fn hosts(&self) -> &RepositoryHosts {
+        &self.hosts
+    }
+
+    pub fn internal_host(&self) -> &str {
+        &self.hosts.internal
     }
 
     /// Committed image-stream and image changes, in resourceVersion order.
@@ -638,11 +661,11 @@ impl Registry {
         let config = self.read_config(repo, &parsed).await?;
         let image = imagestream::image::build(
             &digest.to_string(),
-            format!("{}/{repo}@{digest}", self.public_host),
+            format!("{}/{repo}@{digest}", self.hosts.internal),
             &parsed,
             config.as_deref(),
         );
-        let public_host = self.public_host.clone();
+        let internal_host = self.hosts.internal.clone();
         let mut tags: Vec<Tag> = extra_tags.to_vec();
         if let Reference::Tag(t) = reference {
             tags.push(t.clone());
@@ -707,7 +730,7 @@ impl Registry {
                     tags: &tags,
                     image: &image,
                     create_stream: true,
-                    public_host: &public_host,
+                    public_host: &internal_host,
                     // A push: every blob and child was checked linked above.
                     reach: &Reach::trusted(),
                     origin: imagestream::Origin::Push,

@@ -121,6 +121,61 @@ async fn a_mapping_moves_a_tag_like_a_push() {
     assert_eq!(status["details"]["name"], "nope");
 }
 
+/// The seed's ImageStreamMapping, posted verbatim (its layers have no mediaType, its Image is
+/// named only by its reference), is accepted; one without a reference is 422 (issue 16).
+#[tokio::test]
+async fn the_seed_mapping_is_accepted_verbatim() {
+    let s = TestServer::start().await;
+    let yaml = include_str!("fixtures/seed-imagestreammapping.yaml");
+    let ism: Value = serde_yaml_ng::from_str(yaml).unwrap();
+    let mappings = format!("{API}/namespaces/test/imagestreammappings");
+    let r = send_json(
+        &s,
+        Method::POST,
+        &format!("{API}/namespaces/test/imagestreams"),
+        &json!({"metadata": {"name": "origin-ruby-sample"}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send_json(&s, Method::POST, &mappings, &ism).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    let digest = "sha256:47463d94eb5c049b2d23b03a9530bf944f8f967a0fe79147dd6b9135bf7dd13d";
+    let is = stream(&s, "test", "origin-ruby-sample").await;
+    assert_eq!(history(&is, "latest"), [digest]);
+    let image: Value = s
+        .get(&format!("{API}/images/{digest}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        image["dockerImageLayers"][1]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(image["dockerImageMetadata"]["Config"]["User"], "1001");
+
+    let mut without = ism.clone();
+    without["image"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dockerImageReference");
+    without["image"]["metadata"] = json!({"name": digest});
+    let r = send_json(&s, Method::POST, &mappings, &without).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "image.dockerImageReference"
+    );
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("image.dockerImageReference: Required value"),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn watch_sees_a_push_within_a_second() {
     let s = TestServer::start().await;
@@ -337,7 +392,8 @@ async fn istags_and_isimages() {
         .unwrap();
     assert_eq!(isimage["image"]["metadata"]["name"], a);
 
-    // Tracking another stream's tag is refused (tracking is limited to one stream) ...
+    // Another stream's tag is a valid source, as in OpenShift: its current image is taken
+    // when the tag is processed (pullable from this stream), and not followed afterwards.
     let (b, _) = s.push_image("team/base", "1.0", "b").await;
     let body = json!({"metadata": {"name": "app:base"}, "tag": {"name": "base", "from": {"kind": "ImageStreamTag", "name": "base:1.0"}}});
     let r = send_json(
@@ -347,17 +403,20 @@ async fn istags_and_isimages() {
         &body,
     )
     .await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let status: Value = r.json().await.unwrap();
-    let message = status["message"].as_str().unwrap();
-    assert!(
-        message.contains("tracking tags are limited to a single image stream"),
-        "{message}"
-    );
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let r = s.get("/v2/team/app/manifests/base").await;
+    assert_eq!(header(&r, "docker-content-digest"), Some(b.as_str()));
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(history(&is, "base"), [b.as_str()]);
+    let (b2, _) = s.push_image("team/base", "1.0", "b2").await;
+    let is = stream(&s, "team", "app").await;
     assert_eq!(
-        s.get("/v2/team/app/manifests/base").await.status(),
-        StatusCode::NOT_FOUND
+        history(&is, "base"),
+        [b.as_str()],
+        "not {b2}: other streams are not followed"
     );
+    // A source in a namespace the caller may not view is refused; without auth every
+    // namespace is viewable, so the refusal is covered in isolation.rs.
 
     // ... but its image can be tagged in by id: pullable from this stream afterwards.
     let body = json!({"metadata": {"name": "app:base"}, "tag": {"name": "base", "from": {"kind": "ImageStreamImage", "name": format!("base@{b}")}}});
@@ -518,16 +577,95 @@ async fn merge_patch_changes_the_spec_and_bumps_generation() {
     assert_eq!(is["spec"]["lookupPolicy"]["local"], true);
     assert_eq!(is["metadata"]["generation"], 2);
     assert_eq!(history(&is, "v1").len(), 1, "status is kept");
-    // Strategic merge patch (kubectl's default) is refused with a clear 415.
-    let r = s
-        .req(
+    // Strategic merge patch (kubectl's default): spec tags merge by name.
+    let smp = |body: &'static str| {
+        s.req(
             Method::PATCH,
             &format!("{API}/namespaces/team/imagestreams/app"),
         )
         .header("content-type", "application/strategic-merge-patch+json")
-        .body("{}")
+        .body(body)
         .send()
+    };
+    let r = smp(r#"{"spec":{"tags":[{"name":"ext","reference":true,
+        "from":{"kind":"DockerImage","name":"quay.io/x/y:1"}}]}}"#)
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let names = |is: &Value| -> Vec<String> {
+        is["spec"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = smp(r#"{"spec":{"tags":[{"name":"ext2","reference":true,
+        "from":{"kind":"DockerImage","name":"quay.io/x/y:2"}}]}}"#)
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        names(&stream(&s, "team", "app").await),
+        ["ext", "ext2"],
+        "merged by name"
+    );
+    let r = smp(r#"{"spec":{"tags":[{"name":"ext","$patch":"delete"}]}}"#)
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(names(&stream(&s, "team", "app").await), ["ext2"]);
+    let r = smp(r#"{"spec":{"tags":[{"from":{}}]}}"#).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// `--public-host` fills status.publicDockerImageRepository; references and
+/// status.dockerImageRepository name the internal host (issue 16).
+#[tokio::test]
+async fn public_and_internal_repositories() {
+    let s = TestServer::start_with(|c| {
+        c.public_host = Some("registry.example.com".into());
+        c.internal_host = Some("image-registry.svc:5000".into());
+    })
+    .await;
+    let (digest, _) = s.push_image("team/app", "v1", "x").await;
+    let is = stream(&s, "team", "app").await;
+    assert_eq!(
+        is["status"]["dockerImageRepository"],
+        "image-registry.svc:5000/team/app"
+    );
+    assert_eq!(
+        is["status"]["publicDockerImageRepository"],
+        "registry.example.com/team/app"
+    );
+    assert_eq!(
+        is["status"]["tags"][0]["items"][0]["dockerImageReference"],
+        format!("image-registry.svc:5000/team/app@{digest}")
+    );
+    let list: Value = s
+        .get(&format!("{API}/namespaces/team/imagestreams"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["items"][0]["status"]["publicDockerImageRepository"],
+        "registry.example.com/team/app"
+    );
+    // berth get is shows the public repository, as oc does.
+    let r = crate::common::berth_in(&s, "team", &["get", "is"]).await;
+    assert!(
+        crate::common::ok(&r).contains("registry.example.com/team/app"),
+        "{}",
+        r.stdout
+    );
+
+    // Without a public host there is no public repository.
+    let plain = TestServer::start().await;
+    plain.push_image("team/app", "v1", "x").await;
+    let is = stream(&plain, "team", "app").await;
+    assert!(
+        is["status"].get("publicDockerImageRepository").is_none(),
+        "{is}"
+    );
 }

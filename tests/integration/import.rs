@@ -1062,6 +1062,61 @@ mod peer_registry {
     }
 }
 
+/// A secret keyed `host:80` authenticates an insecure import from `host/...`, and one keyed
+/// `host` an import from `host:80/...`: HTTP's default port is the same registry (issue 16).
+#[tokio::test]
+async fn secrets_match_with_and_without_the_default_port() {
+    use crate::peer::{push_image, DockerRegistry, Pusher, PASSWORD, USER};
+    use berth::importer::remote::MEDIA_OCI_MANIFEST;
+    let reg = DockerRegistry::start_on_port_80(true).await;
+    let p = Pusher::new(&reg, true);
+    let pushed = push_image(&p, "private/app", "v1", "amd64", MEDIA_OCI_MANIFEST).await;
+    let ip = reg.ip();
+    let dst = TestServer::start_with(|c| {
+        c.allowed_registries_for_import.push(AllowedRegistry {
+            domain_name: ip.clone(),
+            insecure: true,
+        });
+        c.allowed_registries_for_import.push(AllowedRegistry {
+            domain_name: format!("{ip}:80"),
+            insecure: true,
+        });
+    })
+    .await;
+    let secret = |ns: &str, server: &str| {
+        json!({"metadata": {"name": "pull", "namespace": ns},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json!({"auths": {server: {"username": USER, "password": PASSWORD}}}).to_string()}})
+    };
+    for (ns, key, from) in [
+        ("a", format!("{ip}:80"), format!("{ip}/private/app:v1")),
+        ("b", ip.clone(), format!("{ip}:80/private/app:v1")),
+    ] {
+        let r = post(
+            &dst,
+            &format!("/api/v1/namespaces/{ns}/secrets"),
+            &secret(ns, &key),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = post(
+            &dst,
+            &format!("{API}/namespaces/{ns}/imagestreamimports"),
+            &import_request("app", &from, "v1", true, json!({"insecure": true})),
+        )
+        .await;
+        let isi: Value = r.json().await.unwrap();
+        assert_eq!(
+            isi["status"]["images"][0]["status"]["status"], "Success",
+            "secret {key}, import from {from}: {isi:#}"
+        );
+        assert_eq!(
+            isi["status"]["images"][0]["image"]["metadata"]["name"],
+            pushed.digest.to_string()
+        );
+    }
+}
+
 #[tokio::test]
 async fn repository_import_takes_fifty_tags_in_priority_order() {
     let src = TestServer::start().await;
@@ -1171,4 +1226,143 @@ async fn imports_from_a_berth_with_token_auth() {
     let r = dst.get(&format!("/v2/team/app/blobs/{layer}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap(), "layer of token-source".as_bytes());
+}
+
+/// oc's refusals (issue 16): import-image never rewrites an existing tag's source; a tracking
+/// tag is followed; a pinned tag is not re-imported; new tags need no --confirm; failures and
+/// dry runs print as oc prints them.
+#[tokio::test]
+async fn cli_import_image_refusals_as_oc() {
+    let src = TestServer::start().await;
+    push_arch(&src, "lib/app", "v1", "amd64").await;
+    push_arch(&src, "lib/app", "v2", "amd64").await;
+    let dst = TestServer::start_with(allow_loopback_imports).await;
+    let v1 = format!("{}/lib/app:v1", host(&src));
+    let v2 = format!("{}/lib/app:v2", host(&src));
+    let from = |f: &str| format!("--from={f}");
+
+    // A missing stream needs --confirm.
+    let (code, _, err) = berth(&dst, &["import-image", "app:1", &from(&v1), "--insecure"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: no image stream named \"app\" exists, pass --confirm to create and import\n"
+    );
+    let (code, _, err) = berth(
+        &dst,
+        &[
+            "import-image",
+            "app:1",
+            &from(&v1),
+            "--insecure",
+            "--confirm",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    // A new tag on an existing stream needs no --confirm.
+    let (code, out, err) = berth(&dst, &["import-image", "app:2", &from(&v2), "--insecure"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("imagestream.image.openshift.io/app imported\n\n"),
+        "{out}"
+    );
+
+    // --from may not change an existing tag's source.
+    let (code, _, err) = berth(&dst, &["import-image", "app:1", &from(&v2)]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "error: the tag \"1\" points to \"{v1}\" - use the 'tag' command if you want to \
+             change the source to \"{v2}\"\n"
+        )
+    );
+    // Nor through a tag tracking it.
+    let (code, _, err) = berth(&dst, &["tag", "--alias", "app:1", "app:cur"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = berth(&dst, &["import-image", "app:cur", &from(&v2)]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "error: the tag \"cur\" points to the tag \"1\" which points to \"{v1}\" - use the \
+             'tag' command if you want to change the source to \"{v2}\"\n"
+        )
+    );
+    // Without --from the tracked tag is re-imported.
+    let (code, out, err) = berth(&dst, &["import-image", "app:cur"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("app:1"), "{out}");
+
+    // A tag pinned to an image (a rollback) is not re-imported.
+    let (code, out, _) = berth(&dst, &["tag", "app:1", "app:latest"]).await;
+    assert_eq!(code, 0);
+    let pinned = out
+        .trim_end()
+        .trim_end_matches('.')
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(pinned.starts_with("app@sha256:"), "{out}");
+    for args in [
+        vec!["import-image", "app"],
+        vec!["import-image", "app", "--from", &v2],
+    ] {
+        let (code, _, err) = berth(&dst, &args).await;
+        assert_eq!(code, 1);
+        assert_eq!(
+            err,
+            format!(
+                "error: tag \"latest\" points to existing ImageStreamImage \"{pinned}\", it \
+                 cannot be re-imported\n"
+            )
+        );
+    }
+    // A tag that does not exist, without --from.
+    let (code, _, err) = berth(&dst, &["import-image", "app:nope"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: the tag \"nope\" does not exist on the image stream - choose an existing tag \
+         to import or use the 'tag' command to create a new tag\n"
+    );
+
+    // A failed import: oc's "imported with errors", the stream, and the tag's error.
+    let missing = format!("{}/lib/missing:v1", host(&src));
+    let (code, out, err) = berth(
+        &dst,
+        &["import-image", "app:3", &from(&missing), "--insecure"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("imagestream.image.openshift.io/app imported with errors\n\nName:"),
+        "{out}"
+    );
+    assert!(err.starts_with("error: tag 3 failed: "), "{err}");
+
+    // A dry run shows the image and saves nothing.
+    let (code, out, err) = berth(
+        &dst,
+        &[
+            "import-image",
+            "app:4",
+            &from(&v2),
+            "--insecure",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("imagestream.image.openshift.io/app imported (dry run)\n\n"),
+        "{out}"
+    );
+    assert!(out.contains("app:4"), "{out}");
+    let is = stream(&dst, "team", "app").await;
+    assert!(status_tag(&is, "4").is_null());
+    assert!(!is["spec"]["tags"].to_string().contains("\"4\""));
 }

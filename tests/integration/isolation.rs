@@ -186,6 +186,18 @@ async fn spec_tag_sources_in_unreadable_namespaces_are_refused_alike() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // And by strategic merge patch (kubectl's default).
+    let r = as_user(&s, "eve", Method::PATCH, &path)
+        .header("content-type", "application/strategic-merge-patch+json")
+        .body(
+            json!({"spec": {"tags": [{"name": "stolen", "from": {"kind": "ImageStreamTag",
+            "namespace": "b", "name": "secret:v1"}}]}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // A new stream created with such a spec.
     let (status, _) = send(
         &s,

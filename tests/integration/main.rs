@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod cli_verbs;
 mod common;
 mod crash_loop;
 mod describe;
@@ -14,6 +15,8 @@ mod imagestreams;
 mod import;
 mod isolation;
 mod isolation_props;
+mod kube_api;
+mod kubectl;
 mod limits;
 mod metrics;
 mod parser_props;

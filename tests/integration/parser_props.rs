@@ -10,7 +10,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use berth::auth::jwt::{Access, Keys};
 use berth::cli::jsonpath::Template;
-use berth::http::apis::patch::{apply_json_patch, apply_merge_patch, PatchKind};
+use berth::http::apis::patch::{
+    apply_json_patch, apply_merge_patch, PatchKind, IMAGE_STREAM_MERGE_KEYS,
+};
 use berth::http::apis::path as api_path;
 use berth::http::apis::selector::{FieldSelector, LabelSelector};
 use berth::http::auth::{parse_authorization, Authorization};
@@ -308,11 +310,27 @@ proptest! {
         if apply_json_patch(&mut t, patch).is_err() {
             prop_assert_eq!(t, before, "a failed JSON patch changed its target");
         }
-        for kind in [PatchKind::Merge, PatchKind::Json] {
+        for kind in [PatchKind::Merge, PatchKind::Json, PatchKind::Strategic(IMAGE_STREAM_MERGE_KEYS)] {
             let mut t = target.clone();
             if kind.apply(&mut t, &body).is_err() {
                 prop_assert_eq!(&t, &target);
             }
+        }
+    }
+
+    /// Strategic merge patches of arbitrary shape (tag lists included, with directives): no
+    /// panic, and a refused one leaves the stream as it was.
+    #[test]
+    fn strategic_merge_patch_never_panics(target in json_value(), tags in proptest::collection::vec(json_value(), 0..4), extra in json_value()) {
+        let smp = PatchKind::Strategic(IMAGE_STREAM_MERGE_KEYS);
+        let mut items: Vec<serde_json::Value> = tags;
+        items.push(serde_json::json!({"name": "a", "$patch": "delete"}));
+        items.push(serde_json::json!({"$patch": "replace"}));
+        let patch = serde_json::json!({"spec": {"tags": items, "x": extra},
+                                       "status": {"tags": [{"tag": "t"}]}});
+        let mut t = target.clone();
+        if smp.apply(&mut t, patch.to_string().as_bytes()).is_err() {
+            prop_assert_eq!(&t, &target);
         }
     }
 

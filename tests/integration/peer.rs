@@ -30,6 +30,20 @@ impl DockerRegistry {
 
     /// `tls`: a certificate chain and key (PEM) to serve HTTPS with.
     pub async fn start_with(basic_auth: bool, tls: Option<(&Path, &Path)>) -> DockerRegistry {
+        Self::start_at(basic_auth, tls, false).await
+    }
+
+    /// An HTTP registry on port 80, the default port of plain HTTP (the test runs as root, as
+    /// the suite does).
+    pub async fn start_on_port_80(basic_auth: bool) -> DockerRegistry {
+        Self::start_at(basic_auth, None, true).await
+    }
+
+    async fn start_at(
+        basic_auth: bool,
+        tls: Option<(&Path, &Path)>,
+        port_80: bool,
+    ) -> DockerRegistry {
         assert!(
             Path::new(DOCKER_REGISTRY).exists(),
             "{DOCKER_REGISTRY} is missing: run scripts/install-deps.sh (it installs the \
@@ -58,13 +72,34 @@ impl DockerRegistry {
             None => ("http", String::new()),
         };
         // A free port: bind, note, release; retried if another process takes it meanwhile.
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for attempt in 0..5 {
+            let addr: SocketAddr = match port_80 {
+                // HTTP's default port on a loopback address of its own (other tests and
+                // engineers on the machine use 127.0.0.1).
+                true => {
+                    let n = std::process::id().wrapping_add(attempt * 7919);
+                    let ip = format!(
+                        "127.{}.{}.{}",
+                        16 + n % 200,
+                        (n / 200) % 250,
+                        1 + (n / 50000) % 250
+                    );
+                    let addr: SocketAddr = format!("{ip}:80").parse().unwrap();
+                    if let Err(e) = std::net::TcpListener::bind(addr) {
+                        eprintln!("port 80 on {ip} is not free: {e}");
+                        continue;
+                    }
+                    addr
+                }
+                false => {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .unwrap()
+                        .local_addr()
+                        .unwrap()
+                        .port();
+                    format!("127.0.0.1:{port}").parse().unwrap()
+                }
+            };
             let config = dir.path().join("config.yml");
             std::fs::write(
                 &config,
@@ -107,6 +142,11 @@ impl DockerRegistry {
 
     pub fn host(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The host without its port.
+    pub fn ip(&self) -> String {
+        self.addr.ip().to_string()
     }
 }
 

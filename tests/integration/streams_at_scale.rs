@@ -35,7 +35,9 @@ async fn start_on_fixture(dir: tempfile::TempDir) -> TestServer {
     let data = dir.path().join("data");
     TestServer::start_in(dir, |c| {
         c.data_dir = data;
-        c.public_host = Some("registry.example:5000".into());
+        // The old release had one host; without a public host the new one adds no
+        // publicDockerImageRepository, so the answers stay byte for byte the same.
+        c.internal_host = Some("registry.example:5000".into());
     })
     .await
 }

@@ -84,13 +84,23 @@ const IMAGE_RESOURCES: &[ApiResource] = &[
 ];
 
 /// Core-group resources berth serves; none yet (namespaces and secrets may come later).
-const CORE_RESOURCES: &[ApiResource] = &[ApiResource {
-    name: "secrets",
-    resource: Resource::Secrets,
-    verbs: &["create", "delete", "get", "list"],
-    short_names: &[],
-    categories: &[],
-}];
+const CORE_RESOURCES: &[ApiResource] = &[
+    // Read-only: the namespaces that hold something, as far as the caller may see.
+    ApiResource {
+        name: "namespaces",
+        resource: Resource::Namespaces,
+        verbs: &["get", "list"],
+        short_names: &["ns"],
+        categories: &[],
+    },
+    ApiResource {
+        name: "secrets",
+        resource: Resource::Secrets,
+        verbs: &["create", "delete", "get", "list"],
+        short_names: &[],
+        categories: &[],
+    },
+];
 
 impl ApiResource {
     fn to_json(&self) -> Value {

@@ -10,9 +10,12 @@
 
 pub mod discovery;
 pub mod hub;
+pub mod openapi;
+pub mod openapi_pb;
 pub mod patch;
 pub mod path;
 pub mod resource;
 pub mod selector;
 pub mod status;
+pub mod table;
 pub mod watch;

@@ -1,9 +1,8 @@
-//! PATCH bodies: JSON merge patch (RFC 7386) and JSON patch (RFC 6902).
-//!
-//! Strategic merge patch (kubectl's and oc's default) is refused with 415 rather than
-//! approximated: it merges `spec.tags` by `name` and `status.tags` by `tag`, and applying it as
-//! a plain merge patch would silently replace those lists instead. The message tells the user
-//! to pass `--type=merge` or `--type=json`.
+//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and Kubernetes' strategic
+//! merge patch (kubectl's and oc's default) for image streams: a merge patch whose lists with
+//! a merge key (`spec.tags` by `name`, `status.tags` by `tag`, as the OpenAPI documents
+//! declare) merge element by element, with the `$patch` (`delete`, `replace`, `merge`) and
+//! `$setElementOrder` directives.
 
 use serde_json::{Map, Value};
 
@@ -16,12 +15,18 @@ pub const STRATEGIC_MERGE_PATCH: &str = "application/strategic-merge-patch+json"
 /// Kubernetes' cap on JSON patch operations per request.
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
-const ACCEPTED: &[&str] = &[JSON_PATCH, MERGE_PATCH];
+const ACCEPTED: &[&str] = &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH];
+
+/// The lists of an ImageStream that merge by key, with their keys.
+pub const IMAGE_STREAM_MERGE_KEYS: &[(&[&str], &str)] =
+    &[(&["spec", "tags"], "name"), (&["status", "tags"], "tag")];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
     Merge,
     Json,
+    /// Strategic merge patch with these merge keys.
+    Strategic(&'static [(&'static [&'static str], &'static str)]),
 }
 
 impl PatchKind {
@@ -37,13 +42,7 @@ impl PatchKind {
         match essence.as_str() {
             MERGE_PATCH => Ok(PatchKind::Merge),
             JSON_PATCH => Ok(PatchKind::Json),
-            STRATEGIC_MERGE_PATCH => {
-                let mut e = StatusError::unsupported_media_type(raw, ACCEPTED);
-                e.message.push_str(
-                    " (strategic merge patch is not supported; use `--type=merge` or `--type=json`)",
-                );
-                Err(e)
-            }
+            STRATEGIC_MERGE_PATCH => Ok(PatchKind::Strategic(IMAGE_STREAM_MERGE_KEYS)),
             _ => Err(StatusError::unsupported_media_type(raw, ACCEPTED)),
         }
     }
@@ -65,8 +64,159 @@ impl PatchKind {
                 Ok(())
             }
             PatchKind::Json => apply_json_patch(target, patch),
+            PatchKind::Strategic(keys) => {
+                if !patch.is_object() {
+                    return Err(StatusError::bad_request(
+                        "a strategic merge patch must be a JSON object",
+                    ));
+                }
+                let mut patched = target.clone();
+                apply_strategic(&mut patched, &patch, &mut Vec::new(), keys)?;
+                *target = patched;
+                Ok(())
+            }
         }
     }
+}
+
+type MergeKeys = [(&'static [&'static str], &'static str)];
+
+fn merge_key(path: &[String], keys: &MergeKeys) -> Option<&'static str> {
+    keys.iter()
+        .find(|(p, _)| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b))
+        .map(|(_, k)| *k)
+}
+
+fn directive(v: &Value) -> Option<&str> {
+    v.get("$patch").and_then(Value::as_str)
+}
+
+/// Kubernetes' strategic merge patch of `patch` into the object `target` at `path`.
+fn apply_strategic(
+    target: &mut Value,
+    patch: &Value,
+    path: &mut Vec<String>,
+    keys: &MergeKeys,
+) -> Result<(), StatusError> {
+    let Value::Object(members) = patch else {
+        *target = patch.clone();
+        return Ok(());
+    };
+    match directive(patch) {
+        Some("replace") => {
+            let mut m = members.clone();
+            m.remove("$patch");
+            *target = Value::Object(m);
+            return Ok(());
+        }
+        Some("delete") => {
+            *target = Value::Null;
+            return Ok(());
+        }
+        Some("merge") | None => {}
+        Some(other) => {
+            return Err(StatusError::bad_request(format!(
+                "unknown patch type: {other}"
+            )))
+        }
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(map) = target else {
+        unreachable!("made an object above")
+    };
+    for (key, value) in members {
+        if key == "$patch" || key.starts_with("$setElementOrder/") || key == "$retainKeys" {
+            continue;
+        }
+        path.push(key.clone());
+        match (value, merge_key(path, keys)) {
+            (Value::Null, _) => {
+                map.remove(key);
+            }
+            (Value::Array(items), Some(mk)) => {
+                let live = map.entry(key.clone()).or_insert(Value::Array(Vec::new()));
+                merge_list(live, items, mk, path, keys)?;
+                if let Some(Value::Array(order)) = members.get(&format!("$setElementOrder/{key}")) {
+                    reorder(live, order, mk);
+                }
+            }
+            (Value::Object(_), _) => {
+                let child = map.entry(key.clone()).or_insert(Value::Null);
+                apply_strategic(child, value, path, keys)?;
+                if child.is_null() {
+                    map.remove(key);
+                }
+            }
+            _ => {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+/// Merges the elements of `items` into the list `live` by `mk`: an element whose key is new is
+/// appended, one with `$patch: delete` removes its match, others merge into their match; a
+/// `{"$patch": "replace"}` element makes the patch's elements the whole list.
+fn merge_list(
+    live: &mut Value,
+    items: &[Value],
+    mk: &str,
+    path: &mut Vec<String>,
+    keys: &MergeKeys,
+) -> Result<(), StatusError> {
+    let replace = items
+        .iter()
+        .any(|i| directive(i) == Some("replace") && i.get(mk).is_none());
+    if replace || !live.is_array() {
+        *live = Value::Array(
+            items
+                .iter()
+                .filter(|i| directive(i).is_none())
+                .cloned()
+                .collect(),
+        );
+        return Ok(());
+    }
+    let Value::Array(list) = live else {
+        unreachable!("checked above")
+    };
+    for item in items {
+        let Some(k) = item.get(mk) else {
+            return Err(StatusError::bad_request(format!(
+                "map: {item} does not contain declared merge key: {mk}"
+            )));
+        };
+        let at = list.iter().position(|l| l.get(mk) == Some(k));
+        match (directive(item), at) {
+            (Some("delete"), Some(i)) => {
+                list.remove(i);
+            }
+            (Some("delete"), None) => {}
+            (_, Some(i)) => apply_strategic(&mut list[i], item, path, keys)?,
+            (_, None) => {
+                let mut fresh = Value::Null;
+                apply_strategic(&mut fresh, item, path, keys)?;
+                list.push(fresh);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `$setElementOrder`: the listed elements in that order, then any others as they were.
+fn reorder(live: &mut Value, order: &[Value], mk: &str) {
+    let Value::Array(list) = live else { return };
+    let mut rest = std::mem::take(list);
+    for o in order {
+        if let Some(i) = rest.iter().position(|l| l.get(mk) == o.get(mk)) {
+            list.push(rest.remove(i));
+        }
+    }
+    list.append(&mut rest);
 }
 
 /// RFC 7386: objects merge recursively, `null` deletes a member, anything else replaces.
@@ -129,9 +279,10 @@ mod tests {
             PatchKind::from_content_type(Some(JSON_PATCH)),
             Ok(PatchKind::Json)
         );
-        let smp = PatchKind::from_content_type(Some(STRATEGIC_MERGE_PATCH)).unwrap_err();
-        assert_eq!(smp.code, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(smp.message.contains("--type=merge"));
+        assert_eq!(
+            PatchKind::from_content_type(Some(STRATEGIC_MERGE_PATCH)),
+            Ok(PatchKind::Strategic(IMAGE_STREAM_MERGE_KEYS))
+        );
         for other in [
             None,
             Some("application/json"),
@@ -140,6 +291,95 @@ mod tests {
             assert_eq!(
                 PatchKind::from_content_type(other).unwrap_err().code,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
+            );
+        }
+    }
+
+    fn smp(target: Value, patch: Value) -> Result<Value, StatusError> {
+        let mut t = target;
+        PatchKind::Strategic(IMAGE_STREAM_MERGE_KEYS)
+            .apply(&mut t, patch.to_string().as_bytes())?;
+        Ok(t)
+    }
+
+    #[test]
+    fn strategic_merge_by_key() {
+        let live = json!({"metadata": {"labels": {"a": "1"}},
+            "spec": {"lookupPolicy": {"local": false}, "tags": [
+                {"name": "v1", "from": {"kind": "DockerImage", "name": "r/x:1"}, "generation": 2},
+                {"name": "v2", "from": {"kind": "DockerImage", "name": "r/x:2"}}]},
+            "status": {"tags": [{"tag": "v1", "items": [{"image": "sha256:a"}]}]}});
+        // Merge into v1 by name (keeping its other fields), add v3, delete v2.
+        let out = smp(
+            live.clone(),
+            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"tags": [
+                {"name": "v1", "from": {"name": "r/x:9"}},
+                {"name": "v3", "reference": true},
+                {"name": "v2", "$patch": "delete"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+        assert_eq!(
+            out["spec"]["tags"],
+            json!([{"name": "v1", "from": {"kind": "DockerImage", "name": "r/x:9"},
+                    "generation": 2}, {"name": "v3", "reference": true}])
+        );
+        assert_eq!(out["status"], live["status"]);
+        // status.tags merge by `tag`; other lists are replaced.
+        let out = smp(
+            live.clone(),
+            json!({"status": {"tags": [{"tag": "v2", "items": []}]}}),
+        )
+        .unwrap();
+        assert_eq!(out["status"]["tags"].as_array().unwrap().len(), 2);
+        // $setElementOrder, a replaced list, a replaced map, null deletes.
+        let out = smp(
+            live.clone(),
+            json!({"spec": {"$setElementOrder/tags": [{"name": "v2"}, {"name": "v1"}],
+                            "tags": [{"name": "v1", "reference": true}]}}),
+        )
+        .unwrap();
+        let names: Vec<&str> = out["spec"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["v2", "v1"]);
+        let out = smp(
+            live.clone(),
+            json!({"spec": {"tags": [{"$patch": "replace"}, {"name": "only"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out["spec"]["tags"], json!([{"name": "only"}]));
+        let out = smp(
+            live.clone(),
+            json!({"spec": {"lookupPolicy": {"$patch": "replace", "x": 1}}, "status": null}),
+        )
+        .unwrap();
+        assert_eq!(out["spec"]["lookupPolicy"], json!({"x": 1}));
+        assert!(out.get("status").is_none());
+        // An element without its merge key is refused, and the target is left as it was.
+        let mut t = live.clone();
+        let e = PatchKind::Strategic(IMAGE_STREAM_MERGE_KEYS)
+            .apply(&mut t, br#"{"spec": {"tags": [{"from": {}}]}}"#)
+            .unwrap_err();
+        assert_eq!(e.code, StatusCode::BAD_REQUEST);
+        assert_eq!(t, live);
+    }
+
+    /// The merge keys are the ones the OpenAPI documents declare.
+    #[test]
+    fn merge_keys_match_the_openapi_documents() {
+        let defs = &super::super::openapi::v2()["definitions"];
+        for (path, key) in IMAGE_STREAM_MERGE_KEYS {
+            let def = match path[0] {
+                "spec" => "com.github.openshift.api.image.v1.ImageStreamSpec",
+                _ => "com.github.openshift.api.image.v1.ImageStreamStatus",
+            };
+            assert_eq!(
+                defs[def]["properties"][path[1]]["x-kubernetes-patch-merge-key"],
+                *key
             );
         }
     }

@@ -34,6 +34,12 @@ pub enum ApiEndpoint {
     CoreVersions,
     /// `GET /api/v1` (core APIResourceList).
     CoreResources,
+    /// `GET /openapi/v2`: the OpenAPI v2 document (JSON).
+    OpenApiV2,
+    /// `GET /openapi/v3`: where each group-version's OpenAPI v3 document is.
+    OpenApiV3Index,
+    /// `GET /openapi/v3/<group-version>`.
+    OpenApiV3(super::openapi::GroupVersion),
     /// `GET /apis` (APIGroupList).
     Groups,
     /// `GET /apis/image.openshift.io` (APIGroup).
@@ -124,6 +130,11 @@ pub enum ApiEndpoint {
     },
 
     /// `GET /api/v1/namespaces/{ns}/secrets`
+    /// The namespaces that hold something (read-only; filtered to what the caller may view).
+    ListNamespaces,
+    GetNamespace {
+        namespace: Namespace,
+    },
     ListSecrets {
         namespace: Namespace,
     },
@@ -193,6 +204,9 @@ impl ApiEndpoint {
             E::Groups => "api_groups",
             E::Group => "api_group",
             E::GroupResources => "group_resources",
+            E::OpenApiV2 => "openapi_v2",
+            E::OpenApiV3Index => "openapi_v3_index",
+            E::OpenApiV3(_) => "openapi_v3",
             E::ListImageStreams { .. } => "list_imagestreams",
             E::WatchImageStreams { .. } => "watch_imagestreams",
             E::CreateImageStream { .. } => "create_imagestream",
@@ -210,6 +224,8 @@ impl ApiEndpoint {
             E::GetImageStreamImage { .. } => "get_imagestreamimage",
             E::CreateImageStreamMapping { .. } => "create_imagestreammapping",
             E::CreateImageStreamImport { .. } => "create_imagestreamimport",
+            E::ListNamespaces => "list_namespaces",
+            E::GetNamespace { .. } => "get_namespace",
             E::ListSecrets { .. } => "list_secrets",
             E::CreateSecret { .. } => "create_secret",
             E::GetSecret { .. } => "get_secret",
@@ -235,7 +251,10 @@ impl ApiEndpoint {
             | E::CoreResources
             | E::Groups
             | E::Group
-            | E::GroupResources => return None,
+            | E::GroupResources
+            | E::OpenApiV2
+            | E::OpenApiV3Index
+            | E::OpenApiV3(_) => return None,
             E::ListImageStreams { .. }
             | E::WatchImageStreams { .. }
             | E::CreateImageStream { .. }
@@ -257,6 +276,7 @@ impl ApiEndpoint {
             | E::WatchImages { .. }
             | E::GetImage { .. }
             | E::DeleteImage { .. } => Resource::Images,
+            E::ListNamespaces | E::GetNamespace { .. } => Resource::Namespaces,
             E::ListSecrets { .. }
             | E::CreateSecret { .. }
             | E::GetSecret { .. }
@@ -416,6 +436,9 @@ pub fn is_api_path(path: &str) -> bool {
         || path.starts_with("/api/")
         || path == "/apis"
         || path.starts_with("/apis/")
+        || path == "/openapi/v2"
+        || path == "/openapi/v3"
+        || path.starts_with("/openapi/v3/")
 }
 
 /// Parses one request. `query` is the raw query string, if any.
@@ -432,7 +455,15 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         "/api" => return discovery(ApiEndpoint::CoreVersions),
         "/api/v1" => return discovery(ApiEndpoint::CoreResources),
         "/apis" => return discovery(ApiEndpoint::Groups),
+        "/openapi/v2" => return discovery(ApiEndpoint::OpenApiV2),
+        "/openapi/v3" => return discovery(ApiEndpoint::OpenApiV3Index),
         _ => {}
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return match super::openapi::GroupVersion::parse(gv) {
+            Some(gv) => discovery(ApiEndpoint::OpenApiV3(gv)),
+            None => Err(StatusError::path_not_found()),
+        };
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         return core(method, rest);
@@ -471,10 +502,23 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
     }
 }
 
-/// The core group: only namespaced secrets.
+/// The core group: namespaces (read-only) and namespaced secrets.
 fn core(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
     use ApiEndpoint as E;
     let segments: Vec<&str> = rest.split('/').collect();
+    if let ["namespaces"] | ["namespaces", _] = segments.as_slice() {
+        if method != Method::GET {
+            return Err(not_allowed(method, Some(Resource::Namespaces)));
+        }
+        return Ok(match segments.as_slice() {
+            [_, ns] => match validate_namespace("metadata.name", ns) {
+                Ok(namespace) => E::GetNamespace { namespace },
+                // No namespace can have that name.
+                Err(_) => return Err(StatusError::path_not_found()),
+            },
+            _ => E::ListNamespaces,
+        });
+    }
     let (ns, name) = match segments.as_slice() {
         ["namespaces", ns, "secrets"] => (*ns, None),
         ["namespaces", ns, "secrets", name] if !name.is_empty() => (*ns, Some(*name)),

@@ -32,6 +32,7 @@ pub enum Reason {
     UnsupportedMediaType,
     RequestEntityTooLarge,
     TooManyRequests,
+    NotAcceptable,
 }
 
 impl Reason {
@@ -42,6 +43,7 @@ impl Reason {
             Reason::Conflict => "Conflict",
             Reason::Invalid => "Invalid",
             Reason::BadRequest => "BadRequest",
+            Reason::NotAcceptable => "NotAcceptable",
             Reason::Forbidden => "Forbidden",
             Reason::Unauthorized => "Unauthorized",
             Reason::MethodNotAllowed => "MethodNotAllowed",

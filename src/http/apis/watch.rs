@@ -81,6 +81,9 @@ pub struct WatchEvent {
 /// Renders the whole object of a lazy event as JSON (`None`: it is gone; the stub is sent).
 pub type Resolver = Arc<dyn Fn(&WatchEvent) -> Option<Bytes> + Send + Sync>;
 
+/// Turns each delivered object into what the client asked for (a Table row for kubectl).
+pub type Presenter = Arc<dyn Fn(Value) -> Value + Send + Sync>;
+
 /// Roughly the heap a JSON value takes: its text plus a node's cost (a `Value`, and for object
 /// members a map entry and a key `String`; measured with massif at 60-80 bytes).
 fn approximate_size(v: &Value) -> usize {
@@ -190,6 +193,7 @@ pub struct Watch {
     timeout: Duration,
     bookmarks: Option<Bookmarks>,
     resolver: Option<Resolver>,
+    presenter: Option<Presenter>,
     /// Dropped with the body; while it lives, the watch was not delivered to its end.
     alive: Arc<()>,
     watcher: Option<WatcherGuard>,
@@ -207,6 +211,7 @@ impl Watch {
             timeout: DEFAULT_TIMEOUT,
             bookmarks: None,
             resolver: None,
+            presenter: None,
             alive: Arc::new(()),
             watcher: None,
         }
@@ -238,6 +243,12 @@ impl Watch {
     }
 
     /// How lazy events get their whole object.
+    /// Each event's object goes through `presenter` when delivered.
+    pub fn presenter(mut self, presenter: Option<Presenter>) -> Self {
+        self.presenter = presenter;
+        self
+    }
+
     pub fn resolver(mut self, resolver: Option<Resolver>) -> Self {
         self.resolver = resolver;
         self
@@ -305,6 +316,7 @@ impl Watch {
             bookmark_timer,
             finished: false,
             resolver: self.resolver,
+            presenter: self.presenter,
             _alive: self.alive,
             _watcher: self.watcher,
         };
@@ -338,6 +350,7 @@ struct Pump {
     bookmark_timer: Option<Interval>,
     finished: bool,
     resolver: Option<Resolver>,
+    presenter: Option<Presenter>,
     _alive: Arc<()>,
     /// Dropped with the body, however the watch ends.
     _watcher: Option<WatcherGuard>,
@@ -349,9 +362,14 @@ impl Pump {
             (Some(resolve), true) => resolve(e),
             _ => None,
         };
-        match built {
-            Some(object) => rendered_line(e.kind.as_str(), &object),
-            None => line(e.kind.as_str(), &e.object),
+        match (built, self.presenter.as_ref()) {
+            (Some(object), Some(present)) => match serde_json::from_slice(&object) {
+                Ok(v) => line(e.kind.as_str(), &present(v)),
+                Err(_) => rendered_line(e.kind.as_str(), &object),
+            },
+            (None, Some(present)) => line(e.kind.as_str(), &present((*e.object).clone())),
+            (Some(object), None) => rendered_line(e.kind.as_str(), &object),
+            (None, None) => line(e.kind.as_str(), &e.object),
         }
     }
 
