@@ -121,6 +121,29 @@ fn check_report(report: &Value, queued: &BTreeSet<String>, data: &Path) -> OpRes
 }
 
 impl Bench {
+    /// Pushes `images` one after the other with no pass running; their p50.
+    async fn idle_pushes(
+        &mut self,
+        reg: &Registry,
+        round: usize,
+        images: &Arc<Vec<Image>>,
+        [p50, p99]: [&Metric; 2],
+    ) -> f64 {
+        let (r, imgs) = (reg.clone(), images.clone());
+        let b = stats::run(images.len(), 1, move |i| {
+            let (r, imgs) = (r.clone(), imgs.clone());
+            async move {
+                r.push_image(REPO, &format!("r{round}-idle-{i}"), &imgs[i])
+                    .await
+            }
+        })
+        .await;
+        self.record_batch(p50, Kind::Berth, &b);
+        self.results.add(p50, Kind::Berth, b.p(50.0));
+        self.results.add(p99, Kind::Berth, b.p(99.0));
+        b.p(50.0)
+    }
+
     pub async fn gc(&mut self, data: &Path) {
         let Some((_, reg)) = self.regs.iter().find(|(k, _)| *k == Kind::Berth).cloned() else {
             return;
@@ -197,19 +220,16 @@ impl Bench {
             let image =
                 |phase: u64, i: usize| make_image(seed + (phase << 24) + i as u64, LAYER_SIZE);
             let idle: Arc<Vec<Image>> = Arc::new((0..pushes).map(|i| image(1, i)).collect());
-            let (r, imgs) = (reg.clone(), idle.clone());
-            let b = stats::run(pushes, 1, move |i| {
-                let (r, imgs) = (r.clone(), imgs.clone());
-                async move {
-                    r.push_image(REPO, &format!("r{round}-idle-{i}"), &imgs[i])
-                        .await
-                }
-            })
-            .await;
-            self.record_batch(&idle50, Kind::Berth, &b);
-            let idle_p50 = b.p(50.0);
-            self.results.add(&idle50, Kind::Berth, idle_p50);
-            self.results.add(&idle99, Kind::Berth, b.p(99.0));
+            // Odd rounds time the idle pushes after the pass rather than before it, so neither
+            // phase always follows the fill's burst of writes.
+            let idle_first = round % 2 == 0;
+            let mut idle_p50 = None;
+            if idle_first {
+                idle_p50 = Some(
+                    self.idle_pushes(&reg, round, &idle, [&idle50, &idle99])
+                        .await,
+                );
+            }
 
             // Pushes run back to back from the moment the pass is asked for until it answers;
             // a push that started before the answer counts as overlapping it.
@@ -248,6 +268,13 @@ impl Bench {
                 Err(e) => (Err(e.to_string()), Default::default()),
             };
             let report = report.and_then(|r| check_report(&r, &queued, data).map(|()| r));
+            let idle_p50 = match idle_p50 {
+                Some(p) => p,
+                None => {
+                    self.idle_pushes(&reg, round, &idle, [&idle50, &idle99])
+                        .await
+                }
+            };
             // Everything pushed around the pass must still pull whole.
             for (i, img) in idle.iter().enumerate() {
                 if let Err(e) = reg
