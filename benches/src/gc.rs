@@ -166,7 +166,7 @@ impl Bench {
         let pass_s = Metric::lower("11", gw, "s per pass")
             .note("berth only: docker-registry's GC is offline (stopped or read-only registry)");
         let objects = Metric::higher("11", gw, "objects/s").uncompared();
-        let bytes = Metric::higher("11", gw, "MB/s").uncompared();
+        let bytes = Metric::higher("11", gw, "MB/s deleted").uncompared();
         log(&format!(
             "workload 11: {n} unreferenced blobs, {pushes} idle pushes, then pushes during the pass, x {} rounds",
             self.plan.reps
