@@ -229,6 +229,33 @@ impl Registry {
         self.finish(req, digest).await
     }
 
+    /// Single-request push: `POST ?digest=` carrying the whole blob.
+    pub async fn push_blob_single(&self, repo: &str, data: Bytes, digest: &str) -> OpResult {
+        let req = self
+            .client
+            .post(format!(
+                "{}/v2/{repo}/blobs/uploads/?digest={digest}",
+                self.base
+            ))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(data);
+        let resp = req.send().await.map_err(transport("POST ?digest="))?;
+        let resp = expect_status(resp, StatusCode::CREATED, "POST ?digest=").await?;
+        expect_digest(&resp, digest, "POST ?digest=")
+    }
+
+    /// `DELETE /v2/<repo>/blobs/<digest>`: unlinks the blob from the repository (202).
+    pub async fn delete_blob(&self, repo: &str, digest: &str) -> OpResult {
+        let resp = self
+            .client
+            .delete(format!("{}/v2/{repo}/blobs/{digest}", self.base))
+            .send()
+            .await
+            .map_err(transport("DELETE blob"))?;
+        expect_status(resp, StatusCode::ACCEPTED, "DELETE blob").await?;
+        Ok(())
+    }
+
     /// Chunked push: `POST`, one `PATCH` per `chunk` bytes with `Content-Range`, then an empty
     /// `PUT ?digest=`.
     pub async fn push_blob_chunked(

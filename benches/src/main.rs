@@ -8,6 +8,7 @@
 
 mod big_stream;
 mod client;
+mod gc;
 mod limits;
 mod report;
 mod results;
@@ -74,6 +75,9 @@ struct Args {
     /// sizes for 9; --big-tags and --big-history still override it).
     #[arg(long)]
     big: bool,
+    /// Unreferenced blobs each of workload 11's GC passes sweeps (default 10000, quick 300).
+    #[arg(long)]
+    gc_blobs: Option<usize>,
     /// Setups of workloads 6, 8 and 9 stop pushing once berth's RSS passes this (MiB): they
     /// keep one copy of the whole stream per watch event, and the machine is shared.
     #[arg(long, default_value_t = 3072)]
@@ -98,18 +102,21 @@ fn parse_dims(s: &str) -> Result<(usize, usize), String> {
     Ok((n(a)?.max(1), n(b)?.max(1)))
 }
 
+/// `--berth-wrapper`, split on spaces.
+fn wrapper(args: &Args) -> Vec<String> {
+    args.berth_wrapper
+        .as_deref()
+        .map(|w| w.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// Starts a fresh pair: berth first, then the peer.
 fn start_pair(
     args: &Args,
     berth_bin: &std::path::Path,
     work: &std::path::Path,
 ) -> Result<Vec<Server>, String> {
-    let wrapper: Vec<String> = args
-        .berth_wrapper
-        .as_deref()
-        .map(|w| w.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
-    let berth = server::start_berth(berth_bin, work, &wrapper)?;
+    let berth = server::start_berth(berth_bin, work, &wrapper(args), &[])?;
     let peer = server::start_peer(&args.peer_bin, work)?;
     for s in [&berth, &peer] {
         eprintln!("{} at {} (pid {})", s.kind.label(), s.base, s.pid());
@@ -174,7 +181,7 @@ fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
 
 fn plan_line(p: &Plan) -> String {
     format!(
-        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; {} repetitions per server elsewhere.\n",
+        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; 11 {} unreferenced blobs per GC pass, {} idle pushes per round; {} repetitions per server elsewhere.\n",
         p.big_layer >> 20,
         p.big_reps,
         p.images,
@@ -187,6 +194,8 @@ fn plan_line(p: &Plan) -> String {
         p.big_history_tags,
         p.big_history_rounds,
         p.big_watch,
+        p.gc_blobs,
+        p.gc_pushes,
         p.reps
     )
 }
@@ -251,6 +260,9 @@ async fn main() -> ExitCode {
     }
     if let Some(w) = args.big_watch {
         plan.big_watch = w.max(1);
+    }
+    if let Some(n) = args.gc_blobs {
+        plan.gc_blobs = n.max(1);
     }
     // History re-pushes tags that exist.
     plan.big_history_tags = plan.big_history_tags.min(plan.big_tags);
@@ -330,6 +342,28 @@ async fn main() -> ExitCode {
             _ => bench.big_stream().await,
         }
         memory.push(memory_sample(name, &servers));
+    }
+
+    // 11 needs berth with its own GC settings, and nothing of the peer's.
+    if wanted(11) {
+        bench.set_servers(Vec::new(), (0, 0));
+        drop(servers);
+        servers = match server::start_berth(&berth_bin, &work, &wrapper(&args), gc::BERTH_FLAGS) {
+            Ok(s) => vec![s],
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!(
+            "berth at {} (pid {}), GC on demand",
+            servers[0].base,
+            servers[0].pid()
+        );
+        let (regs, pids) = registries(&servers, &client::http_client());
+        bench.set_servers(regs, pids);
+        bench.gc(&servers[0].data_dir()).await;
+        memory.push(memory_sample("11 gc (fresh berth only)", &servers));
     }
 
     let report = Report {

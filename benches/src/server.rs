@@ -31,7 +31,7 @@ pub struct Server {
     child: Child,
     pid: u32,
     /// Kept so the directory outlives the process.
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     /// The last lines the server wrote, for error reports.
     log_tail: Arc<Mutex<Vec<String>>>,
 }
@@ -53,6 +53,11 @@ impl Server {
             .lock()
             .map(|l| l.join("\n"))
             .unwrap_or_default()
+    }
+
+    /// The server's data directory (berth's `--data-dir`, the peer's storage root).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
     }
 
     pub fn alive(&mut self) -> bool {
@@ -151,8 +156,14 @@ fn fresh_dir(work: &Path, prefix: &str) -> std::io::Result<tempfile::TempDir> {
 }
 
 /// Starts `berth serve` on 127.0.0.1:0 and waits for its `listening addr=` line.
-/// `wrapper` (e.g. `valgrind --tool=massif`) is put in front of the command, for profiling.
-pub fn start_berth(bin: &Path, work: &Path, wrapper: &[String]) -> Result<Server, String> {
+/// `wrapper` (e.g. `valgrind --tool=massif`) is put in front of the command, for profiling;
+/// `extra` goes after the standard flags (a workload's own settings).
+pub fn start_berth(
+    bin: &Path,
+    work: &Path,
+    wrapper: &[String],
+    extra: &[&str],
+) -> Result<Server, String> {
     let data = fresh_dir(work, "bench-berth-").map_err(|e| e.to_string())?;
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
@@ -167,6 +178,7 @@ pub fn start_berth(bin: &Path, work: &Path, wrapper: &[String]) -> Result<Server
         .arg(data.path().join("data"))
         // Workload 10's webhook receiver listens on loopback.
         .arg("--webhook-allow-private")
+        .args(extra)
         // Like the peer's `log.level: warn` with the access log off: no line per request. The
         // startup line still comes through.
         .env("RUST_LOG", "info,berth::access=warn")
@@ -195,7 +207,7 @@ pub fn start_berth(bin: &Path, work: &Path, wrapper: &[String]) -> Result<Server
         base: String::new(),
         child,
         pid,
-        _data: data,
+        data,
         log_tail: tail,
     };
     match rx.recv_timeout(Duration::from_secs(120)) {
@@ -259,7 +271,7 @@ pub fn start_peer(bin: &Path, work: &Path) -> Result<Server, String> {
         base: format!("http://127.0.0.1:{port}"),
         child,
         pid,
-        _data: data,
+        data,
         log_tail: tail,
     };
     let deadline = Instant::now() + Duration::from_secs(30);

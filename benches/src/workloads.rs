@@ -44,6 +44,10 @@ pub struct Plan {
     pub big_history_rounds: usize,
     /// Workload 9: new tags pushed one at a time while a watch is open.
     pub big_watch: usize,
+    /// Workload 11: unreferenced blobs each GC pass sweeps.
+    pub gc_blobs: usize,
+    /// Workload 11: image pushes timed with GC idle per round.
+    pub gc_pushes: usize,
 }
 
 impl Plan {
@@ -69,6 +73,8 @@ impl Plan {
                 big_history_tags: 30,
                 big_history_rounds: 3,
                 big_watch: 20,
+                gc_blobs: 300,
+                gc_pushes: 10,
             }
         } else {
             Plan {
@@ -91,6 +97,8 @@ impl Plan {
                 big_history_tags: 1000,
                 big_history_rounds: 10,
                 big_watch: 50,
+                gc_blobs: 10_000,
+                gc_pushes: 50,
             }
         }
     }
