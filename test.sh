@@ -17,6 +17,8 @@
 #   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
 #   clients      .venv/bin/pytest tests/clients -v (skopeo, podman, buildah, docker, oras, 1 GiB blob,
 #                concurrency against a real `berth serve`)
+#   s3           the conformance replay and the skopeo/podman/docker/oras scenarios again, with
+#                blobs on a 3-node Garage cluster (scripts/garage-cluster.sh; replication 3)
 #   bench        target/debug/berth-bench --quick (benchmark smoke test: every answer checked,
 #                against docker-registry; the published figures come from a release run)
 #   compose      docker-compose -f docker-compose.yml config -q
@@ -32,21 +34,21 @@ export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
 # Client tests start the server from their own temp directories, so the path must be absolute.
 case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$PWD/$BERTH_BIN" ;; esac
 
-all_steps=(deps build unit fuzz conformance clients bench compose)
+all_steps=(deps build unit fuzz conformance clients s3 bench compose)
 if [ $# -eq 0 ]; then
   steps=("${all_steps[@]}")
 else
   steps=()
   for a in "$@"; do
     case "$a" in
-      deps|build|unit|fuzz|conformance|clients|bench|compose) steps+=("$a") ;;
+      deps|build|unit|fuzz|conformance|clients|s3|bench|compose) steps+=("$a") ;;
       unit+integration|test) steps+=(unit) ;;
       -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
       *) echo "test.sh: unknown step '$a' (steps: ${all_steps[*]})" >&2; exit 2 ;;
     esac
   done
   # The binary steps need a build; add it (a no-op when up to date) unless asked for already.
-  needs_build='\ (unit|conformance|clients)\ '
+  needs_build='\ (unit|conformance|clients|s3)\ '
   [ "${REGISTRY_IMPL:-berth}" = berth ] || needs_build='\ (unit|conformance)\ '
   if [[ " ${steps[*]} " =~ $needs_build ]] && [[ ! " ${steps[*]} " =~ " build " ]]; then
     steps=(build "${steps[@]}")
@@ -178,6 +180,29 @@ step_clients() {
     124) record clients FAILED "timed out after 1500 s" ;;
     *) record clients FAILED "${line:-pytest exited $rc}" ;;
   esac
+}
+
+step_s3() {
+  banner "s3: conformance + client scenarios with blobs on a 3-node Garage cluster"
+  need_build s3 || return
+  local gdir="$logdir/garage" log="$logdir/s3.log"
+  if ! scripts/garage-cluster.sh start "$gdir" 3 >"$log" 2>&1; then
+    cat "$log"; record s3 FAILED "the Garage cluster did not start (scripts/garage-cluster.sh)"; return
+  fi
+  local rc=0 conf="" cli=""
+  (
+    # shellcheck disable=SC1091
+    source "$gdir/env"
+    timeout 1200 "$tdir/debug/berth-conformance" --berth-bin "$BERTH_BIN" 2>&1 | tee "$logdir/s3-conformance.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+    timeout 1200 .venv/bin/pytest tests/clients -v -k "skopeo or podman or docker or oras" 2>&1 | tee "$logdir/s3-clients.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 2
+  ) || rc=$?
+  scripts/garage-cluster.sh stop "$gdir"
+  conf=$(grep -E '^conformance: [0-9]+ passed' "$logdir/s3-conformance.log" 2>/dev/null | tail -1)
+  cli=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$logdir/s3-clients.log" 2>/dev/null | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+  if [ "$rc" -eq 0 ]; then record s3 ok "$conf; $cli"
+  else record s3 FAILED "${conf:-conformance did not finish}; ${cli:-clients did not run}"; fi
 }
 
 step_bench() {

@@ -141,6 +141,15 @@ if command -v cargo >/dev/null && rustup toolchain list 2>/dev/null | grep -q '^
   cargo install --locked cargo-fuzz >/dev/null 2>&1 || echo "install-deps: cargo-fuzz did not install (the fuzz step falls back to property tests)" >&2
 fi
 
+# ---- Garage (a real distributed S3) for the object-storage tests: built once (about 7 minutes
+# on 2 cores) into a cache that later runs reuse. GARAGE_BIN points at another build.
+garage_root="$HOME/.cache/berth-tools/garage"
+if [ -z "${GARAGE_BIN:-}" ] && [ ! -x "$garage_root/bin/garage" ]; then
+  command -v cargo >/dev/null || { echo "install-deps: cargo is needed to build Garage" >&2; exit 1; }
+  echo "install-deps: cargo install garage --version 2.5.0 --locked (once, into $garage_root)"
+  cargo install garage --version 2.5.0 --locked --root "$garage_root" >/dev/null
+fi
+
 # Report versions (one line each) so a CI log shows what was tested against.
 {
   echo "skopeo $(skopeo --version 2>/dev/null | awk '{print $3}')"
@@ -150,6 +159,7 @@ fi
   echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
   echo "docker-compose $(docker-compose version --short 2>/dev/null)"
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
+  echo "garage $("${GARAGE_BIN:-$garage_root/bin/garage}" --version 2>/dev/null | awk '{print $2}')"
   echo "kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}')"
   [ -x "$kube_private/usr/bin/kubectl" ] && echo "kubectl (private) $("$kube_private/usr/bin/kubectl" version --client --short 2>/dev/null | awk '{print $3}')"
   "$venv/bin/python" -c 'from importlib import metadata as m; print(" ".join(f"{p} {m.version(p)}" for p in ("pytest","oras","kubernetes","requests","prometheus_client","standardwebhooks","cloudevents")))'

@@ -26,6 +26,17 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where metadata (sled) and blob files live.
     pub data_dir: PathBuf,
+    /// Where blob bytes go: `fs` (files under the data directory, the default) or
+    /// `s3://BUCKET[/PREFIX]` (S3-compatible object storage).
+    pub blob_store: String,
+    /// `http(s)://host:port` of an S3-compatible server (path-style addressing); none: AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    /// Credentials; when unset, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    /// Answer blob GETs with a 307 to a presigned object-storage URL (S3 only).
+    pub blob_redirect: bool,
     /// Registry host (and port) clients reach berth by: token realms, and (when set)
     /// `status.publicDockerImageRepository`; defaults to the bound address.
     pub public_host: Option<String>,
@@ -161,6 +172,12 @@ impl Default for Config {
             max_manifest_bytes: 4 * 1024 * 1024,
             max_tags_per_push: 100,
             upload_max_age_secs: 24 * 3600,
+            blob_store: "fs".into(),
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            blob_redirect: false,
             gc_delay_secs: 24 * 3600,
             gc_interval_secs: 60,
             gc_sweep_interval_secs: 3600,
@@ -214,6 +231,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The S3 settings, when blobs go to object storage.
+    pub fn s3(&self) -> Option<berth_storage::s3::S3Config> {
+        let (bucket, prefix) = berth_storage::s3::S3Config::parse_url(&self.blob_store).ok()?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Some(berth_storage::s3::S3Config {
+            bucket,
+            prefix,
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self
+                .s3_access_key_id
+                .clone()
+                .or_else(|| env("AWS_ACCESS_KEY_ID")),
+            secret_access_key: self
+                .s3_secret_access_key
+                .clone()
+                .or_else(|| env("AWS_SECRET_ACCESS_KEY")),
+            redirect: self.blob_redirect,
+        })
+    }
     /// What one connection may cost, and for how long. Zero timeouts would close every
     /// connection at once, so they count as one second.
     pub fn connection_limits(&self) -> crate::server::Limits {
@@ -246,6 +283,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("blob_store: {message}")]
+    BlobStore { message: String },
     #[error("retention policy {name:?}: {message}")]
     Retention { name: String, message: String },
 }
@@ -318,6 +357,19 @@ pub struct ServeArgs {
     /// Seconds after which an untouched upload session is discarded (default 86400).
     #[arg(long, env = "BERTH_UPLOAD_MAX_AGE_SECS")]
     pub upload_max_age_secs: Option<u64>,
+    /// Where blob bytes go: fs (default) or s3://BUCKET[/PREFIX]; credentials from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the config file.
+    #[arg(long, env = "BERTH_BLOB_STORE")]
+    pub blob_store: Option<String>,
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:3900 (path-style addressing).
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1; Garage's is usually "garage").
+    #[arg(long, env = "BERTH_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Redirect blob GETs to presigned object-storage URLs (clients follow 307).
+    #[arg(long, env = "BERTH_BLOB_REDIRECT")]
+    pub blob_redirect: bool,
     /// Garbage collection's grace period in seconds (default 86400): an unreferenced blob or
     /// manifest goes only this long after it was last written, linked or checked.
     #[arg(long, env = "BERTH_GC_DELAY_SECS")]
@@ -457,6 +509,18 @@ impl Config {
         if let Some(v) = args.upload_max_age_secs {
             config.upload_max_age_secs = v;
         }
+        if let Some(v) = &args.blob_store {
+            config.blob_store = v.clone();
+        }
+        if let Some(v) = &args.s3_endpoint {
+            config.s3_endpoint = Some(v.clone());
+        }
+        if let Some(v) = &args.s3_region {
+            config.s3_region = v.clone();
+        }
+        if args.blob_redirect {
+            config.blob_redirect = true;
+        }
         if let Some(v) = args.gc_delay_secs {
             config.gc_delay_secs = v;
         }
@@ -503,6 +567,10 @@ impl Config {
         config.webhook_allow_private |= args.webhook_allow_private;
         if let Some(v) = &args.webhook_ca_bundle {
             config.webhook_ca_bundle = Some(v.clone());
+        }
+        if config.blob_store != "fs" {
+            berth_storage::s3::S3Config::parse_url(&config.blob_store)
+                .map_err(|message| ConfigError::BlobStore { message })?;
         }
         for policy in &config.retention {
             policy

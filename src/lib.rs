@@ -51,10 +51,18 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
     if registry::gc::upgrade(&meta)? {
         tracing::info!("reference counts for garbage collection built");
     }
-    let blobs = FsBlobStore::open(&config.data_dir)?.with_reserve(config.min_free_bytes);
+    let meta: Arc<dyn berth_storage::MetadataStore> = Arc::new(meta);
+    let blobs: Arc<dyn berth_storage::BlobStore> = match config.s3() {
+        Some(s3) => {
+            tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, endpoint = ?s3.endpoint,
+                "blobs on S3-compatible object storage");
+            Arc::new(berth_storage::s3::S3BlobStore::new(&s3, meta.clone())?)
+        }
+        None => Arc::new(FsBlobStore::open(&config.data_dir)?.with_reserve(config.min_free_bytes)),
+    };
     Ok(Registry::new(
-        Arc::new(meta),
-        Arc::new(blobs),
+        meta,
+        blobs,
         Limits {
             max_manifest_bytes: config.max_manifest_bytes,
             max_tags_per_push: config.max_tags_per_push,

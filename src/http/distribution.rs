@@ -276,6 +276,15 @@ async fn get_blob(
         }
         other => other?,
     };
+    if !head {
+        // Object storage serves the bytes itself when configured to (presigned, short-lived).
+        if let Some(url) = reg.blob_redirect(digest).await? {
+            let mut r = resp::status(StatusCode::TEMPORARY_REDIRECT);
+            resp::set(&mut r, header::LOCATION, &url);
+            resp::set(&mut r, "docker-content-digest", &digest.to_string());
+            return Ok(r);
+        }
+    }
     let wanted = if head {
         RangeRequest::Full
     } else {

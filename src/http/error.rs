@@ -168,6 +168,16 @@ impl From<registry::Error> for ApiError {
             E::Upstream { .. } => ApiError::new(S::BAD_GATEWAY, Code::BlobUnknown, msg),
             E::StreamChanged => ApiError::new(S::CONFLICT, Code::Unsupported, msg),
             E::Storage(e) if e.is_disk_full() => insufficient_storage(&e),
+            E::Storage(berth_storage::Error::Unavailable(why)) => {
+                tracing::warn!(error = %why, "blob storage unavailable");
+                let mut err = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    Code::Unknown,
+                    "blob storage is unavailable; nothing was changed, retry shortly",
+                );
+                err.headers.push(("retry-after", "5".to_string()));
+                err
+            }
             E::Storage(e) => {
                 // Logged once here; the client learns only that it was our fault.
                 tracing::error!(error = %e, "storage failure");

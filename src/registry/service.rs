@@ -396,6 +396,12 @@ impl Registry {
         }
     }
 
+    /// Where the client may fetch a blob directly (object storage with redirects on); the
+    /// caller has checked that the repository serves it.
+    pub async fn blob_redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        Ok(self.blobs.redirect_url(digest).await?)
+    }
+
     /// Unlinks a blob from a repository. The bytes stay while other repositories link them;
     /// reclaiming unreferenced bytes is garbage collection's job, not a request's.
     pub async fn delete_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {

@@ -94,6 +94,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// without holding the whole listing.
     async fn list_blobs(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>>;
 
+    /// A URL the client may fetch the blob from directly (a presigned object-storage URL),
+    /// when the store is configured to redirect; `None` serves the bytes through berth.
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Bytes of all complete blobs, from counters the store keeps (never a walk per call);
     /// `None` while not yet known.
     fn stored_bytes(&self) -> Option<u64> {

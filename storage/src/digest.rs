@@ -6,7 +6,10 @@ use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256, Sha512};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     Sha256,
     Sha512,

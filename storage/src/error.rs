@@ -34,6 +34,9 @@ pub enum Error {
          reserve (min_free_bytes)"
     )]
     NoSpace { available: u64, reserve: u64 },
+    /// The blob store could not be reached or refused the request (object storage down).
+    #[error("blob storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {

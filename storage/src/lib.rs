@@ -15,6 +15,8 @@ pub mod fs;
 pub mod memory;
 pub mod metadata;
 pub mod record;
+pub mod resumable;
+pub mod s3;
 pub mod sled_store;
 pub mod space;
 pub mod testsuite;

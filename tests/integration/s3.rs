@@ -1,0 +1,265 @@
+//! Blobs on S3 (issue 17), against a real three-node Garage cluster (replication factor 3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::*;
+use crate::garage::Garage;
+
+/// The storage crate's blob behaviour suite, on Garage.
+#[tokio::test]
+async fn the_blob_suite_passes_on_garage() {
+    let garage = Garage::start(3);
+    let meta = Arc::new(berth_storage::sled_store::SledMetadata::open_temporary().unwrap());
+    let store = berth_storage::s3::S3BlobStore::new(&garage.s3_config(0, "suite"), meta).unwrap();
+    berth_storage::testsuite::blob_suite(&store).await;
+}
+
+async fn on_garage(garage: &Garage, dir: tempfile::TempDir, prefix: &str) -> TestServer {
+    TestServer::start_in(dir, |c| {
+        garage.configure(c, 0, prefix);
+        c.gc_delay_secs = 0;
+    })
+    .await
+}
+
+/// PATCHes `data` in `chunk`-byte pieces to an open session; returns the final location.
+async fn patch_all(
+    s: &TestServer,
+    mut loc: String,
+    data: &[u8],
+    chunk: usize,
+    from: usize,
+) -> String {
+    let mut offset = from;
+    while offset < data.len() {
+        let end = (offset + chunk).min(data.len());
+        let r = s
+            .req(Method::PATCH, &loc)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{}-{}", offset, end - 1))
+            .body(data[offset..end].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        loc = location(&r);
+        offset = end;
+    }
+    loc
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn push_pull_prune_and_collect_on_garage() {
+    let garage = Garage::start(3);
+    let s = on_garage(&garage, tempfile::tempdir().unwrap(), "push").await;
+    let (digest, _) = s.push_image("ns/app", "v1", "on garage").await;
+    crate::gc::pull_completely(&s, "ns/app", "v1").await;
+    // A range is passed through.
+    let layer = sha256(b"layer of on garage");
+    let r = s
+        .req(Method::GET, &format!("/v2/ns/app/blobs/{layer}"))
+        .header("range", "bytes=2-6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.bytes().await.unwrap()[..], &b"layer of on garage"[2..7]);
+
+    // Garbage collection deletes the objects through the store.
+    assert_eq!(
+        s.delete("/v2/ns/app/manifests/v1").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let r = s
+        .req(Method::POST, "/admin/v1/prune/images")
+        .json(&json!({"keepYoungerThan": "0s", "confirm": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for _ in 0..3 {
+        s.req(Method::POST, "/admin/v1/gc")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let meta = Arc::new(berth_storage::sled_store::SledMetadata::open_temporary().unwrap());
+    let store = berth_storage::s3::S3BlobStore::new(&garage.s3_config(0, "push"), meta).unwrap();
+    use berth_storage::BlobStore as _;
+    assert!(store.list_blobs(None, 100).await.unwrap().is_empty());
+    let r = s.get(&format!("/v2/ns/app/manifests/{digest}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_chunked_upload_resumes_across_a_restart_and_small_chunks_make_parts() {
+    let garage = Garage::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let s = on_garage(&garage, dir, "chunks").await;
+    // 1 MiB chunks, 20 MiB in all: parts of 8 MiB are assembled from the small chunks.
+    let data = random(20 << 20, 7);
+    let digest = sha256(&data);
+    let r = s
+        .req(Method::POST, "/v2/ns/big/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = patch_all(&s, location(&r), &data[..12 << 20], 1 << 20, 0).await;
+
+    // The session lives in the metadata store: a new process continues it.
+    let s = s.restart().await;
+    let r = s.req(Method::GET, &loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        header(&r, "range"),
+        Some(format!("0-{}", (12 << 20) - 1).as_str())
+    );
+    let loc = patch_all(&s, loc, &data, 1 << 20, 12 << 20).await;
+    let r = s
+        .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = s.get(&format!("/v2/ns/big/blobs/{digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+
+    // A wrong digest stores nothing under either address.
+    let r = s
+        .req(Method::POST, "/v2/ns/big/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let loc = patch_all(&s, location(&r), &data[..3 << 20], 1 << 20, 0).await;
+    let wrong = sha256(b"something else");
+    let r = s
+        .req(Method::PUT, &with_query(&loc, &format!("digest={wrong}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = s.head(&format!("/v2/ns/big/blobs/{wrong}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_garage_node_dying_mid_push_loses_nothing_acknowledged() {
+    let mut garage = Garage::start(3);
+    let s = on_garage(&garage, tempfile::tempdir().unwrap(), "dying").await;
+    let data = random(24 << 20, 9);
+    let digest = sha256(&data);
+    let r = s
+        .req(Method::POST, "/v2/ns/d/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let loc = patch_all(&s, location(&r), &data[..10 << 20], 2 << 20, 0).await;
+    garage.kill(2);
+    // With two of three nodes the cluster keeps its write quorum.
+    let loc = patch_all(&s, loc, &data, 2 << 20, 10 << 20).await;
+    let r = s
+        .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = s.get(&format!("/v2/ns/d/blobs/{digest}")).await;
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+    garage.restart(2);
+    let r = s.get(&format!("/v2/ns/d/blobs/{digest}")).await;
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+}
+
+#[tokio::test]
+async fn s3_unreachable_is_a_503_with_retry_after_and_changes_nothing() {
+    let mut garage = Garage::start(1);
+    let s = on_garage(&garage, tempfile::tempdir().unwrap(), "down").await;
+    let (_, _) = s.push_image("ns/app", "v1", "before").await;
+    garage.kill(0);
+    let layer = sha256(b"layer of before");
+    let r = s.get(&format!("/v2/ns/app/blobs/{layer}")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "retry-after"), Some("5"));
+    let r = s
+        .req(Method::POST, "/v2/ns/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let loc = location(&r);
+    let r = s
+        .req(Method::PATCH, &loc)
+        .header("content-type", "application/octet-stream")
+        .body(vec![1u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The session did not move.
+    let r = s.req(Method::GET, &loc).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "range"), Some("0-0"));
+    garage.restart(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crate::gc::pull_completely(&s, "ns/app", "v1").await;
+}
+
+#[tokio::test]
+async fn blob_gets_may_redirect_to_presigned_urls() {
+    let garage = Garage::start(1);
+    let s = TestServer::start_with(|c| {
+        garage.configure(c, 0, "redirect");
+        c.blob_redirect = true;
+    })
+    .await;
+    s.push_image("ns/app", "v1", "redirected").await;
+    let layer = sha256(b"layer of redirected");
+    let r = s.get(&format!("/v2/ns/app/blobs/{layer}")).await;
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let to = header(&r, "location").unwrap().to_string();
+    assert!(to.contains("X-Amz-Signature"), "{to}");
+    let bytes = reqwest::get(&to).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..], b"layer of redirected");
+    // HEAD still answers itself; other repositories still get 404.
+    assert_eq!(
+        s.head(&format!("/v2/ns/app/blobs/{layer}")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get(&format!("/v2/ns/other/blobs/{layer}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
