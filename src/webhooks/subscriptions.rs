@@ -13,7 +13,7 @@ use berth_storage::{MetadataStore, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::outbox::{Consumer, Progress};
+use super::outbox::{Outbox, Progress};
 use super::types::{Webhook, WebhookSpec, WebhookStatus, EVENT_TYPES};
 use super::{signing, target};
 use crate::imagestream::types::now_rfc3339;
@@ -187,7 +187,7 @@ pub struct Policy {
 pub struct Webhooks {
     registry: Registry,
     policy: Policy,
-    consumer: Arc<Consumer>,
+    outbox: Arc<Outbox>,
     /// Bumped after each committed subscription change (the delivery worker reconciles).
     changed: Arc<watch::Sender<u64>>,
 }
@@ -204,12 +204,11 @@ fn abort<T>(e: Error) -> std::result::Result<T, TxError<Error>> {
 }
 
 impl Webhooks {
-    pub fn new(registry: Registry, policy: Policy) -> Self {
-        let consumer = Arc::new(Consumer::new(registry.metadata().clone()));
+    pub fn new(registry: Registry, outbox: Arc<Outbox>, policy: Policy) -> Self {
         Webhooks {
             registry,
             policy,
-            consumer,
+            outbox,
             changed: Arc::new(watch::channel(0).0),
         }
     }
@@ -465,7 +464,7 @@ impl Webhooks {
     /// The object as reads return it: no secret, status from the outbox.
     fn with_status(&self, mut w: Webhook, signing_secrets: usize) -> Webhook {
         w.spec.secret = None;
-        let p = self.consumer.progress(&w.metadata.uid).unwrap_or_default();
+        let p = self.outbox.progress(&w.metadata.uid).unwrap_or_default();
         w.status = status_of(&p, signing_secrets);
         w
     }
