@@ -409,6 +409,7 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::DeleteSecret { namespace, .. } => vec![Action::Secrets(ns(namespace))],
         // A subscription receives whatever happens in its namespace: admins only.
         E::ListWebhooks { namespace }
+        | E::WatchWebhooks { namespace, .. }
         | E::CreateWebhook { namespace }
         | E::GetWebhook { namespace, .. }
         | E::ReplaceWebhook { namespace, .. }

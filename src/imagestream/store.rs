@@ -196,6 +196,13 @@ pub enum Change {
     },
     /// For subscribers outside berth (webhooks); never released to watchers.
     Notice(Notice),
+    /// A berth.io Webhook subscription (created, replaced or deleted), as stored minus its
+    /// secret; written through the registry like streams so its resourceVersion is the
+    /// store's revision and its watchers get it in order.
+    Webhook {
+        kind: ChangeKind,
+        webhook: Box<crate::webhooks::Webhook>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

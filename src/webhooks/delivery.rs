@@ -101,8 +101,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| berth_storage::Error::Backend(e.to_string()))?
 }
 
+/// The per-subscription tasks, aborted with the supervisor (a dropped `JoinHandle` would
+/// leave its task running, holding the store open after the server stopped).
+#[derive(Default)]
+struct Tasks(HashMap<String, JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
 async fn supervise(shared: Arc<Shared>) {
-    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut owned = Tasks::default();
+    let tasks = &mut owned.0;
     let mut changed = shared.subs.clone();
     loop {
         changed.borrow_and_update();

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::outbox::{Outbox, Progress};
 use super::types::{Webhook, WebhookSpec, WebhookStatus, EVENT_TYPES};
 use super::{signing, target};
+use crate::imagestream::store::{Change, ChangeKind};
 use crate::imagestream::types::now_rfc3339;
 use crate::imagestream::{Cause, Error, Result};
 use crate::registry::names::{StreamName, Tag};
@@ -199,6 +200,16 @@ fn not_found(name: &str) -> Error {
     }
 }
 
+/// What watchers hear of a write: the object as stored, which never holds the secret.
+fn change(kind: ChangeKind, w: &Webhook) -> Change {
+    let mut w = w.clone();
+    w.spec.secret = None;
+    Change::Webhook {
+        kind,
+        webhook: Box::new(w),
+    }
+}
+
 fn abort<T>(e: Error) -> std::result::Result<T, TxError<Error>> {
     Err(TxError::Abort(e))
 }
@@ -302,8 +313,7 @@ impl Webhooks {
         w.metadata.uid = uuid::Uuid::new_v4().to_string();
         w.metadata.creation_timestamp = Some(now_rfc3339());
         w.metadata.generation = 1;
-        w.metadata.resource_version = "1".into();
-        let stored = Stored {
+        let mut stored = Stored {
             webhook: w.clone(),
             keys: vec![SigningKey {
                 secret,
@@ -311,9 +321,10 @@ impl Webhooks {
             }],
         };
         let ns = ns.to_string();
-        self.registry
-            .write_changes_as(move |tx: &mut dyn Txn, _| {
-                let name = &stored.webhook.metadata.name;
+        let created = self
+            .registry
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
+                let name = &stored.webhook.metadata.name.clone();
                 if tx.get(&key(&ns, name))?.is_some() {
                     return abort(Error::AlreadyExists {
                         resource: "webhooks",
@@ -335,13 +346,15 @@ impl Webhooks {
                     uid: stored.webhook.metadata.uid.clone(),
                     spec: stored.webhook.spec.clone(),
                 });
+                stored.webhook.metadata.resource_version = tx.revision()?.to_string();
                 tx.put(&index_key(&ns), &encode(&index))?;
                 tx.put(&key(&ns, name), &encode(&stored))?;
-                Ok(())
+                changes.push(change(ChangeKind::Added, &stored.webhook));
+                Ok(stored.webhook.clone())
             })
             .await?;
         self.notify();
-        Ok(self.with_status(w, 1))
+        Ok(self.with_status(created, 1))
     }
 
     /// PUT: replaces the spec. Without `spec.secret` the current secret stays; with a new
@@ -353,7 +366,7 @@ impl Webhooks {
         let overlap = self.policy.rotation_overlap.as_secs();
         let updated = self
             .registry
-            .write_changes_as(move |tx: &mut dyn Txn, _| {
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
                 let Some(mut stored) = get::<Stored>(tx, &key(&ns_c, &name_c))? else {
                     return abort(not_found(&name_c));
                 };
@@ -387,7 +400,7 @@ impl Webhooks {
                 stored.keys.retain(|k| k.expires.is_none_or(|e| e > now));
                 let meta = &mut stored.webhook.metadata;
                 meta.generation += 1;
-                meta.resource_version = meta.generation.to_string();
+                meta.resource_version = tx.revision()?.to_string();
                 meta.labels = w.metadata.labels.clone();
                 meta.annotations = w.metadata.annotations.clone();
                 stored.webhook.spec = spec.clone();
@@ -399,6 +412,7 @@ impl Webhooks {
                 }
                 tx.put(&index_key(&ns_c), &encode(&index))?;
                 tx.put(&key(&ns_c, &name_c), &encode(&stored))?;
+                changes.push(change(ChangeKind::Modified, &stored.webhook));
                 Ok(stored)
             })
             .await?;
@@ -411,8 +425,8 @@ impl Webhooks {
         let (ns_c, name_c) = (ns.to_string(), name.to_string());
         let old = self
             .registry
-            .write_changes_as(move |tx: &mut dyn Txn, _| {
-                let Some(stored) = get::<Stored>(tx, &key(&ns_c, &name_c))? else {
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
+                let Some(mut stored) = get::<Stored>(tx, &key(&ns_c, &name_c))? else {
                     return abort(not_found(&name_c));
                 };
                 let mut index = index_in(tx, &ns_c)?;
@@ -423,6 +437,8 @@ impl Webhooks {
                     tx.put(&index_key(&ns_c), &encode(&index))?;
                 }
                 tx.delete(&key(&ns_c, &name_c))?;
+                stored.webhook.metadata.resource_version = tx.revision()?.to_string();
+                changes.push(change(ChangeKind::Deleted, &stored.webhook));
                 Ok(stored.webhook)
             })
             .await?;

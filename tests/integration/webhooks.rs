@@ -592,3 +592,105 @@ async fn rotation_signs_with_both_secrets_and_cli_verbs_work() {
     let r = s.get(&format!("{HOOKS}/ns/webhooks/ci")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// Reads watch lines until `n` events have arrived.
+async fn watch_events(r: reqwest::Response, n: usize) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut body = r.bytes_stream();
+    let (mut buf, mut events) = (Vec::new(), Vec::new());
+    while events.len() < n {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("watch events arrive")
+            .expect("the watch stays open")
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            events.push(serde_json::from_slice::<Value>(&line).unwrap());
+        }
+    }
+    events
+}
+
+fn rv_of(v: &Value) -> u64 {
+    v["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_are_watched_like_other_resources() {
+    let s = TestServer::start_with(fast).await;
+    create(&s, "ns", webhook("a", "http://127.0.0.1:9/a", json!({}))).await;
+    let list: Value = s
+        .get(&format!("{HOOKS}/ns/webhooks"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start = rv_of(&list["metadata"]);
+    let watch_from = |rv: u64| format!("{HOOKS}/ns/webhooks?watch=true&resourceVersion={rv}");
+    let live = s.get(&watch_from(start)).await;
+    assert_eq!(live.status(), StatusCode::OK);
+
+    // Another namespace's subscription is not this watch's business.
+    create(&s, "other", webhook("x", "http://127.0.0.1:9/x", json!({}))).await;
+    create(&s, "ns", webhook("b", "http://127.0.0.1:9/b", json!({}))).await;
+    let mut a = get(&s, "ns", "a").await;
+    a["spec"]["url"] = "http://127.0.0.1:9/a2".into();
+    a["spec"]["secret"] = "whsec_YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=".into();
+    let r = s
+        .req(Method::PUT, &format!("{HOOKS}/ns/webhooks/a"))
+        .json(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(s
+        .delete(&format!("{HOOKS}/ns/webhooks/b"))
+        .await
+        .status()
+        .is_success());
+
+    let events = watch_events(live, 3).await;
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]);
+    let rvs: Vec<u64> = events
+        .iter()
+        .map(|e| rv_of(&e["object"]["metadata"]))
+        .collect();
+    assert!(
+        rvs.windows(2).all(|w| w[0] < w[1]) && rvs[0] > start,
+        "{rvs:?}"
+    );
+    for e in &events {
+        assert_eq!(e["object"]["kind"], "Webhook");
+        assert!(e["object"]["spec"].get("secret").is_none(), "{e}");
+    }
+    assert_eq!(events[1]["object"]["spec"]["url"], "http://127.0.0.1:9/a2");
+    // What a GET returns carries the same resourceVersion as the event.
+    assert_eq!(rv_of(&get(&s, "ns", "a").await["metadata"]), rvs[1]);
+
+    // Resuming from the first event replays the rest.
+    let resumed = watch_events(s.get(&watch_from(rvs[0])).await, 2).await;
+    assert_eq!(resumed[0]["type"], "MODIFIED");
+    assert_eq!(resumed[1]["type"], "DELETED");
+    // Without a resourceVersion: the current objects as ADDED.
+    let initial = watch_events(s.get(&format!("{HOOKS}/ns/webhooks?watch=true")).await, 1).await;
+    assert_eq!(initial[0]["type"], "ADDED");
+    assert_eq!(initial[0]["object"]["metadata"]["name"], "a");
+
+    // After a restart nothing before it is buffered: 410 Expired, and clients re-list.
+    let s = s.restart().await;
+    let r = s.get(&watch_from(start)).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["reason"], "Expired", "{status}");
+}

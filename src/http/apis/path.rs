@@ -146,6 +146,11 @@ pub enum ApiEndpoint {
     ListWebhooks {
         namespace: Namespace,
     },
+    /// The same path with `?watch=true`.
+    WatchWebhooks {
+        namespace: Namespace,
+        options: ListOptions,
+    },
     /// `POST /apis/berth.io/v1/namespaces/{ns}/webhooks` (name in the body)
     CreateWebhook {
         namespace: Namespace,
@@ -215,6 +220,7 @@ impl ApiEndpoint {
             E::GetSecret { .. } => "get_secret",
             E::DeleteSecret { .. } => "delete_secret",
             E::ListWebhooks { .. } => "list_webhooks",
+            E::WatchWebhooks { .. } => "watch_webhooks",
             E::CreateWebhook { .. } => "create_webhook",
             E::GetWebhook { .. } => "get_webhook",
             E::ReplaceWebhook { .. } => "replace_webhook",
@@ -262,6 +268,7 @@ impl ApiEndpoint {
             | E::GetSecret { .. }
             | E::DeleteSecret { .. } => Resource::Secrets,
             E::ListWebhooks { .. }
+            | E::WatchWebhooks { .. }
             | E::CreateWebhook { .. }
             | E::GetWebhook { .. }
             | E::ReplaceWebhook { .. }
@@ -438,7 +445,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         return core(method, rest);
     }
     if let Some(rest) = path.strip_prefix("/apis/berth.io/v1/") {
-        return berth_group(method, rest);
+        return berth_group(method, rest, &q);
     }
     let rest = path
         .strip_prefix("/apis/")
@@ -504,7 +511,7 @@ fn core(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
 }
 
 /// berth's own group, `berth.io/v1`: namespaced webhooks.
-fn berth_group(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
+fn berth_group(method: &Method, rest: &str, q: &Query) -> Result<ApiEndpoint, StatusError> {
     use ApiEndpoint as E;
     let segments: Vec<&str> = rest.split('/').collect();
     let (ns, name) = match segments.as_slice() {
@@ -523,6 +530,10 @@ fn berth_group(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> 
         .map_err(|e| StatusError::invalid(Resource::Webhooks, ns, vec![e]))?;
     let name = name.map(str::to_string);
     Ok(match (name, method.clone()) {
+        (None, Method::GET) if q.flag("watch") => E::WatchWebhooks {
+            namespace,
+            options: list_options(q)?,
+        },
         (None, Method::GET) => E::ListWebhooks { namespace },
         (None, _) => E::CreateWebhook { namespace },
         (Some(name), Method::GET) => E::GetWebhook { namespace, name },
