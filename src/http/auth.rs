@@ -356,7 +356,9 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::CoreResources
         | E::Groups
         | E::Group
-        | E::GroupResources => Vec::new(),
+        | E::GroupResources
+        | E::BerthGroup
+        | E::BerthGroupResources => Vec::new(),
         E::ListImageStreams {
             namespace: None, ..
         }

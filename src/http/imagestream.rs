@@ -776,6 +776,8 @@ pub async fn handle(
         | ApiEndpoint::CoreResources
         | ApiEndpoint::Groups
         | ApiEndpoint::Group
-        | ApiEndpoint::GroupResources => Err(StatusError::path_not_found()),
+        | ApiEndpoint::GroupResources
+        | ApiEndpoint::BerthGroup
+        | ApiEndpoint::BerthGroupResources => Err(StatusError::path_not_found()),
     }
 }

@@ -694,3 +694,28 @@ async fn webhooks_are_watched_like_other_resources() {
     let status: Value = r.json().await.unwrap();
     assert_eq!(status["reason"], "Expired", "{status}");
 }
+
+#[tokio::test]
+async fn discovery_lists_the_berth_group_and_its_webhooks() {
+    let s = TestServer::start().await;
+    let groups: Value = s.get("/apis").await.json().await.unwrap();
+    let berth = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "berth.io")
+        .unwrap_or_else(|| panic!("{groups}"));
+    assert_eq!(berth["preferredVersion"]["groupVersion"], "berth.io/v1");
+    let group: Value = s.get("/apis/berth.io").await.json().await.unwrap();
+    assert_eq!(group["kind"], "APIGroup");
+    let r = s.get("/apis/berth.io/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["kind"], "APIResourceList");
+    assert_eq!(list["groupVersion"], "berth.io/v1");
+    let hooks = &list["resources"][0];
+    assert_eq!(hooks["name"], "webhooks");
+    assert_eq!(hooks["kind"], "Webhook");
+    assert_eq!(hooks["namespaced"], true);
+    assert!(hooks["verbs"].as_array().unwrap().contains(&json!("watch")));
+}

@@ -40,6 +40,10 @@ pub enum ApiEndpoint {
     Group,
     /// `GET /apis/image.openshift.io/v1` (APIResourceList).
     GroupResources,
+    /// `GET /apis/berth.io` (APIGroup of berth's own group).
+    BerthGroup,
+    /// `GET /apis/berth.io/v1` (APIResourceList: webhooks).
+    BerthGroupResources,
 
     /// `GET [namespaces/{ns}/]imagestreams`; `namespace: None` lists every namespace.
     ListImageStreams {
@@ -198,6 +202,8 @@ impl ApiEndpoint {
             E::Groups => "api_groups",
             E::Group => "api_group",
             E::GroupResources => "group_resources",
+            E::BerthGroup => "berth_group",
+            E::BerthGroupResources => "berth_group_resources",
             E::ListImageStreams { .. } => "list_imagestreams",
             E::WatchImageStreams { .. } => "watch_imagestreams",
             E::CreateImageStream { .. } => "create_imagestream",
@@ -241,7 +247,9 @@ impl ApiEndpoint {
             | E::CoreResources
             | E::Groups
             | E::Group
-            | E::GroupResources => return None,
+            | E::GroupResources
+            | E::BerthGroup
+            | E::BerthGroupResources => return None,
             E::ListImageStreams { .. }
             | E::WatchImageStreams { .. }
             | E::CreateImageStream { .. }
@@ -439,6 +447,8 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         "/api" => return discovery(ApiEndpoint::CoreVersions),
         "/api/v1" => return discovery(ApiEndpoint::CoreResources),
         "/apis" => return discovery(ApiEndpoint::Groups),
+        "/apis/berth.io" => return discovery(ApiEndpoint::BerthGroup),
+        "/apis/berth.io/v1" => return discovery(ApiEndpoint::BerthGroupResources),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
@@ -772,6 +782,14 @@ mod tests {
         assert_eq!(p(Method::GET, "/api"), Ok(ApiEndpoint::CoreVersions));
         assert_eq!(p(Method::GET, "/api/v1"), Ok(ApiEndpoint::CoreResources));
         assert_eq!(p(Method::GET, "/apis"), Ok(ApiEndpoint::Groups));
+        assert_eq!(
+            p(Method::GET, "/apis/berth.io"),
+            Ok(ApiEndpoint::BerthGroup)
+        );
+        assert_eq!(
+            p(Method::GET, "/apis/berth.io/v1"),
+            Ok(ApiEndpoint::BerthGroupResources)
+        );
         assert_eq!(
             p(Method::GET, "/apis/image.openshift.io"),
             Ok(ApiEndpoint::Group)
