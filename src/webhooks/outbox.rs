@@ -230,9 +230,9 @@ impl NoticeSink for Outbox {
             }
             let Some((_, subs)) = &index else { continue };
             let kind = event_type(notice);
-            let (stream, tags) = (notice.stream(), notice.tags());
+            let (streams, tags) = (notice.streams(), notice.tags());
             let mut event: Option<Queued> = None;
-            for sub in subs.matching(kind, stream, &tags) {
+            for sub in subs.matching(kind, &streams, &tags) {
                 let event = event.get_or_insert_with(|| Queued {
                     id: uuid::Uuid::new_v4().to_string(),
                     kind: kind.to_string(),
@@ -257,6 +257,7 @@ fn notice_data(n: &Notice) -> serde_json::Value {
         Notice::TagUpdated(t) | Notice::TagDeleted(t) => serde_json::to_value(t),
         Notice::ImportFailed(f) => serde_json::to_value(f),
         Notice::ManifestPushed(m) | Notice::ManifestDeleted(m) => serde_json::to_value(m),
+        Notice::ImagePruned(p) => serde_json::to_value(p),
     };
     v.unwrap_or_default()
 }

@@ -66,16 +66,16 @@ impl Record for Index {
 }
 
 impl Index {
-    /// Uids of the subscriptions that want this event.
+    /// Uids of the subscriptions that want this event (about any of `streams`).
     pub fn matching<'a>(
         &'a self,
         event_type: &'a str,
-        stream: &'a str,
+        streams: &'a [&'a str],
         tags: &'a [&'a str],
     ) -> impl Iterator<Item = &'a str> + 'a {
         self.subs
             .iter()
-            .filter(move |e| e.spec.wants(event_type, stream, tags))
+            .filter(move |e| streams.iter().any(|s| e.spec.wants(event_type, s, tags)))
             .map(|e| e.uid.as_str())
     }
 }

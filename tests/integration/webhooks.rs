@@ -719,3 +719,45 @@ async fn discovery_lists_the_berth_group_and_its_webhooks() {
     assert_eq!(hooks["namespaced"], true);
     assert!(hooks["verbs"].as_array().unwrap().contains(&json!("watch")));
 }
+
+#[tokio::test]
+async fn pruning_an_image_tells_the_namespaces_that_held_it() {
+    let s = TestServer::start_with(fast).await;
+    let (rx, other) = (Receiver::start(200).await, Receiver::start(200).await);
+    create(
+        &s,
+        "ns",
+        webhook("gc", &rx.url(), json!({"events": ["image.pruned"]})),
+    )
+    .await;
+    create(&s, "other", webhook("all", &other.url(), json!({}))).await;
+    let (old, _) = s.push_image("ns/app", "v1", "old").await;
+    let (new, _) = s.push_image("ns/app", "v1", "new").await;
+    let prune = |confirm: bool| {
+        s.req(Method::POST, "/admin/v1/prune/images")
+            .json(&json!({"keepYoungerThan": "0s", "keepTagRevisions": 1, "confirm": confirm}))
+            .send()
+    };
+    // A dry run deletes nothing, so it tells no one.
+    assert_eq!(prune(false).await.unwrap().status(), StatusCode::OK);
+    let done: Value = prune(true).await.unwrap().json().await.unwrap();
+    assert_eq!(done["images"], json!([old]), "{done}");
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.deliveries().len(), 1, "one event per Image pruned");
+    assert!(verify(&got[0], SECRET));
+    let e = got[0].json();
+    assert_eq!(e["type"], "io.berth.image.pruned");
+    assert_eq!(e["subject"], old.as_str());
+    assert_eq!(e["data"]["image"], old.as_str());
+    assert_eq!(e["data"]["namespace"], "ns");
+    assert_eq!(e["data"]["streams"], json!(["app"]));
+    assert!(e["data"]["resourceVersion"].as_u64().unwrap() > 0);
+    assert_ne!(old, new);
+    // The Image is gone, and another namespace heard nothing of it.
+    let r = s
+        .get(&format!("/apis/image.openshift.io/v1/images/{old}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(other.deliveries().is_empty());
+}
