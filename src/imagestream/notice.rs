@@ -17,8 +17,10 @@ pub enum Origin {
     Push,
     /// An ImageStreamMapping posted to the API.
     Mapping,
-    /// An istag written through the API (`berth tag`, including back to an older image).
+    /// An istag written through the API (`berth tag`) to an image the tag did not hold.
     Tag,
+    /// An istag written through the API back to an image already in the tag's history.
+    Rollback,
     /// A whole-stream write (PUT, PATCH, status PUT, create).
     Update,
     /// An import asked for (ImageStreamImport, a new or changed spec tag).
@@ -39,6 +41,7 @@ impl Origin {
             Origin::Push => "push",
             Origin::Mapping => "mapping",
             Origin::Tag => "tag",
+            Origin::Rollback => "rollback",
             Origin::Update => "update",
             Origin::Import => "import",
             Origin::ScheduledImport => "scheduled-import",
