@@ -197,10 +197,14 @@ impl Server {
         );
         let auth = start_auth(&config, &registry).await?;
         // Every transaction that raises notices queues them for subscribers as it commits.
-        let outbox = webhooks::outbox::Outbox::new(config.webhook_outbox_max_events);
+        let outbox = webhooks::outbox::Outbox::open(
+            registry.metadata().clone(),
+            config.webhook_outbox_max_events,
+        )?;
         registry.set_notice_sink(outbox.clone());
         let webhooks = webhooks::Webhooks::new(
             registry.clone(),
+            outbox.clone(),
             webhooks::subscriptions::Policy {
                 allow_private: config.webhook_allow_private,
                 rotation_overlap: Duration::from_secs(config.webhook_rotation_overlap_secs),
@@ -315,7 +319,7 @@ impl Server {
         );
         let deliveries = webhooks::delivery::spawn(
             self.state.registry.metadata().clone(),
-            &self.outbox,
+            self.outbox.clone(),
             &self.state.api.webhooks,
             self.delivery.clone(),
         )?;
@@ -342,7 +346,15 @@ impl Server {
         controller.abort();
         deliveries.abort();
         let meta = self.state.registry.metadata().clone();
-        match tokio::task::spawn_blocking(move || meta.flush()).await? {
+        // Acknowledgements still only in memory: persisted, a restart repeats no delivery.
+        let outbox = self.outbox.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            if let Err(e) = outbox.persist_all() {
+                tracing::warn!(error = %e, "persisting webhook delivery cursors failed");
+            }
+            meta.flush()
+        });
+        match flushed.await? {
             Ok(()) => {}
             // Every acknowledged write was flushed before it was acknowledged; what this flush
             // could not write was never promised to anyone.

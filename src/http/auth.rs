@@ -359,7 +359,9 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::GroupResources
         | E::OpenApiV2
         | E::OpenApiV3Index
-        | E::OpenApiV3(_) => Vec::new(),
+        | E::OpenApiV3(_)
+        | E::BerthGroup
+        | E::BerthGroupResources => Vec::new(),
         E::ListImageStreams {
             namespace: None, ..
         }
@@ -414,6 +416,7 @@ pub fn api_actions(endpoint: &ApiEndpoint) -> Vec<Action> {
         | E::DeleteSecret { namespace, .. } => vec![Action::Secrets(ns(namespace))],
         // A subscription receives whatever happens in its namespace: admins only.
         E::ListWebhooks { namespace }
+        | E::WatchWebhooks { namespace, .. }
         | E::CreateWebhook { namespace }
         | E::GetWebhook { namespace, .. }
         | E::ReplaceWebhook { namespace, .. }

@@ -70,6 +70,7 @@ pub struct Api {
     pub webhooks: crate::webhooks::Webhooks,
     stream_hub: Arc<Hub>,
     image_hub: Arc<Hub>,
+    webhook_hub: Arc<Hub>,
     renders: Arc<Renders>,
 }
 
@@ -100,12 +101,13 @@ impl Api {
                 .with_gauges(gauges.clone()),
             )
         };
-        let (stream_hub, image_hub) = (hub(), hub());
+        let (stream_hub, image_hub, webhook_hub) = (hub(), hub(), hub());
         // The listener lives inside the registry: it must not hold the registry itself (a
         // reference cycle would keep the store, and sled's lock, alive forever).
-        let (sh, ih, host) = (
+        let (sh, ih, wh, host) = (
             stream_hub.clone(),
             image_hub.clone(),
+            webhook_hub.clone(),
             streams.registry().hosts().clone(),
         );
         streams
@@ -142,6 +144,13 @@ impl Api {
                             ih.publish(event);
                         }
                     }
+                    // Webhooks are small and written rarely: events carry the whole object
+                    // as written (delivery status is not part of it; a GET has it).
+                    Change::Webhook { kind, webhook } => {
+                        if let Ok(v) = serde_json::to_value(webhook) {
+                            wh.publish(WatchEvent::new(event_type(*kind), rv, v));
+                        }
+                    }
                     // Released to webhooks by the outbox, never to watchers.
                     Change::Notice(_) => {}
                 }
@@ -152,6 +161,7 @@ impl Api {
             webhooks,
             stream_hub,
             image_hub,
+            webhook_hub,
             renders: Arc::default(),
         })
     }
@@ -162,6 +172,7 @@ impl Api {
     pub fn close(&self) {
         self.stream_hub.close();
         self.image_hub.close();
+        self.webhook_hub.close();
     }
 }
 
@@ -404,6 +415,14 @@ fn to_values<T: Serialize>(items: Vec<T>) -> Vec<Value> {
         .into_iter()
         .filter_map(|i| serde_json::to_value(i).ok())
         .collect()
+}
+
+/// A namespace's webhooks and a resourceVersion a watch can resume from without missing a
+/// change: read before the objects, so a change during the read is replayed, not lost.
+fn webhook_list(api: &Api, namespace: &Namespace) -> Result<(Vec<Value>, u64), StatusError> {
+    let rv = api.streams.resource_version()?;
+    let items = api.webhooks.list(namespace.as_str())?;
+    Ok((to_values(items), rv))
 }
 
 /// The last stream rendered for a watch event: every watcher of a change shares one render,
@@ -838,12 +857,21 @@ pub async fn handle(
             ))
         }
         ApiEndpoint::ListWebhooks { namespace } => {
-            let items = api.webhooks.list(namespace.as_str())?;
+            let (items, rv) = webhook_list(api, &namespace)?;
             Ok(resp::json(
                 StatusCode::OK,
-                &Resource::Webhooks.list(s.resource_version()?, to_values(items)),
+                &Resource::Webhooks.list(rv, items),
             ))
         }
+        ApiEndpoint::WatchWebhooks { namespace, options } => watch(
+            &api.webhook_hub,
+            Resource::Webhooks,
+            Some(namespace.clone()),
+            &options,
+            || webhook_list(api, &namespace),
+            (None, None),
+            connection,
+        ),
         ApiEndpoint::CreateWebhook { namespace } => {
             let w: crate::webhooks::Webhook = read_json(body).await?;
             let created = api.webhooks.create(namespace.as_str(), w).await?;
@@ -910,6 +938,8 @@ pub async fn handle(
         | ApiEndpoint::GroupResources
         | ApiEndpoint::OpenApiV2
         | ApiEndpoint::OpenApiV3Index
-        | ApiEndpoint::OpenApiV3(_) => Err(StatusError::path_not_found()),
+        | ApiEndpoint::OpenApiV3(_)
+        | ApiEndpoint::BerthGroup
+        | ApiEndpoint::BerthGroupResources => Err(StatusError::path_not_found()),
     }
 }

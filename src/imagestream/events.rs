@@ -28,6 +28,7 @@ impl Change {
         let rv = match self {
             Change::Stream { stream, .. } => &stream.metadata.resource_version,
             Change::Image { image, .. } => &image.metadata.resource_version,
+            Change::Webhook { webhook, .. } => &webhook.metadata.resource_version,
             Change::Notice(_) => return 0,
         };
         rv.parse().unwrap_or(0)

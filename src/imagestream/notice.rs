@@ -17,8 +17,10 @@ pub enum Origin {
     Push,
     /// An ImageStreamMapping posted to the API.
     Mapping,
-    /// An istag written through the API (`berth tag`, including back to an older image).
+    /// An istag written through the API (`berth tag`) to an image the tag did not hold.
     Tag,
+    /// An istag written through the API back to an image already in the tag's history.
+    Rollback,
     /// A whole-stream write (PUT, PATCH, status PUT, create).
     Update,
     /// An import asked for (ImageStreamImport, a new or changed spec tag).
@@ -39,6 +41,7 @@ impl Origin {
             Origin::Push => "push",
             Origin::Mapping => "mapping",
             Origin::Tag => "tag",
+            Origin::Rollback => "rollback",
             Origin::Update => "update",
             Origin::Import => "import",
             Origin::ScheduledImport => "scheduled-import",
@@ -99,6 +102,19 @@ pub struct ManifestChanged {
     pub tags: Vec<String>,
 }
 
+/// An Image deleted by pruning, told to one namespace whose streams held it until the same
+/// prune (an Image is cluster-scoped; other namespaces never hear of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePruned {
+    pub namespace: String,
+    /// The streams of `namespace` whose history or repository held the image.
+    pub streams: Vec<String>,
+    /// The Image's name (its manifest digest).
+    pub image: String,
+    pub resource_version: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     TagUpdated(TagMoved),
@@ -106,6 +122,7 @@ pub enum Notice {
     ImportFailed(ImportFailed),
     ManifestPushed(ManifestChanged),
     ManifestDeleted(ManifestChanged),
+    ImagePruned(ImagePruned),
 }
 
 impl Notice {
@@ -115,14 +132,17 @@ impl Notice {
             Notice::TagUpdated(t) | Notice::TagDeleted(t) => &t.namespace,
             Notice::ImportFailed(f) => &f.namespace,
             Notice::ManifestPushed(m) | Notice::ManifestDeleted(m) => &m.namespace,
+            Notice::ImagePruned(p) => &p.namespace,
         }
     }
 
-    pub fn stream(&self) -> &str {
+    /// The streams it concerns (one, but for a pruned image every stream that held it).
+    pub fn streams(&self) -> Vec<&str> {
         match self {
-            Notice::TagUpdated(t) | Notice::TagDeleted(t) => &t.stream,
-            Notice::ImportFailed(f) => &f.stream,
-            Notice::ManifestPushed(m) | Notice::ManifestDeleted(m) => &m.stream,
+            Notice::TagUpdated(t) | Notice::TagDeleted(t) => vec![&t.stream],
+            Notice::ImportFailed(f) => vec![&f.stream],
+            Notice::ManifestPushed(m) | Notice::ManifestDeleted(m) => vec![&m.stream],
+            Notice::ImagePruned(p) => p.streams.iter().map(String::as_str).collect(),
         }
     }
 
@@ -134,6 +154,7 @@ impl Notice {
             Notice::ManifestPushed(m) | Notice::ManifestDeleted(m) => {
                 m.tags.iter().map(String::as_str).collect()
             }
+            Notice::ImagePruned(_) => Vec::new(),
         }
     }
 }

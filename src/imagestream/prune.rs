@@ -20,6 +20,7 @@ use berth_storage::{Digest, MetadataStore, TxError};
 use serde::Serialize;
 
 use super::error::{Error, Result};
+use super::notice::{ImagePruned, Notice};
 use super::reach::Reach;
 use super::service::ImageStreams;
 use super::store::{self, keys, load_checked, load_head, save_stream};
@@ -562,6 +563,22 @@ impl ImageStreams {
         for row in &report.manifest_links {
             *unlinked.entry(row.digest.clone()).or_default() += 1;
         }
+        // Who held each image until this prune: the namespaces told of its deletion.
+        let mut held: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        let history = report.history.iter().map(|r| (&r.image, &r.stream));
+        let links = report
+            .manifest_links
+            .iter()
+            .map(|r| (&r.digest, &r.repository));
+        for (image, repo) in history.chain(links) {
+            if let Some((ns, stream)) = repo.split_once('/') {
+                held.entry(image.clone())
+                    .or_default()
+                    .entry(ns.to_string())
+                    .or_default()
+                    .insert(stream.to_string());
+            }
+        }
         let mut candidates = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -584,6 +601,7 @@ impl ImageStreams {
         for name in candidates {
             let deleted = if opts.confirm {
                 let n = name.clone();
+                let holders = held.remove(&name).unwrap_or_default();
                 self.registry()
                     .write_changes_as(move |tx, changes| {
                         let key = keys::image(&n);
@@ -605,8 +623,16 @@ impl ImageStreams {
                         if let Some(d) = &digest {
                             content::image_released(tx, d, now_secs())?;
                         }
-                        image.metadata.resource_version =
-                            store::next_resource_version(tx)?.to_string();
+                        let rv = store::next_resource_version(tx)?;
+                        image.metadata.resource_version = rv.to_string();
+                        for (ns, streams) in &holders {
+                            changes.push(Change::Notice(Notice::ImagePruned(ImagePruned {
+                                namespace: ns.clone(),
+                                streams: streams.iter().cloned().collect(),
+                                image: n.clone(),
+                                resource_version: rv,
+                            })));
+                        }
                         changes.push(Change::Image {
                             kind: ChangeKind::Deleted,
                             image,

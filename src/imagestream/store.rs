@@ -196,6 +196,13 @@ pub enum Change {
     },
     /// For subscribers outside berth (webhooks); never released to watchers.
     Notice(Notice),
+    /// A berth.io Webhook subscription (created, replaced or deleted), as stored minus its
+    /// secret; written through the registry like streams so its resourceVersion is the
+    /// store's revision and its watchers get it in order.
+    Webhook {
+        kind: ChangeKind,
+        webhook: Box<crate::webhooks::Webhook>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -731,6 +738,31 @@ pub fn save_stream(
         let head = old.and_then(|o| o.heads.get(tag)).cloned();
         let full = old.is_none_or(|o| o.full);
         let was_list = was.unwrap_or(&empty_list);
+        let top = |l: Option<&NamedTagEventList>| {
+            l.and_then(|l| l.items.first())
+                .map(|e| e.image.clone())
+                .filter(|i| !i.is_empty())
+        };
+        let (top_before, top_after) = (top(was), top(now));
+        // Tagging a tag back to an image it held before is a rollback; read before the
+        // events are rewritten.
+        let cause = match &top_after {
+            Some(image)
+                if origin == Origin::Tag
+                    && top_before.as_ref() != Some(image)
+                    && held_before(
+                        tx,
+                        (&ns, &name, tag),
+                        head.as_ref(),
+                        full,
+                        was_list,
+                        image,
+                    )? =>
+            {
+                Origin::Rollback
+            }
+            _ => origin,
+        };
         let new_head = write_events(
             tx,
             &repo,
@@ -751,12 +783,6 @@ pub fn save_stream(
             }
             None => tx.delete(&keys::status_tag(&ns, &name, tag))?,
         }
-        let top = |l: Option<&NamedTagEventList>| {
-            l.and_then(|l| l.items.first())
-                .map(|e| e.image.clone())
-                .filter(|i| !i.is_empty())
-        };
-        let (top_before, top_after) = (top(was), top(now));
         if top_before == top_after {
             continue;
         }
@@ -770,7 +796,7 @@ pub fn save_stream(
             docker_image_reference: top_event
                 .map(|e| e.docker_image_reference.clone())
                 .unwrap_or_default(),
-            origin,
+            origin: cause,
             followed: None,
             generation: top_event.map_or(new.metadata.generation, |e| e.generation),
             resource_version: rv,
@@ -808,6 +834,33 @@ pub fn save_stream(
         stream: new.clone(),
     });
     Ok(())
+}
+
+/// Whether `image` is in the tag's history as it was before this write. A partial load holds
+/// only the top event; the older ones are read by their sequence numbers (a `berth tag`
+/// reads a tag's history once; pushes never come here).
+fn held_before(
+    tx: &mut dyn Txn,
+    (ns, name, tag): (&str, &str, &str),
+    head: Option<&StatusHead>,
+    full: bool,
+    was: &NamedTagEventList,
+    image: &str,
+) -> TxResult<bool> {
+    if was.items.iter().any(|e| e.image == image) {
+        return Ok(true);
+    }
+    let Some(head) = head.filter(|_| !full) else {
+        return Ok(false);
+    };
+    for seq in head.next - head.count..head.next.saturating_sub(1) {
+        if let Some(e) = get::<TagEvent>(tx, &keys::event(ns, name, tag, seq))? {
+            if e.image == image {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The ImportSuccess=False condition `now` has and `was` did not (at that generation).

@@ -14,7 +14,7 @@ use berth_storage::MetadataStore;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::outbox::{Consumer, Outbox, Queued};
+use super::outbox::{Outbox, Queued, PERSIST_INTERVAL};
 use super::subscriptions::{self, Subscription, Webhooks};
 use super::types::DeliveryError;
 use super::{format, signing, target};
@@ -43,7 +43,7 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
 struct Shared {
     meta: Arc<dyn MetadataStore>,
-    consumer: Arc<Consumer>,
+    outbox: Arc<Outbox>,
     client: reqwest::Client,
     settings: Settings,
     slots: Semaphore,
@@ -77,17 +77,17 @@ fn client(s: &Settings) -> Result<reqwest::Client, String> {
 /// Starts the worker; it runs until the handle is aborted.
 pub fn spawn(
     meta: Arc<dyn MetadataStore>,
-    outbox: &Outbox,
+    outbox: Arc<Outbox>,
     webhooks: &Webhooks,
     settings: Settings,
 ) -> Result<JoinHandle<()>, String> {
     let shared = Arc::new(Shared {
-        consumer: Arc::new(Consumer::new(meta.clone())),
+        commits: outbox.commits(),
+        outbox,
         client: client(&settings)?,
         slots: Semaphore::new(settings.max_in_flight.max(1)),
         meta,
         settings,
-        commits: outbox.commits(),
         subs: webhooks.changes(),
     });
     Ok(tokio::spawn(supervise(shared)))
@@ -101,16 +101,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| berth_storage::Error::Backend(e.to_string()))?
 }
 
+/// The per-subscription tasks, aborted with the supervisor (a dropped `JoinHandle` would
+/// leave its task running, holding the store open after the server stopped).
+#[derive(Default)]
+struct Tasks(HashMap<String, JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
 async fn supervise(shared: Arc<Shared>) {
-    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut owned = Tasks::default();
+    let tasks = &mut owned.0;
     let mut changed = shared.subs.clone();
     loop {
         changed.borrow_and_update();
         let meta = shared.meta.clone();
-        let consumer = shared.consumer.clone();
+        let outbox = shared.outbox.clone();
         let found = blocking(move || {
             let subs = subscriptions::load_all(meta.as_ref())?;
-            let uids = consumer.uids()?;
+            let uids = outbox.uids()?;
             Ok((subs, uids))
         })
         .await;
@@ -134,8 +148,8 @@ async fn supervise(shared: Arc<Shared>) {
                     .into_iter()
                     .filter(|u| !subs.iter().any(|s| &s.uid == u))
                 {
-                    let consumer = shared.consumer.clone();
-                    if let Err(e) = blocking(move || consumer.purge(&uid)).await {
+                    let outbox = shared.outbox.clone();
+                    if let Err(e) = blocking(move || outbox.purge(&uid)).await {
                         tracing::warn!(error = %e, "removing a deleted webhook's outbox failed");
                     }
                 }
@@ -159,56 +173,88 @@ pub fn backoff(base: Duration, cap: Duration, failures: u64) -> Duration {
 }
 
 async fn deliver(shared: Arc<Shared>, first: Subscription) {
-    let (ns, name, uid) = (first.namespace, first.name, first.uid);
+    let (ns, name, uid) = (
+        first.namespace.clone(),
+        first.name.clone(),
+        first.uid.clone(),
+    );
+    let mut sub = first;
     let mut commits = shared.commits.clone();
     let mut subs = shared.subs.clone();
+    let webhook = || format!("{ns}/{name}");
+    // The subscription is read again only when some subscription changed (and once at the
+    // start: it may have changed since the supervisor read it).
+    let mut reload = true;
     loop {
         commits.borrow_and_update();
-        let (meta, consumer) = (shared.meta.clone(), shared.consumer.clone());
+        reload |= subs.has_changed().unwrap_or(true);
+        if reload {
+            subs.borrow_and_update();
+        }
+        let (meta, outbox) = (shared.meta.clone(), shared.outbox.clone());
         let (n, m, u) = (ns.clone(), name.clone(), uid.clone());
         let next = blocking(move || {
-            let Some(sub) = subscriptions::load(meta.as_ref(), &n, &m, &u) else {
-                return Ok(None);
+            let sub = if reload {
+                match subscriptions::load(meta.as_ref(), &n, &m, &u) {
+                    Some(s) => Some(s),
+                    None => return Ok(None),
+                }
+            } else {
+                None
             };
-            Ok(Some((sub, consumer.next(&u)?)))
+            Ok(Some((sub, outbox.next(&u)?)))
         })
         .await;
-        let (sub, event) = match next {
-            Ok(Some(found)) => found,
+        let event = match next {
+            Ok(Some((fresh, event))) => {
+                if let Some(fresh) = fresh {
+                    sub = fresh;
+                    reload = false;
+                }
+                event
+            }
             // Deleted (or replaced under the same name): the supervisor cleans up.
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(webhook = %format!("{ns}/{name}"), error = %e, "reading the webhook outbox failed");
+                tracing::warn!(webhook = %webhook(), error = %e, "reading the webhook outbox failed");
                 tokio::time::sleep(shared.settings.backoff_base.max(Duration::from_millis(100)))
                     .await;
                 continue;
             }
         };
         let Some((seq, event)) = event else {
+            // Idle: acknowledgements still only in memory are persisted after a short quiet
+            // spell (so a burst of events costs one write, not one per event).
+            let quiet = if shared.outbox.unpersisted(&uid) {
+                PERSIST_INTERVAL
+            } else {
+                IDLE_RECHECK
+            };
             tokio::select! {
                 _ = commits.changed() => {}
-                _ = subs.changed() => {}
-                _ = tokio::time::sleep(IDLE_RECHECK) => {}
+                _ = subs.changed() => reload = true,
+                _ = tokio::time::sleep(quiet) => persist(&shared, &uid).await,
             }
             continue;
         };
-        let consumer = shared.consumer.clone();
-        let u = uid.clone();
         let age = now_secs().saturating_sub(event.queued_at);
         if age > shared.settings.max_age.as_secs() {
-            let _ = blocking(move || consumer.expired(&u, seq)).await;
+            if shared.outbox.expired(&uid, seq) {
+                persist(&shared, &uid).await;
+            }
             continue;
         }
         match send(&shared, &sub, &event).await {
             Ok(()) => {
-                if let Err(e) = blocking(move || consumer.delivered(&u, seq)).await {
-                    tracing::warn!(error = %e, "recording a webhook delivery failed");
+                if shared.outbox.delivered(&uid, seq) {
+                    persist(&shared, &uid).await;
                 }
             }
             Err(error) => {
-                tracing::debug!(webhook = %format!("{ns}/{name}"), status = ?error.status_code,
+                tracing::debug!(webhook = %webhook(), status = ?error.status_code,
                     error = %error.message, "webhook delivery failed");
-                let failures = blocking(move || consumer.failed(&u, error))
+                let (outbox, u) = (shared.outbox.clone(), uid.clone());
+                let failures = blocking(move || outbox.failed(&u, error))
                     .await
                     .unwrap_or(1);
                 let s = &shared.settings;
@@ -216,10 +262,18 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     // A changed subscription (a fixed URL) is tried again at once.
-                    _ = subs.changed() => {}
+                    _ = subs.changed() => reload = true,
                 }
             }
         }
+    }
+}
+
+/// Persists `uid`'s cursor; a failure only means more redeliveries after a crash.
+async fn persist(shared: &Shared, uid: &str) {
+    let (outbox, u) = (shared.outbox.clone(), uid.to_string());
+    if let Err(e) = blocking(move || outbox.persist(&u)).await {
+        tracing::warn!(error = %e, "persisting a webhook delivery cursor failed");
     }
 }
 

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use super::outbox::Queued;
 use super::types::{
-    Format, IMPORT_FAILED, MANIFEST_DELETED, MANIFEST_PUSHED, TAG_DELETED, TAG_UPDATED,
+    Format, IMAGE_PRUNED, IMPORT_FAILED, MANIFEST_DELETED, MANIFEST_PUSHED, TAG_DELETED,
+    TAG_UPDATED,
 };
 
 pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
@@ -18,9 +19,13 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// `ns/stream:tag` for istag events, `ns/stream@digest` for manifest events.
+/// `ns/stream:tag` for istag events, `ns/stream@digest` for manifest events, the digest for
+/// a pruned Image (cluster-scoped).
 pub fn subject(e: &Queued) -> String {
     let d = &e.data;
+    if e.kind == IMAGE_PRUNED {
+        return s(d, "image").to_string();
+    }
     let base = format!("{}/{}", s(d, "namespace"), s(d, "stream"));
     match e.kind.as_str() {
         MANIFEST_PUSHED | MANIFEST_DELETED => format!("{base}@{}", s(d, "digest")),
@@ -42,6 +47,7 @@ fn cloudevent(e: &Queued) -> Value {
     let (ns, stream) = (s(d, "namespace"), s(d, "stream"));
     let source = match e.kind.as_str() {
         MANIFEST_PUSHED | MANIFEST_DELETED => format!("/v2/{ns}/{stream}"),
+        IMAGE_PRUNED => format!("/apis/image.openshift.io/v1/images/{}", s(d, "image")),
         _ => format!("/apis/image.openshift.io/v1/namespaces/{ns}/imagestreams/{stream}"),
     };
     let mut data = d.clone();
@@ -89,7 +95,7 @@ fn distribution(e: &Queued, public_host: &str) -> Option<Value> {
             s(d, "previousImage").to_string(),
             Some(s(d, "tag").to_string()),
         ),
-        IMPORT_FAILED => return None,
+        IMPORT_FAILED | IMAGE_PRUNED => return None,
         _ => return None,
     };
     let mut target = json!({

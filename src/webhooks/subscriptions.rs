@@ -13,9 +13,10 @@ use berth_storage::{MetadataStore, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::outbox::{Consumer, Progress};
+use super::outbox::{Outbox, Progress};
 use super::types::{Webhook, WebhookSpec, WebhookStatus, EVENT_TYPES};
 use super::{signing, target};
+use crate::imagestream::store::{Change, ChangeKind};
 use crate::imagestream::types::now_rfc3339;
 use crate::imagestream::{Cause, Error, Result};
 use crate::registry::names::{StreamName, Tag};
@@ -65,16 +66,16 @@ impl Record for Index {
 }
 
 impl Index {
-    /// Uids of the subscriptions that want this event.
+    /// Uids of the subscriptions that want this event (about any of `streams`).
     pub fn matching<'a>(
         &'a self,
         event_type: &'a str,
-        stream: &'a str,
+        streams: &'a [&'a str],
         tags: &'a [&'a str],
     ) -> impl Iterator<Item = &'a str> + 'a {
         self.subs
             .iter()
-            .filter(move |e| e.spec.wants(event_type, stream, tags))
+            .filter(move |e| streams.iter().any(|s| e.spec.wants(event_type, s, tags)))
             .map(|e| e.uid.as_str())
     }
 }
@@ -187,7 +188,7 @@ pub struct Policy {
 pub struct Webhooks {
     registry: Registry,
     policy: Policy,
-    consumer: Arc<Consumer>,
+    outbox: Arc<Outbox>,
     /// Bumped after each committed subscription change (the delivery worker reconciles).
     changed: Arc<watch::Sender<u64>>,
 }
@@ -199,17 +200,26 @@ fn not_found(name: &str) -> Error {
     }
 }
 
+/// What watchers hear of a write: the object as stored, which never holds the secret.
+fn change(kind: ChangeKind, w: &Webhook) -> Change {
+    let mut w = w.clone();
+    w.spec.secret = None;
+    Change::Webhook {
+        kind,
+        webhook: Box::new(w),
+    }
+}
+
 fn abort<T>(e: Error) -> std::result::Result<T, TxError<Error>> {
     Err(TxError::Abort(e))
 }
 
 impl Webhooks {
-    pub fn new(registry: Registry, policy: Policy) -> Self {
-        let consumer = Arc::new(Consumer::new(registry.metadata().clone()));
+    pub fn new(registry: Registry, outbox: Arc<Outbox>, policy: Policy) -> Self {
         Webhooks {
             registry,
             policy,
-            consumer,
+            outbox,
             changed: Arc::new(watch::channel(0).0),
         }
     }
@@ -303,8 +313,7 @@ impl Webhooks {
         w.metadata.uid = uuid::Uuid::new_v4().to_string();
         w.metadata.creation_timestamp = Some(now_rfc3339());
         w.metadata.generation = 1;
-        w.metadata.resource_version = "1".into();
-        let stored = Stored {
+        let mut stored = Stored {
             webhook: w.clone(),
             keys: vec![SigningKey {
                 secret,
@@ -312,9 +321,10 @@ impl Webhooks {
             }],
         };
         let ns = ns.to_string();
-        self.registry
-            .write_changes_as(move |tx: &mut dyn Txn, _| {
-                let name = &stored.webhook.metadata.name;
+        let created = self
+            .registry
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
+                let name = &stored.webhook.metadata.name.clone();
                 if tx.get(&key(&ns, name))?.is_some() {
                     return abort(Error::AlreadyExists {
                         resource: "webhooks",
@@ -336,13 +346,15 @@ impl Webhooks {
                     uid: stored.webhook.metadata.uid.clone(),
                     spec: stored.webhook.spec.clone(),
                 });
+                stored.webhook.metadata.resource_version = tx.revision()?.to_string();
                 tx.put(&index_key(&ns), &encode(&index))?;
                 tx.put(&key(&ns, name), &encode(&stored))?;
-                Ok(())
+                changes.push(change(ChangeKind::Added, &stored.webhook));
+                Ok(stored.webhook.clone())
             })
             .await?;
         self.notify();
-        Ok(self.with_status(w, 1))
+        Ok(self.with_status(created, 1))
     }
 
     /// PUT: replaces the spec. Without `spec.secret` the current secret stays; with a new
@@ -354,7 +366,7 @@ impl Webhooks {
         let overlap = self.policy.rotation_overlap.as_secs();
         let updated = self
             .registry
-            .write_changes_as(move |tx: &mut dyn Txn, _| {
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
                 let Some(mut stored) = get::<Stored>(tx, &key(&ns_c, &name_c))? else {
                     return abort(not_found(&name_c));
                 };
@@ -388,7 +400,7 @@ impl Webhooks {
                 stored.keys.retain(|k| k.expires.is_none_or(|e| e > now));
                 let meta = &mut stored.webhook.metadata;
                 meta.generation += 1;
-                meta.resource_version = meta.generation.to_string();
+                meta.resource_version = tx.revision()?.to_string();
                 meta.labels = w.metadata.labels.clone();
                 meta.annotations = w.metadata.annotations.clone();
                 stored.webhook.spec = spec.clone();
@@ -400,6 +412,7 @@ impl Webhooks {
                 }
                 tx.put(&index_key(&ns_c), &encode(&index))?;
                 tx.put(&key(&ns_c, &name_c), &encode(&stored))?;
+                changes.push(change(ChangeKind::Modified, &stored.webhook));
                 Ok(stored)
             })
             .await?;
@@ -412,8 +425,8 @@ impl Webhooks {
         let (ns_c, name_c) = (ns.to_string(), name.to_string());
         let old = self
             .registry
-            .write_changes_as(move |tx: &mut dyn Txn, _| {
-                let Some(stored) = get::<Stored>(tx, &key(&ns_c, &name_c))? else {
+            .write_changes_as(move |tx: &mut dyn Txn, changes| {
+                let Some(mut stored) = get::<Stored>(tx, &key(&ns_c, &name_c))? else {
                     return abort(not_found(&name_c));
                 };
                 let mut index = index_in(tx, &ns_c)?;
@@ -424,6 +437,8 @@ impl Webhooks {
                     tx.put(&index_key(&ns_c), &encode(&index))?;
                 }
                 tx.delete(&key(&ns_c, &name_c))?;
+                stored.webhook.metadata.resource_version = tx.revision()?.to_string();
+                changes.push(change(ChangeKind::Deleted, &stored.webhook));
                 Ok(stored.webhook)
             })
             .await?;
@@ -465,7 +480,7 @@ impl Webhooks {
     /// The object as reads return it: no secret, status from the outbox.
     fn with_status(&self, mut w: Webhook, signing_secrets: usize) -> Webhook {
         w.spec.secret = None;
-        let p = self.consumer.progress(&w.metadata.uid).unwrap_or_default();
+        let p = self.outbox.progress(&w.metadata.uid).unwrap_or_default();
         w.status = status_of(&p, signing_secrets);
         w
     }

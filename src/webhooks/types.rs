@@ -15,12 +15,14 @@ pub const TAG_DELETED: &str = "imagestreamtag.deleted";
 pub const IMPORT_FAILED: &str = "image.import.failed";
 pub const MANIFEST_PUSHED: &str = "manifest.pushed";
 pub const MANIFEST_DELETED: &str = "manifest.deleted";
-pub const EVENT_TYPES: [&str; 5] = [
+pub const IMAGE_PRUNED: &str = "image.pruned";
+pub const EVENT_TYPES: [&str; 6] = [
     TAG_UPDATED,
     TAG_DELETED,
     IMPORT_FAILED,
     MANIFEST_PUSHED,
     MANIFEST_DELETED,
+    IMAGE_PRUNED,
 ];
 
 /// The event type a notice is delivered as.
@@ -31,6 +33,7 @@ pub fn event_type(n: &Notice) -> &'static str {
         Notice::ImportFailed(_) => IMPORT_FAILED,
         Notice::ManifestPushed(_) => MANIFEST_PUSHED,
         Notice::ManifestDeleted(_) => MANIFEST_DELETED,
+        Notice::ImagePruned(_) => IMAGE_PRUNED,
     }
 }
 
@@ -81,7 +84,9 @@ impl Format {
     /// Whether the format has a way to say `event_type` (Distribution speaks only of pushes
     /// and deletes).
     pub fn carries(self, event_type: &str) -> bool {
-        self == Format::CloudEvents || event_type != IMPORT_FAILED
+        // Distribution has no events for failed imports or for Images (which have no
+        // repository).
+        self == Format::CloudEvents || (event_type != IMPORT_FAILED && event_type != IMAGE_PRUNED)
     }
 }
 

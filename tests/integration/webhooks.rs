@@ -219,6 +219,7 @@ async fn one_signed_cloudevent_per_istag_change_in_order() {
     // 200 changes of ns/app:latest: pushes, tags back to older images (rollbacks) and tags
     // of other tags (not subscribed: they must not arrive).
     let mut expected: Vec<String> = Vec::new();
+    let mut origins: Vec<&str> = Vec::new();
     let mut pushed: Vec<String> = Vec::new();
     while expected.len() < 200 {
         let i = expected.len();
@@ -226,10 +227,18 @@ async fn one_signed_cloudevent_per_istag_change_in_order() {
             let older = pushed[pushed.len() - 3].clone();
             put_istag_from_image(&s, "ns", "app", "latest", &older).await;
             expected.push(older);
+            origins.push("rollback");
+        } else if i % 10 == 4 {
+            // An image of another tag, never on this one: a plain tag.
+            let (digest, _) = s.push_image("ns/app", "side", &format!("side-{i}")).await;
+            put_istag_from_image(&s, "ns", "app", "latest", &digest).await;
+            expected.push(digest);
+            origins.push("tag");
         } else {
             let (digest, _) = s.push_image("ns/app", "latest", &format!("img-{i}")).await;
             pushed.push(digest.clone());
             expected.push(digest);
+            origins.push("push");
             if i % 10 == 5 {
                 s.push_image("ns/app", "other", &format!("other-{i}")).await;
             }
@@ -240,7 +249,7 @@ async fn one_signed_cloudevent_per_istag_change_in_order() {
     let got_all = rx.deliveries();
     assert_eq!(got_all.len(), 200, "exactly one event per change");
     let mut previous: Option<String> = None;
-    for (d, want) in got.iter().zip(&expected) {
+    for ((d, want), origin) in got.iter().zip(&expected).zip(&origins) {
         assert!(verify(d, SECRET), "signature of {}", d.id);
         assert_eq!(d.content_type, "application/cloudevents+json");
         let e = d.json();
@@ -250,8 +259,7 @@ async fn one_signed_cloudevent_per_istag_change_in_order() {
         assert_eq!(e["id"], d.id.as_str());
         assert_eq!(&e["data"]["image"], want.as_str());
         assert_eq!(e["data"]["previousImage"].as_str(), previous.as_deref());
-        let cause = e["data"]["origin"].as_str().unwrap();
-        assert!(cause == "push" || cause == "tag", "{cause}");
+        assert_eq!(e["data"]["origin"], *origin, "{e}");
         assert!(e["data"]["resourceVersion"].as_u64().unwrap() > 0);
         previous = Some(want.clone());
     }
@@ -591,4 +599,173 @@ async fn rotation_signs_with_both_secrets_and_cli_verbs_work() {
     assert!(ok(&out).contains("deleted"));
     let r = s.get(&format!("{HOOKS}/ns/webhooks/ci")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// Reads watch lines until `n` events have arrived.
+async fn watch_events(r: reqwest::Response, n: usize) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut body = r.bytes_stream();
+    let (mut buf, mut events) = (Vec::new(), Vec::new());
+    while events.len() < n {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("watch events arrive")
+            .expect("the watch stays open")
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            events.push(serde_json::from_slice::<Value>(&line).unwrap());
+        }
+    }
+    events
+}
+
+fn rv_of(v: &Value) -> u64 {
+    v["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_are_watched_like_other_resources() {
+    let s = TestServer::start_with(fast).await;
+    create(&s, "ns", webhook("a", "http://127.0.0.1:9/a", json!({}))).await;
+    let list: Value = s
+        .get(&format!("{HOOKS}/ns/webhooks"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start = rv_of(&list["metadata"]);
+    let watch_from = |rv: u64| format!("{HOOKS}/ns/webhooks?watch=true&resourceVersion={rv}");
+    let live = s.get(&watch_from(start)).await;
+    assert_eq!(live.status(), StatusCode::OK);
+
+    // Another namespace's subscription is not this watch's business.
+    create(&s, "other", webhook("x", "http://127.0.0.1:9/x", json!({}))).await;
+    create(&s, "ns", webhook("b", "http://127.0.0.1:9/b", json!({}))).await;
+    let mut a = get(&s, "ns", "a").await;
+    a["spec"]["url"] = "http://127.0.0.1:9/a2".into();
+    a["spec"]["secret"] = "whsec_YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=".into();
+    let r = s
+        .req(Method::PUT, &format!("{HOOKS}/ns/webhooks/a"))
+        .json(&a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(s
+        .delete(&format!("{HOOKS}/ns/webhooks/b"))
+        .await
+        .status()
+        .is_success());
+
+    let events = watch_events(live, 3).await;
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]);
+    let rvs: Vec<u64> = events
+        .iter()
+        .map(|e| rv_of(&e["object"]["metadata"]))
+        .collect();
+    assert!(
+        rvs.windows(2).all(|w| w[0] < w[1]) && rvs[0] > start,
+        "{rvs:?}"
+    );
+    for e in &events {
+        assert_eq!(e["object"]["kind"], "Webhook");
+        assert!(e["object"]["spec"].get("secret").is_none(), "{e}");
+    }
+    assert_eq!(events[1]["object"]["spec"]["url"], "http://127.0.0.1:9/a2");
+    // What a GET returns carries the same resourceVersion as the event.
+    assert_eq!(rv_of(&get(&s, "ns", "a").await["metadata"]), rvs[1]);
+
+    // Resuming from the first event replays the rest.
+    let resumed = watch_events(s.get(&watch_from(rvs[0])).await, 2).await;
+    assert_eq!(resumed[0]["type"], "MODIFIED");
+    assert_eq!(resumed[1]["type"], "DELETED");
+    // Without a resourceVersion: the current objects as ADDED.
+    let initial = watch_events(s.get(&format!("{HOOKS}/ns/webhooks?watch=true")).await, 1).await;
+    assert_eq!(initial[0]["type"], "ADDED");
+    assert_eq!(initial[0]["object"]["metadata"]["name"], "a");
+
+    // After a restart nothing before it is buffered: 410 Expired, and clients re-list.
+    let s = s.restart().await;
+    let r = s.get(&watch_from(start)).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    let status: Value = r.json().await.unwrap();
+    assert_eq!(status["reason"], "Expired", "{status}");
+}
+
+#[tokio::test]
+async fn discovery_lists_the_berth_group_and_its_webhooks() {
+    let s = TestServer::start().await;
+    let groups: Value = s.get("/apis").await.json().await.unwrap();
+    let berth = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "berth.io")
+        .unwrap_or_else(|| panic!("{groups}"));
+    assert_eq!(berth["preferredVersion"]["groupVersion"], "berth.io/v1");
+    let group: Value = s.get("/apis/berth.io").await.json().await.unwrap();
+    assert_eq!(group["kind"], "APIGroup");
+    let r = s.get("/apis/berth.io/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["kind"], "APIResourceList");
+    assert_eq!(list["groupVersion"], "berth.io/v1");
+    let hooks = &list["resources"][0];
+    assert_eq!(hooks["name"], "webhooks");
+    assert_eq!(hooks["kind"], "Webhook");
+    assert_eq!(hooks["namespaced"], true);
+    assert!(hooks["verbs"].as_array().unwrap().contains(&json!("watch")));
+}
+
+#[tokio::test]
+async fn pruning_an_image_tells_the_namespaces_that_held_it() {
+    let s = TestServer::start_with(fast).await;
+    let (rx, other) = (Receiver::start(200).await, Receiver::start(200).await);
+    create(
+        &s,
+        "ns",
+        webhook("gc", &rx.url(), json!({"events": ["image.pruned"]})),
+    )
+    .await;
+    create(&s, "other", webhook("all", &other.url(), json!({}))).await;
+    let (old, _) = s.push_image("ns/app", "v1", "old").await;
+    let (new, _) = s.push_image("ns/app", "v1", "new").await;
+    let prune = |confirm: bool| {
+        s.req(Method::POST, "/admin/v1/prune/images")
+            .json(&json!({"keepYoungerThan": "0s", "keepTagRevisions": 1, "confirm": confirm}))
+            .send()
+    };
+    // A dry run deletes nothing, so it tells no one.
+    assert_eq!(prune(false).await.unwrap().status(), StatusCode::OK);
+    let done: Value = prune(true).await.unwrap().json().await.unwrap();
+    assert_eq!(done["images"], json!([old]), "{done}");
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.deliveries().len(), 1, "one event per Image pruned");
+    assert!(verify(&got[0], SECRET));
+    let e = got[0].json();
+    assert_eq!(e["type"], "io.berth.image.pruned");
+    assert_eq!(e["subject"], old.as_str());
+    assert_eq!(e["data"]["image"], old.as_str());
+    assert_eq!(e["data"]["namespace"], "ns");
+    assert_eq!(e["data"]["streams"], json!(["app"]));
+    assert!(e["data"]["resourceVersion"].as_u64().unwrap() > 0);
+    assert_ne!(old, new);
+    // The Image is gone, and another namespace heard nothing of it.
+    let r = s
+        .get(&format!("/apis/image.openshift.io/v1/images/{old}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(other.deliveries().is_empty());
 }

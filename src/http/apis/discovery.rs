@@ -1,6 +1,6 @@
-//! Discovery documents: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/image.openshift.io` and
-//! `/apis/image.openshift.io/v1`, in the legacy (non-aggregated) JSON form every client
-//! falls back to.
+//! Discovery documents: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/image.openshift.io`,
+//! `/apis/image.openshift.io/v1`, `/apis/berth.io` and `/apis/berth.io/v1`, in the legacy
+//! (non-aggregated) JSON form every client falls back to.
 //!
 //! Clients build their whole view of the server from these: the Python dynamic client reads
 //! `/version` and `/apis` when constructed and `/apis/<group>/<version>` on first use, and maps
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::path::ApiEndpoint;
 use super::resource::{Resource, GROUP, GROUP_VERSION, VERSION};
 use crate::http::response::{json, Response};
+use crate::webhooks::types as webhook_types;
 
 /// The Kubernetes release whose API conventions berth follows (OpenShift 4.18's).
 const KUBE_MAJOR: &str = "1";
@@ -83,6 +84,15 @@ const IMAGE_RESOURCES: &[ApiResource] = &[
     },
 ];
 
+/// berth's own group.
+const BERTH_RESOURCES: &[ApiResource] = &[ApiResource {
+    name: "webhooks",
+    resource: Resource::Webhooks,
+    verbs: &["create", "delete", "get", "list", "update", "watch"],
+    short_names: &[],
+    categories: &[],
+}];
+
 /// Core-group resources berth serves; none yet (namespaces and secrets may come later).
 const CORE_RESOURCES: &[ApiResource] = &[
     // Read-only: the namespaces that hold something, as far as the caller may see.
@@ -132,16 +142,24 @@ fn resource_list(group_version: &str, resources: &[ApiResource]) -> Value {
     })
 }
 
-/// The APIGroup body; `/apis` lists it and `/apis/image.openshift.io` returns it.
-fn image_group() -> Value {
+/// An APIGroup body; `/apis` lists them and `/apis/<group>` returns one.
+fn api_group(name: &str, group_version: &str) -> Value {
     // The dynamic client marks a version preferred only when its entry equals
     // `preferredVersion` exactly, so both are built from one value.
-    let version = json!({ "groupVersion": GROUP_VERSION, "version": VERSION });
+    let version = json!({ "groupVersion": group_version, "version": VERSION });
     json!({
-        "name": GROUP,
+        "name": name,
         "versions": [version.clone()],
         "preferredVersion": version,
     })
+}
+
+fn image_group() -> Value {
+    api_group(GROUP, GROUP_VERSION)
+}
+
+fn berth_group() -> Value {
+    api_group(webhook_types::GROUP, webhook_types::API_VERSION)
 }
 
 /// `GET /version`.
@@ -190,17 +208,30 @@ pub fn groups() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [image_group()],
+        "groups": [image_group(), berth_group()],
     })
 }
 
 /// `GET /apis/image.openshift.io`: APIGroup.
 pub fn group() -> Value {
-    let mut g = image_group();
-    let obj = g.as_object_mut().expect("image_group is an object");
+    as_api_group(image_group())
+}
+
+fn as_api_group(mut g: Value) -> Value {
+    let obj = g.as_object_mut().expect("an APIGroup is an object");
     obj.insert("kind".into(), json!("APIGroup"));
     obj.insert("apiVersion".into(), json!("v1"));
     g
+}
+
+/// `GET /apis/berth.io`: APIGroup.
+pub fn berth_group_document() -> Value {
+    as_api_group(berth_group())
+}
+
+/// `GET /apis/berth.io/v1`: APIResourceList.
+pub fn berth_group_resources() -> Value {
+    resource_list(webhook_types::API_VERSION, BERTH_RESOURCES)
 }
 
 /// `GET /apis/image.openshift.io/v1`: APIResourceList.
@@ -218,6 +249,8 @@ pub fn respond(endpoint: &ApiEndpoint, server_address: &str) -> Option<Response>
         ApiEndpoint::Groups => groups(),
         ApiEndpoint::Group => group(),
         ApiEndpoint::GroupResources => group_resources(),
+        ApiEndpoint::BerthGroup => berth_group_document(),
+        ApiEndpoint::BerthGroupResources => berth_group_resources(),
         _ => return None,
     };
     Some(json(StatusCode::OK, &doc))
@@ -299,10 +332,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn berth_group_lists_webhooks() {
+        let groups = groups();
+        let berth = &groups["groups"][1];
+        assert_eq!(berth["name"], "berth.io");
+        assert_eq!(berth["preferredVersion"]["groupVersion"], "berth.io/v1");
+        assert_eq!(berth["versions"][0], berth["preferredVersion"]);
+        let one = berth_group_document();
+        assert_eq!(
+            (&one["kind"], &one["name"]),
+            (&json!("APIGroup"), &json!("berth.io"))
+        );
+        let l = berth_group_resources();
+        assert_eq!(l["groupVersion"], "berth.io/v1");
+        assert_eq!(
+            resource(&l, "webhooks"),
+            &json!({
+                "name": "webhooks", "singularName": "webhook", "namespaced": true,
+                "kind": "Webhook",
+                "verbs": ["create", "delete", "get", "list", "update", "watch"]
+            })
+        );
+    }
+
     /// Every advertised verb is routed (and nothing advertised answers 404/405).
     #[test]
     fn advertised_verbs_are_routed() {
-        let l = group_resources();
+        let berth = berth_group_resources();
+        routed(&group_resources(), "/apis/image.openshift.io/v1");
+        routed(&berth, "/apis/berth.io/v1");
+    }
+
+    fn routed(l: &Value, prefix: &str) {
         for r in l["resources"].as_array().unwrap() {
             let name = r["name"].as_str().unwrap();
             let namespaced = r["namespaced"].as_bool().unwrap();
@@ -316,9 +378,9 @@ mod tests {
                 _ => "app",
             };
             let base = if namespaced {
-                format!("/apis/image.openshift.io/v1/namespaces/ns/{plural}")
+                format!("{prefix}/namespaces/ns/{plural}")
             } else {
-                format!("/apis/image.openshift.io/v1/{plural}")
+                format!("{prefix}/{plural}")
             };
             let item = match sub {
                 Some(s) => format!("{base}/{object}/{s}"),
@@ -370,6 +432,8 @@ mod tests {
             ApiEndpoint::Groups,
             ApiEndpoint::Group,
             ApiEndpoint::GroupResources,
+            ApiEndpoint::BerthGroup,
+            ApiEndpoint::BerthGroupResources,
         ] {
             let resp = respond(&e, "h:1").unwrap();
             assert_eq!(resp.status(), StatusCode::OK);

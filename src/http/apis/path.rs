@@ -46,6 +46,10 @@ pub enum ApiEndpoint {
     Group,
     /// `GET /apis/image.openshift.io/v1` (APIResourceList).
     GroupResources,
+    /// `GET /apis/berth.io` (APIGroup of berth's own group).
+    BerthGroup,
+    /// `GET /apis/berth.io/v1` (APIResourceList: webhooks).
+    BerthGroupResources,
 
     /// `GET [namespaces/{ns}/]imagestreams`; `namespace: None` lists every namespace.
     ListImageStreams {
@@ -157,6 +161,11 @@ pub enum ApiEndpoint {
     ListWebhooks {
         namespace: Namespace,
     },
+    /// The same path with `?watch=true`.
+    WatchWebhooks {
+        namespace: Namespace,
+        options: ListOptions,
+    },
     /// `POST /apis/berth.io/v1/namespaces/{ns}/webhooks` (name in the body)
     CreateWebhook {
         namespace: Namespace,
@@ -207,6 +216,8 @@ impl ApiEndpoint {
             E::OpenApiV2 => "openapi_v2",
             E::OpenApiV3Index => "openapi_v3_index",
             E::OpenApiV3(_) => "openapi_v3",
+            E::BerthGroup => "berth_group",
+            E::BerthGroupResources => "berth_group_resources",
             E::ListImageStreams { .. } => "list_imagestreams",
             E::WatchImageStreams { .. } => "watch_imagestreams",
             E::CreateImageStream { .. } => "create_imagestream",
@@ -231,6 +242,7 @@ impl ApiEndpoint {
             E::GetSecret { .. } => "get_secret",
             E::DeleteSecret { .. } => "delete_secret",
             E::ListWebhooks { .. } => "list_webhooks",
+            E::WatchWebhooks { .. } => "watch_webhooks",
             E::CreateWebhook { .. } => "create_webhook",
             E::GetWebhook { .. } => "get_webhook",
             E::ReplaceWebhook { .. } => "replace_webhook",
@@ -254,7 +266,9 @@ impl ApiEndpoint {
             | E::GroupResources
             | E::OpenApiV2
             | E::OpenApiV3Index
-            | E::OpenApiV3(_) => return None,
+            | E::OpenApiV3(_)
+            | E::BerthGroup
+            | E::BerthGroupResources => return None,
             E::ListImageStreams { .. }
             | E::WatchImageStreams { .. }
             | E::CreateImageStream { .. }
@@ -282,6 +296,7 @@ impl ApiEndpoint {
             | E::GetSecret { .. }
             | E::DeleteSecret { .. } => Resource::Secrets,
             E::ListWebhooks { .. }
+            | E::WatchWebhooks { .. }
             | E::CreateWebhook { .. }
             | E::GetWebhook { .. }
             | E::ReplaceWebhook { .. }
@@ -457,6 +472,8 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         "/apis" => return discovery(ApiEndpoint::Groups),
         "/openapi/v2" => return discovery(ApiEndpoint::OpenApiV2),
         "/openapi/v3" => return discovery(ApiEndpoint::OpenApiV3Index),
+        "/apis/berth.io" => return discovery(ApiEndpoint::BerthGroup),
+        "/apis/berth.io/v1" => return discovery(ApiEndpoint::BerthGroupResources),
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
@@ -469,7 +486,7 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<ApiEndp
         return core(method, rest);
     }
     if let Some(rest) = path.strip_prefix("/apis/berth.io/v1/") {
-        return berth_group(method, rest);
+        return berth_group(method, rest, &q);
     }
     let rest = path
         .strip_prefix("/apis/")
@@ -548,7 +565,7 @@ fn core(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
 }
 
 /// berth's own group, `berth.io/v1`: namespaced webhooks.
-fn berth_group(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> {
+fn berth_group(method: &Method, rest: &str, q: &Query) -> Result<ApiEndpoint, StatusError> {
     use ApiEndpoint as E;
     let segments: Vec<&str> = rest.split('/').collect();
     let (ns, name) = match segments.as_slice() {
@@ -567,6 +584,10 @@ fn berth_group(method: &Method, rest: &str) -> Result<ApiEndpoint, StatusError> 
         .map_err(|e| StatusError::invalid(Resource::Webhooks, ns, vec![e]))?;
     let name = name.map(str::to_string);
     Ok(match (name, method.clone()) {
+        (None, Method::GET) if q.flag("watch") => E::WatchWebhooks {
+            namespace,
+            options: list_options(q)?,
+        },
         (None, Method::GET) => E::ListWebhooks { namespace },
         (None, _) => E::CreateWebhook { namespace },
         (Some(name), Method::GET) => E::GetWebhook { namespace, name },
@@ -805,6 +826,14 @@ mod tests {
         assert_eq!(p(Method::GET, "/api"), Ok(ApiEndpoint::CoreVersions));
         assert_eq!(p(Method::GET, "/api/v1"), Ok(ApiEndpoint::CoreResources));
         assert_eq!(p(Method::GET, "/apis"), Ok(ApiEndpoint::Groups));
+        assert_eq!(
+            p(Method::GET, "/apis/berth.io"),
+            Ok(ApiEndpoint::BerthGroup)
+        );
+        assert_eq!(
+            p(Method::GET, "/apis/berth.io/v1"),
+            Ok(ApiEndpoint::BerthGroupResources)
+        );
         assert_eq!(
             p(Method::GET, "/apis/image.openshift.io"),
             Ok(ApiEndpoint::Group)
