@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, SystemTime};
 
 use berth_storage::record::decode;
-use berth_storage::{Digest, MetadataStore, TxError};
+use berth_storage::{Digest, MetadataStore, MetadataStoreExt, TxError};
 use serde::Serialize;
 
 use super::error::{Error, Result};
@@ -190,33 +190,13 @@ impl ImageStreams {
 
     /// Every image some stream's history names (from the per-stream image index).
     fn images_in_any_history(&self) -> Result<HashSet<String>> {
-        let meta = self.registry().metadata().clone();
-        let mut out = HashSet::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = meta.scan(b"isi\0", after.as_deref(), 1000)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, _) in page {
-                out.insert(String::from_utf8_lossy(reg_keys::last_part(&k)).into_owned());
-            }
-        }
-        Ok(out)
+        Ok(last_parts(self.registry().metadata().as_ref(), b"isi\0")?
+            .into_iter()
+            .collect())
     }
 
     fn all_image_names(&self) -> Result<Vec<String>> {
-        let meta = self.registry().metadata().clone();
-        let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = meta.scan(&keys::images(), after.as_deref(), 1000)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, _) in page {
-                out.push(String::from_utf8_lossy(reg_keys::last_part(&k)).into_owned());
-            }
-        }
-        Ok(out)
+        last_parts(self.registry().metadata().as_ref(), &keys::images())
     }
 
     /// The plan for one tag under oc's rules or the policy's.
@@ -604,27 +584,19 @@ impl ImageStreams {
                 let holders = held.remove(&name).unwrap_or_default();
                 self.registry()
                     .write_changes_as(move |tx, changes| {
-                        let key = keys::image(&n);
-                        let Some(mut image) = store::get::<Image>(tx, &key)? else {
-                            return Ok(false);
-                        };
-                        let digest = n.parse::<Digest>().ok();
-                        if let Some(d) = &digest {
+                        if let Ok(d) = n.parse::<Digest>() {
                             // Linked again since the scan (a push or tag): it stays.
                             if let Some(r) =
-                                store::get::<ManifestRecord>(tx, &reg_keys::manifest(d))?
+                                store::get::<ManifestRecord>(tx, &reg_keys::manifest(&d))?
                             {
                                 if r.links > 0 {
                                     return Ok(false);
                                 }
                             }
                         }
-                        tx.delete(&key)?;
-                        if let Some(d) = &digest {
-                            content::image_released(tx, d, now_secs())?;
-                        }
-                        let rv = store::next_resource_version(tx)?;
-                        image.metadata.resource_version = rv.to_string();
+                        let Some((image, rv)) = store::delete_image_record(tx, &n)? else {
+                            return Ok(false);
+                        };
                         for (ns, streams) in &holders {
                             changes.push(Change::Notice(Notice::ImagePruned(ImagePruned {
                                 namespace: ns.clone(),
@@ -678,23 +650,21 @@ fn read_generation(meta: &dyn MetadataStore, repo: &RepositoryName) -> Result<u6
     })
 }
 
-fn scan_digests(meta: &dyn MetadataStore, prefix: &[u8]) -> Result<Vec<Digest>> {
+/// The last key part (a digest, an image name) of every key under `prefix`.
+fn last_parts(meta: &dyn MetadataStore, prefix: &[u8]) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = meta.scan(prefix, after.as_deref(), 1000)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (k, _) in page {
-            if let Ok(d) = std::str::from_utf8(reg_keys::last_part(&k))
-                .unwrap_or_default()
-                .parse()
-            {
-                out.push(d);
-            }
-        }
-    }
+    meta.visit::<Error>(prefix, |k, _| {
+        out.push(String::from_utf8_lossy(reg_keys::last_part(k)).into_owned());
+        Ok(())
+    })?;
     Ok(out)
+}
+
+fn scan_digests(meta: &dyn MetadataStore, prefix: &[u8]) -> Result<Vec<Digest>> {
+    Ok(last_parts(meta, prefix)?
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .collect())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use berth_storage::record::{decode, encode};
-use berth_storage::{MetadataStore, Record, TxError};
+use berth_storage::{MetadataStore, MetadataStoreExt, Record, TxError};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
@@ -126,15 +126,10 @@ impl RetentionPolicy {
 /// The policies stored through the API.
 pub fn stored(meta: &dyn MetadataStore) -> Result<Vec<RetentionPolicy>> {
     let mut out = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = meta.scan(PREFIX, after.as_deref(), 500)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (_, v) in page {
-            out.push(decode(&v)?);
-        }
-    }
+    meta.visit::<Error>(PREFIX, |_, v| {
+        out.push(decode(v)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 

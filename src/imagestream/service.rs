@@ -905,22 +905,12 @@ impl ImageStreams {
         let name = name.to_string();
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, changes| {
-                let key = keys::image(&name);
-                let Some(mut image) = get::<Image>(tx, &key)? else {
+                let Some((image, _)) = store::delete_image_record(tx, &name)? else {
                     return abort(Error::NotFound {
                         resource: "images",
                         name: name.clone(),
                     });
                 };
-                tx.delete(&key)?;
-                if let Ok(digest) = name.parse::<berth_storage::Digest>() {
-                    crate::registry::content::image_released(
-                        tx,
-                        &digest,
-                        crate::registry::records::now_secs(),
-                    )?;
-                }
-                image.metadata.resource_version = store::next_resource_version(tx)?.to_string();
                 changes.push(super::Change::Image {
                     kind: super::ChangeKind::Deleted,
                     image: image.clone(),

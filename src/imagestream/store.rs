@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_storage::record::{decode, encode};
-use berth_storage::{Digest, MetadataStore, Record, TxError, Txn};
+use berth_storage::{Digest, MetadataStore, MetadataStoreExt, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::error::Error;
@@ -424,7 +424,7 @@ pub fn visit_stream(
     };
     let head: ImageStream = decode(&bytes)?;
     visitor.head(&head)?;
-    for_each_page(meta, &keys::spec_tags(ns, name), |_, v| {
+    meta.visit::<VisitError>(&keys::spec_tags(ns, name), |_, v| {
         visitor.spec_tag(&decode(v)?)?;
         Ok(())
     })?;
@@ -433,7 +433,7 @@ pub fn visit_stream(
     let base = keys::status_tags(ns, name);
     let event_base = keys::all_events(ns, name);
     let mut events = Cursor::new(meta, event_base.clone());
-    for_each_page(meta, &base, |k, v| {
+    meta.visit::<VisitError>(&base, |k, v| {
         let tag = &k[base.len()..];
         // Most tags have no conditions: their head need not be decoded to be served.
         let conditions = if v.windows(12).any(|w| w == b"\"conditions\"") {
@@ -471,24 +471,6 @@ pub enum VisitError {
     Storage(#[from] berth_storage::Error),
     #[error(transparent)]
     Visitor(#[from] std::io::Error),
-}
-
-fn for_each_page(
-    meta: &dyn MetadataStore,
-    prefix: &[u8],
-    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), VisitError>,
-) -> Result<(), VisitError> {
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = meta.scan(prefix, after.as_deref(), PAGE)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        after = Some(last.clone());
-        for (k, v) in &page {
-            f(k, v)?;
-        }
-    }
 }
 
 /// Entries read per scan when a stream is read whole (small records: a page is well under a
@@ -1126,6 +1108,22 @@ fn link_image_content(
         }
     }
     Ok(())
+}
+
+/// Deletes an Image record (its manifest may then be collected, if nothing else keeps it);
+/// returns it with the resourceVersion of the deletion, for the caller's change.
+pub fn delete_image_record(tx: &mut dyn Txn, name: &str) -> TxResult<Option<(Image, u64)>> {
+    let key = keys::image(name);
+    let Some(mut image) = get::<Image>(tx, &key)? else {
+        return Ok(None);
+    };
+    tx.delete(&key)?;
+    if let Ok(digest) = name.parse::<Digest>() {
+        content::image_released(tx, &digest, now_secs())?;
+    }
+    let rv = next_resource_version(tx)?;
+    image.metadata.resource_version = rv.to_string();
+    Ok(Some((image, rv)))
 }
 
 /// Image ids of the stream's history that start with `prefix` (a digest or a prefix of its hex

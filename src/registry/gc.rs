@@ -116,7 +116,7 @@ impl Collector {
     pub fn status(&self) -> Result<Status> {
         let meta = self.meta().clone();
         let mut pending = 0;
-        visit(meta.as_ref(), &keys::reviews(), |_, _| {
+        meta.visit::<berth_storage::Error>(&keys::reviews(), |_, _| {
             pending += 1;
             Ok(())
         })?;
@@ -132,18 +132,19 @@ impl Collector {
         let now = now_secs();
         let mut report = Report::default();
         let mut due = Vec::new();
-        visit(self.meta().as_ref(), &keys::reviews(), |k, v| {
-            let review: Review = decode(v)?;
-            let Some((kind, digest)) = parse_review_key(k) else {
-                return Ok(());
-            };
-            if review.since.saturating_add(self.delay) <= now {
-                due.push((kind, digest));
-            } else {
-                report.pending += 1;
-            }
-            Ok(())
-        })?;
+        self.meta()
+            .visit::<berth_storage::Error>(&keys::reviews(), |k, v| {
+                let review: Review = decode(v)?;
+                let Some((kind, digest)) = parse_review_key(k) else {
+                    return Ok(());
+                };
+                if review.since.saturating_add(self.delay) <= now {
+                    due.push((kind, digest));
+                } else {
+                    report.pending += 1;
+                }
+                Ok(())
+            })?;
         let mut blobs = Vec::with_capacity(COLLECT_BATCH);
         for (kind, digest) in due {
             match kind {
@@ -290,7 +291,7 @@ impl Collector {
         let now = now_secs();
         let meta = self.meta().clone();
         let past = |touched: u64| touched.saturating_add(self.delay) <= now;
-        visit(meta.as_ref(), &keys::blobs(), |k, v| {
+        meta.visit::<berth_storage::Error>(&keys::blobs(), |k, v| {
             let r: BlobRecord = decode(v)?;
             if r.unreferenced() {
                 if past(r.touched) {
@@ -302,7 +303,7 @@ impl Collector {
             }
             Ok(())
         })?;
-        visit(meta.as_ref(), &keys::manifests(), |k, v| {
+        meta.visit::<berth_storage::Error>(&keys::manifests(), |k, v| {
             let r: ManifestRecord = decode(v)?;
             let name = last_part(k);
             if r.unreferenced() && meta.get(&is_keys::image(&name))?.is_none() {
@@ -415,25 +416,6 @@ fn last_part(key: &[u8]) -> String {
     String::from_utf8_lossy(keys::last_part(key)).into_owned()
 }
 
-/// Calls `f` for every entry under `prefix`, a page at a time.
-fn visit(
-    meta: &dyn MetadataStore,
-    prefix: &[u8],
-    mut f: impl FnMut(&[u8], &[u8]) -> berth_storage::Result<()>,
-) -> berth_storage::Result<()> {
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = meta.scan(prefix, after.as_deref(), PAGE)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        after = Some(last.clone());
-        for (k, v) in &page {
-            f(k, v)?;
-        }
-    }
-}
-
 /// How [`recount`] treats what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -451,14 +433,14 @@ pub enum Mode {
 pub fn recount(meta: &dyn MetadataStore, mode: Mode) -> berth_storage::Result<u64> {
     let now = now_secs();
     let mut blobs: HashMap<Digest, (u64, u64)> = HashMap::new(); // links, manifests
-    visit(meta, &keys::blobs(), |k, _| {
+    meta.visit::<berth_storage::Error>(&keys::blobs(), |k, _| {
         if let Ok(d) = last_part(k).parse() {
             blobs.insert(d, (0, 0));
         }
         Ok(())
     })?;
     let mut manifest_names: HashSet<Digest> = HashSet::new();
-    visit(meta, &keys::manifests(), |k, _| {
+    meta.visit::<berth_storage::Error>(&keys::manifests(), |k, _| {
         if let Ok(d) = last_part(k).parse() {
             manifest_names.insert(d);
         }
@@ -466,7 +448,7 @@ pub fn recount(meta: &dyn MetadataStore, mode: Mode) -> berth_storage::Result<u6
     })?;
     let mut manifests: HashMap<Digest, (u64, u64)> = HashMap::new(); // links, parents
     let mut holds: HashMap<Digest, (Vec<Digest>, Vec<Digest>)> = HashMap::new();
-    visit(meta, &keys::manifests(), |k, v| {
+    meta.visit::<berth_storage::Error>(&keys::manifests(), |k, v| {
         let Ok(d) = last_part(k).parse::<Digest>() else {
             return Ok(());
         };
@@ -491,13 +473,13 @@ pub fn recount(meta: &dyn MetadataStore, mode: Mode) -> berth_storage::Result<u6
         Ok(())
     })?;
     let link_digest = |k: &[u8]| last_part(k).parse::<Digest>().ok();
-    visit(meta, b"rblob\0", |k, _| {
+    meta.visit::<berth_storage::Error>(b"rblob\0", |k, _| {
         if let Some(e) = link_digest(k).and_then(|d| blobs.get_mut(&d)) {
             e.0 += 1;
         }
         Ok(())
     })?;
-    visit(meta, b"rmanifest\0", |k, _| {
+    meta.visit::<berth_storage::Error>(b"rmanifest\0", |k, _| {
         if let Some(e) = link_digest(k).and_then(|d| manifests.get_mut(&d)) {
             e.0 += 1;
         }
@@ -524,7 +506,7 @@ pub fn recount(meta: &dyn MetadataStore, mode: Mode) -> berth_storage::Result<u6
     };
     let fresh = |touched: u64| if mode == Mode::Upgrade { now } else { touched };
     let mut pending_blobs = Vec::new();
-    visit(meta, &keys::blobs(), |k, v| {
+    meta.visit::<berth_storage::Error>(&keys::blobs(), |k, v| {
         pending_blobs.push((k.to_vec(), v.to_vec()));
         Ok(())
     })?;
@@ -552,7 +534,7 @@ pub fn recount(meta: &dyn MetadataStore, mode: Mode) -> berth_storage::Result<u6
         }
     }
     let mut keys_of_manifests = Vec::new();
-    visit(meta, &keys::manifests(), |k, _| {
+    meta.visit::<berth_storage::Error>(&keys::manifests(), |k, _| {
         keys_of_manifests.push(k.to_vec());
         Ok(())
     })?;

@@ -119,9 +119,38 @@ pub trait MetadataStoreExt {
         &self,
         body: impl FnMut(&mut dyn Txn) -> std::result::Result<T, TxError<E>>,
     ) -> std::result::Result<T, TxError<E>>;
+
+    /// Calls `f` for every entry under `prefix` in key order, a page at a time, so a walk of a
+    /// whole keyspace holds one page in memory.
+    fn visit<E: From<Error>>(
+        &self,
+        prefix: &[u8],
+        f: impl FnMut(&[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E>;
 }
 
+/// Entries per page of [`MetadataStoreExt::visit`].
+const VISIT_PAGE: usize = 500;
+
 impl<S: MetadataStore + ?Sized> MetadataStoreExt for S {
+    fn visit<E: From<Error>>(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.scan(prefix, after.as_deref(), VISIT_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (k, v) in &page {
+                f(k, v)?;
+            }
+        }
+    }
+
     fn transaction<T, E>(
         &self,
         mut body: impl FnMut(&mut dyn Txn) -> std::result::Result<T, TxError<E>>,

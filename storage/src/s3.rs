@@ -527,21 +527,16 @@ impl BlobStore for S3BlobStore {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut stale = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.meta.scan(SESSIONS, after.as_deref(), 500)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, v) in page {
-                let s: Session = decode(&v)?;
-                let id = std::str::from_utf8(&k[SESSIONS.len()..])
-                    .ok()
-                    .and_then(UploadId::parse);
-                if let Some(id) = id.filter(|_| s.updated < cutoff) {
-                    stale.push(id);
-                }
+        self.meta.visit::<Error>(SESSIONS, |k, v| {
+            let s: Session = decode(v)?;
+            let id = std::str::from_utf8(&k[SESSIONS.len()..])
+                .ok()
+                .and_then(UploadId::parse);
+            if let Some(id) = id.filter(|_| s.updated < cutoff) {
+                stale.push(id);
             }
-        }
+            Ok(())
+        })?;
         let mut purged = 0;
         for id in stale {
             // A session busy in this process is in use, whatever its age says.

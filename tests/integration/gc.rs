@@ -35,26 +35,19 @@ pub fn blob_files(data: &Path) -> BTreeSet<String> {
     out
 }
 
-async fn prune(s: &TestServer, body: Value) -> Value {
-    let r = s
-        .req(Method::POST, "/admin/v1/prune/images")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+/// POSTs `body` to an admin endpoint, asserting 200; returns the answer.
+async fn admin(s: &TestServer, path: &str, body: Value) -> Value {
+    let r = s.req(Method::POST, path).json(&body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     r.json().await.unwrap()
 }
 
+async fn prune(s: &TestServer, body: Value) -> Value {
+    admin(s, "/admin/v1/prune/images", body).await
+}
+
 async fn gc(s: &TestServer, body: Value) -> Value {
-    let r = s
-        .req(Method::POST, "/admin/v1/gc")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-    r.json().await.unwrap()
+    admin(s, "/admin/v1/gc", body).await
 }
 
 /// Runs passes until one deletes nothing (a deleted index releases its children to the next).
@@ -382,17 +375,7 @@ async fn pushes_racing_prunes_and_collection_lose_nothing_acknowledged() {
 #[tokio::test]
 async fn counts_are_rebuilt_for_a_store_from_before_them() {
     // The fixture was written by a release without reference counts.
-    let dir = tempfile::tempdir().unwrap();
-    let archive = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/integration/fixtures/format1-data.tar.gz"
-    );
-    let status = std::process::Command::new("tar")
-        .args(["xzf", archive, "-C"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let dir = crate::streams_at_scale::unpack_fixture();
     let data = dir.path().join("data");
     let s = TestServer::start_in(dir, |c| {
         c.data_dir = data;

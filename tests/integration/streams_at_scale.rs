@@ -16,7 +16,7 @@ const API: &str = "/apis/image.openshift.io/v1";
 /// `tests/integration/fixtures/format1-data.tar.gz`: a data directory written by the release
 /// that kept each stream in one record (made by `fixtures/make-format1-data.sh`), with the
 /// API's answers for its streams then.
-fn unpack_fixture() -> tempfile::TempDir {
+pub(crate) fn unpack_fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let archive = concat!(
         env!("CARGO_MANIFEST_DIR"),
