@@ -32,6 +32,8 @@ const PAGE: usize = 500;
 /// Blob candidates decided per transaction, so one flush serves them all; each costs about
 /// three operations, inside etcd's 128.
 const COLLECT_BATCH: usize = 32;
+/// Candidates reviewed per pass.
+const MAX_PER_PASS: usize = 10_000;
 
 /// Striped locks that serialize a blob's commit (bytes renamed into place, then the record
 /// written) with the removal of its bytes by collection or the orphan sweep, which check under
@@ -127,7 +129,8 @@ impl Collector {
         })
     }
 
-    /// Reviews every queued candidate whose grace period is over.
+    /// Reviews the queued candidates whose grace period is over, at most `MAX_PER_PASS` (the
+    /// rest wait for the next pass, counted as pending), so a pass holds a bounded list.
     pub async fn collect(&self) -> Result<Report> {
         let now = now_secs();
         let mut report = Report::default();
@@ -138,7 +141,7 @@ impl Collector {
                 let Some((kind, digest)) = parse_review_key(k) else {
                     return Ok(());
                 };
-                if review.since.saturating_add(self.delay) <= now {
+                if review.since.saturating_add(self.delay) <= now && due.len() < MAX_PER_PASS {
                     due.push((kind, digest));
                 } else {
                     report.pending += 1;
