@@ -39,6 +39,9 @@ use crate::resumable::HashState;
 /// Size of every part but the last (S3's minimum is 5 MiB).
 pub const PART_BYTES: usize = 8 << 20;
 
+/// How long a request holds its session without progress; renewed with every part.
+const LEASE_SECS: u64 = 60;
+
 /// How to reach the bucket.
 #[derive(Debug, Clone, Default)]
 pub struct S3Config {
@@ -85,6 +88,12 @@ struct Session {
     first_chunk: u64,
     /// Seconds since the epoch of the last write (for expiry).
     updated: u64,
+    /// A request in progress holds the session until then (seconds), so another process does
+    /// not upload the same part numbers meanwhile; `holder` names that process.
+    #[serde(default)]
+    lease_until: u64,
+    #[serde(default)]
+    holder: u64,
 }
 
 impl Record for Session {
@@ -115,8 +124,10 @@ pub struct S3BlobStore {
     prefix: String,
     meta: Arc<dyn MetadataStore>,
     redirect: bool,
-    /// Serializes requests on one session within this process; across replicas the session
-    /// record's length is compared when it is written.
+    /// This process, as a session lease holder.
+    instance: u64,
+    /// Serializes requests on one session within this process; across processes a lease in
+    /// the session record does, and its length is compared when it is written.
     sessions: StdMutex<HashMap<UploadId, Arc<Mutex<()>>>>,
 }
 
@@ -142,6 +153,7 @@ impl S3BlobStore {
             prefix: config.prefix.clone(),
             meta,
             redirect: config.redirect,
+            instance: uuid::Uuid::new_v4().as_u64_pair().0,
             sessions: StdMutex::default(),
         })
     }
@@ -189,18 +201,19 @@ impl S3BlobStore {
         }
     }
 
-    /// Writes `new` if the session still holds `expected_len` bytes (another replica may have
-    /// appended meanwhile).
+    /// Writes `new` if the session still holds `expected_len` bytes and this process still
+    /// holds its lease (another may have taken it over after it expired).
     fn save(&self, id: &UploadId, expected_len: u64, new: &Session) -> Result<()> {
         let key = session_key(id);
         let value = encode(new);
+        let instance = self.instance;
         self.meta
             .transaction(|tx| {
                 let current: Session = match tx.get(&key)? {
                     Some(v) => decode(&v)?,
                     None => return Err(TxError::Abort(Error::UploadUnknown)),
                 };
-                if current.hash.len() != expected_len {
+                if current.hash.len() != expected_len || current.holder != instance {
                     return Err(TxError::Abort(Error::RangeMismatch {
                         current: current.hash.len(),
                     }));
@@ -210,6 +223,34 @@ impl S3BlobStore {
             })
             .map_err(tx_error)?;
         self.meta.flush()
+    }
+
+    /// Takes the session for a request: refused (with its length, as a range mismatch) while
+    /// another process holds it or when it no longer holds `expected_len` bytes.
+    fn claim(&self, id: &UploadId, expected_len: u64) -> Result<Session> {
+        let key = session_key(id);
+        let (instance, t) = (self.instance, now());
+        let claimed = self
+            .meta
+            .transaction(|tx| {
+                let mut current: Session = match tx.get(&key)? {
+                    Some(v) => decode(&v)?,
+                    None => return Err(TxError::Abort(Error::UploadUnknown)),
+                };
+                let held = current.lease_until > t && current.holder != instance;
+                if held || current.hash.len() != expected_len {
+                    return Err(TxError::Abort(Error::RangeMismatch {
+                        current: current.hash.len(),
+                    }));
+                }
+                current.lease_until = t + LEASE_SECS;
+                current.holder = instance;
+                tx.put(&key, &encode(&current))?;
+                Ok(current)
+            })
+            .map_err(tx_error)?;
+        self.meta.flush()?;
+        Ok(claimed)
     }
 
     fn remove(&self, id: &UploadId) -> Result<()> {
@@ -368,6 +409,8 @@ impl BlobStore for S3BlobStore {
             chunks: Vec::new(),
             first_chunk: 0,
             updated: now(),
+            lease_until: 0,
+            holder: 0,
         };
         let (key, value) = (session_key(&id), encode(&s));
         self.meta
@@ -396,13 +439,14 @@ impl BlobStore for S3BlobStore {
     ) -> Result<u64> {
         let lock = self.lock_of(id);
         let _held = lock.lock().await;
-        let mut s = self.load(id)?;
-        let start = s.hash.len();
+        let start = self.load(id)?.hash.len();
         if let Some(offset) = offset {
             if offset != start {
                 return Err(Error::RangeMismatch { current: start });
             }
         }
+        let mut s = self.claim(id, start)?;
+        let mut saved = start;
         let mut buffer = BytesMut::new();
         let mut spent = Vec::new();
         let mut failed = None;
@@ -411,9 +455,21 @@ impl BlobStore for S3BlobStore {
                 Ok(bytes) => {
                     s.hash.update(&bytes);
                     buffer.extend_from_slice(&bytes);
-                    // On failure nothing of this request is recorded: the client resends from
-                    // `start`, and parts are numbered from the record, so they are overwritten.
+                    // On failure what was saved stays: the client resends from there, and
+                    // parts are numbered from the record, so later ones are overwritten.
+                    let parts = s.parts.len();
                     self.flush_part(id, &mut s, &mut buffer, &mut spent).await?;
+                    if s.parts.len() > parts {
+                        // The buffer went into the part: the state is whole, so keep it and
+                        // renew the lease.
+                        s.updated = now();
+                        s.lease_until = s.updated + LEASE_SECS;
+                        self.save(id, saved, &s)?;
+                        saved = s.hash.len();
+                        for n in spent.drain(..) {
+                            let _ = self.s3.delete(&self.chunk_key(id, n)).await;
+                        }
+                    }
                 }
                 Err(e) => {
                     // A cut-off request keeps what arrived, as on the filesystem.
@@ -432,7 +488,8 @@ impl BlobStore for S3BlobStore {
             s.chunks.push(len);
         }
         s.updated = now();
-        self.save(id, start, &s)?;
+        s.lease_until = 0;
+        self.save(id, saved, &s)?;
         for n in spent {
             if let Err(e) = self.s3.delete(&self.chunk_key(id, n)).await {
                 tracing::warn!(upload = %id, error = %e, "could not delete an upload chunk");
@@ -447,7 +504,8 @@ impl BlobStore for S3BlobStore {
     async fn commit(&self, id: &UploadId, expected: &Digest) -> Result<u64> {
         let lock = self.lock_of(id);
         let _held = lock.lock().await;
-        let mut s = self.load(id)?;
+        let len = self.load(id)?.hash.len();
+        let mut s = self.claim(id, len)?;
         let size = s.hash.len();
         let target = self.blob_key(expected);
         let digest = (expected.algorithm() == s.hash.algorithm).then(|| s.hash.finish());

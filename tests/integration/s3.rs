@@ -263,3 +263,62 @@ async fn blob_gets_may_redirect_to_presigned_urls() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Two processes sharing the session records (as replicas will, on etcd): while one request
+/// holds an upload, another is refused with the session's length instead of uploading the
+/// same part numbers.
+#[tokio::test]
+async fn a_session_is_held_by_one_request_at_a_time_across_processes() {
+    use berth_storage::BlobStore as _;
+    let garage = Garage::start(1);
+    let meta = Arc::new(berth_storage::sled_store::SledMetadata::open_temporary().unwrap());
+    let config = garage.s3_config(0, "lease");
+    let a = berth_storage::s3::S3BlobStore::new(&config, meta.clone()).unwrap();
+    let b = berth_storage::s3::S3BlobStore::new(&config, meta).unwrap();
+    let id = a
+        .create_upload(berth_storage::Algorithm::Sha256)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+    let slow: berth_storage::ByteStream = Box::pin(tokio_stream_of(rx));
+    tx.send(Ok(bytes::Bytes::from(vec![7u8; 1000])))
+        .await
+        .unwrap();
+    let first = {
+        let id = id.clone();
+        async move { a.append(&id, Some(0), slow).await }
+    };
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let other: berth_storage::ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(
+            bytes::Bytes::from_static(b"other"),
+        )]));
+        let refused = b.append(&id, Some(0), other).await;
+        drop(tx);
+        refused
+    };
+    let (first, refused) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), 1000);
+    assert!(
+        matches!(
+            refused,
+            Err(berth_storage::Error::RangeMismatch { current: 0 })
+        ),
+        "{refused:?}"
+    );
+    // Once the first request is done, the other process continues the upload.
+    let more: berth_storage::ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(
+        bytes::Bytes::from(vec![8u8; 500]),
+    )]));
+    assert_eq!(b.append(&id, Some(1000), more).await.unwrap(), 1500);
+    let mut all = vec![7u8; 1000];
+    all.extend(vec![8u8; 500]);
+    let digest: berth_storage::Digest = sha256(&all).parse().unwrap();
+    assert_eq!(b.commit(&id, &digest).await.unwrap(), 1500);
+}
+
+fn tokio_stream_of(
+    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
