@@ -12,6 +12,7 @@ mod gc;
 mod limits;
 mod report;
 mod results;
+mod s3;
 mod server;
 mod stats;
 mod webhooks;
@@ -124,6 +125,34 @@ fn start_pair(
     Ok(vec![berth, peer])
 }
 
+/// A one-node Garage, and berth then the peer with their blobs in its two buckets; `None`
+/// without a Garage binary.
+fn start_s3(
+    args: &Args,
+    berth_bin: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<Option<(s3::Garage, Vec<Server>)>, String> {
+    if !s3::garage_binary().exists() {
+        return Ok(None);
+    }
+    let garage = s3::Garage::start(work)?;
+    let flags = garage.berth_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let env = garage.berth_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let berth = server::start_berth_env(berth_bin, work, &wrapper(args), &flags, &env)?;
+    let peer = server::start_peer_with(&args.peer_bin, work, |_| garage.peer_storage())?;
+    for s in [&berth, &peer] {
+        eprintln!(
+            "{} on Garage at {} (pid {})",
+            s.kind.label(),
+            s.base,
+            s.pid()
+        );
+    }
+    Ok(Some((garage, vec![berth, peer])))
+}
+
 /// The registries' clients, and the (berth, peer) process ids.
 fn registries(servers: &[Server], http: &reqwest::Client) -> (Vec<(Kind, Registry)>, (u32, u32)) {
     let regs = servers
@@ -181,7 +210,7 @@ fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
 
 fn plan_line(p: &Plan) -> String {
     format!(
-        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; 11 {} unreferenced blobs per GC pass, {} idle pushes per round; {} repetitions per server elsewhere.\n",
+        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; 11 {} unreferenced blobs per GC pass, {} idle pushes per round; 12 one {} MiB layer ({} repetitions) and {} images on Garage; {} repetitions per server elsewhere.\n",
         p.big_layer >> 20,
         p.big_reps,
         p.images,
@@ -196,6 +225,9 @@ fn plan_line(p: &Plan) -> String {
         p.big_watch,
         p.gc_blobs,
         p.gc_pushes,
+        p.s3_layer >> 20,
+        p.big_reps,
+        p.images,
         p.reps
     )
 }
@@ -364,6 +396,36 @@ async fn main() -> ExitCode {
         bench.set_servers(regs, pids);
         bench.gc(&servers[0].data_dir()).await;
         memory.push(memory_sample("11 gc (fresh berth only)", &servers));
+    }
+
+    // 12 needs both registries on a Garage node of its own.
+    if wanted(12) {
+        bench.set_servers(Vec::new(), (0, 0));
+        drop(servers);
+        servers = Vec::new();
+        match start_s3(&args, &berth_bin, &work) {
+            Ok(None) => {
+                eprintln!("workload 12 skipped: no Garage binary");
+                bench.results.notes.push(format!(
+                    "12: skipped, no Garage binary at {} (scripts/install-deps.sh builds it)",
+                    s3::garage_binary().display()
+                ));
+            }
+            Ok(Some((garage, pair))) => {
+                let (regs, pids) = registries(&pair, &client::http_client());
+                bench.set_servers(regs, pids);
+                bench.s3().await;
+                memory.push(memory_sample("12 on Garage (fresh servers)", &pair));
+                bench.set_servers(Vec::new(), (0, 0));
+                // The registries before the store they write to.
+                drop(pair);
+                drop(garage);
+            }
+            Err(e) => {
+                eprintln!("berth-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
 
     let report = Report {

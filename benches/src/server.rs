@@ -164,6 +164,17 @@ pub fn start_berth(
     wrapper: &[String],
     extra: &[&str],
 ) -> Result<Server, String> {
+    start_berth_env(bin, work, wrapper, extra, &[])
+}
+
+/// [`start_berth`] with extra environment (workload 12's S3 credentials).
+pub fn start_berth_env(
+    bin: &Path,
+    work: &Path,
+    wrapper: &[String],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let data = fresh_dir(work, "bench-berth-").map_err(|e| e.to_string())?;
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
@@ -182,6 +193,7 @@ pub fn start_berth(
         // Like the peer's `log.level: warn` with the access log off: no line per request. The
         // startup line still comes through.
         .env("RUST_LOG", "info,berth::access=warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -235,24 +247,41 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Starts CNCF Distribution (`docker-registry serve config.yml`) and waits until `/v2/` answers.
 pub fn start_peer(bin: &Path, work: &Path) -> Result<Server, String> {
+    start_peer_with(bin, work, |root| {
+        format!("  filesystem:\n    rootdirectory: {}\n", root.display())
+    })
+}
+
+/// [`start_peer`] with another storage driver: `driver(root)` is the YAML under `storage:`
+/// (two-space indented) naming it, `root` being the server's own data directory.
+pub fn start_peer_with(
+    bin: &Path,
+    work: &Path,
+    driver: impl FnOnce(&Path) -> String,
+) -> Result<Server, String> {
     let data = fresh_dir(work, "bench-peer-").map_err(|e| e.to_string())?;
     let port = free_port().map_err(|e| e.to_string())?;
     let root = data.path().join("data");
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-    // The packaged configuration without its htpasswd auth and health checker: filesystem
-    // storage with the in-memory blob-descriptor cache, deletes on, warnings only, no access log.
+    // The packaged configuration without its htpasswd auth and health checker: the in-memory
+    // blob-descriptor cache, deletes on, warnings only, no access log.
     let config = format!(
         "version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-         storage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         storage:\n  cache:\n    blobdescriptor: inmemory\n{}  delete:\n    enabled: true\n\
          http:\n  addr: 127.0.0.1:{port}\n",
-        root.display()
+        driver(&root)
     );
     let config_path: PathBuf = data.path().join("config.yml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
     let mut child = Command::new(bin)
         .arg("serve")
         .arg(&config_path)
+        // Its S3 driver (aws-sdk-go) panics at startup when AWS_CA_BUNDLE is set, as it is on
+        // some CI machines; workload 12 gives it credentials in its config, not from here.
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

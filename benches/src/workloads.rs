@@ -48,6 +48,8 @@ pub struct Plan {
     pub gc_blobs: usize,
     /// Workload 11: image pushes timed with GC idle per round.
     pub gc_pushes: usize,
+    /// Workload 12: the layer pushed and pulled through Garage.
+    pub s3_layer: usize,
 }
 
 impl Plan {
@@ -75,6 +77,7 @@ impl Plan {
                 big_watch: 20,
                 gc_blobs: 300,
                 gc_pushes: 10,
+                s3_layer: 16 * MIB,
             }
         } else {
             Plan {
@@ -99,6 +102,7 @@ impl Plan {
                 big_watch: 50,
                 gc_blobs: 10_000,
                 gc_pushes: 50,
+                s3_layer: 1 << 30,
             }
         }
     }
@@ -167,7 +171,7 @@ fn mb_s(bytes: usize, d: Duration) -> f64 {
 }
 
 /// A distinct seed per (purpose, repetition, server, index).
-fn seed(purpose: u64, rep: usize, kind: Kind, i: usize) -> u64 {
+pub(crate) fn seed(purpose: u64, rep: usize, kind: Kind, i: usize) -> u64 {
     (purpose << 48) ^ ((rep as u64) << 32) ^ ((kind as u64) << 28) ^ i as u64
 }
 
