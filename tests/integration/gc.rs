@@ -627,6 +627,16 @@ async fn only_pruners_may_collect_or_prune_through_any_door() {
         assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
         assert!(r.stderr.contains("(Forbidden)"), "{args:?}: {}", r.stderr);
     }
+    // A body past the admin API's bound is refused before it is parsed.
+    let r = s
+        .req(Method::POST, "/admin/v1/prune/images")
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Bad input gets a Status, not a pass.
     let r = s
         .req(Method::POST, "/admin/v1/prune/images")

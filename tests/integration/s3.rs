@@ -26,6 +26,19 @@ async fn on_garage(garage: &Garage, dir: tempfile::TempDir, prefix: &str) -> Tes
     .await
 }
 
+/// Opens an upload session (`path` is `/v2/<repo>/blobs/uploads/`).
+async fn open_upload(s: &TestServer, path: &str) -> reqwest::Response {
+    s.req(Method::POST, path).send().await.unwrap()
+}
+
+/// Ends an upload session with the digest the client claims.
+async fn finish_upload(s: &TestServer, loc: &str, digest: &str) -> reqwest::Response {
+    s.req(Method::PUT, &with_query(loc, &format!("digest={digest}")))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// PATCHes `data` in `chunk`-byte pieces to an open session; returns the final location.
 async fn patch_all(
     s: &TestServer,
@@ -121,11 +134,7 @@ async fn a_chunked_upload_resumes_across_a_restart_and_small_chunks_make_parts()
     // 1 MiB chunks, 20 MiB in all: parts of 8 MiB are assembled from the small chunks.
     let data = random(20 << 20, 7);
     let digest = sha256(&data);
-    let r = s
-        .req(Method::POST, "/v2/ns/big/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = open_upload(&s, "/v2/ns/big/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = patch_all(&s, location(&r), &data[..12 << 20], 1 << 20, 0).await;
 
@@ -138,11 +147,7 @@ async fn a_chunked_upload_resumes_across_a_restart_and_small_chunks_make_parts()
         Some(format!("0-{}", (12 << 20) - 1).as_str())
     );
     let loc = patch_all(&s, loc, &data, 1 << 20, 12 << 20).await;
-    let r = s
-        .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
-        .send()
-        .await
-        .unwrap();
+    let r = finish_upload(&s, &loc, &digest).await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
@@ -154,18 +159,10 @@ async fn a_chunked_upload_resumes_across_a_restart_and_small_chunks_make_parts()
     assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
 
     // A wrong digest stores nothing under either address.
-    let r = s
-        .req(Method::POST, "/v2/ns/big/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = open_upload(&s, "/v2/ns/big/blobs/uploads/").await;
     let loc = patch_all(&s, location(&r), &data[..3 << 20], 1 << 20, 0).await;
     let wrong = sha256(b"something else");
-    let r = s
-        .req(Method::PUT, &with_query(&loc, &format!("digest={wrong}")))
-        .send()
-        .await
-        .unwrap();
+    let r = finish_upload(&s, &loc, &wrong).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = s.head(&format!("/v2/ns/big/blobs/{wrong}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -177,20 +174,12 @@ async fn a_garage_node_dying_mid_push_loses_nothing_acknowledged() {
     let s = on_garage(&garage, tempfile::tempdir().unwrap(), "dying").await;
     let data = random(24 << 20, 9);
     let digest = sha256(&data);
-    let r = s
-        .req(Method::POST, "/v2/ns/d/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = open_upload(&s, "/v2/ns/d/blobs/uploads/").await;
     let loc = patch_all(&s, location(&r), &data[..10 << 20], 2 << 20, 0).await;
     garage.kill(2);
     // With two of three nodes the cluster keeps its write quorum.
     let loc = patch_all(&s, loc, &data, 2 << 20, 10 << 20).await;
-    let r = s
-        .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
-        .send()
-        .await
-        .unwrap();
+    let r = finish_upload(&s, &loc, &digest).await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
@@ -214,11 +203,7 @@ async fn s3_unreachable_is_a_503_with_retry_after_and_changes_nothing() {
     let r = s.get(&format!("/v2/ns/app/blobs/{layer}")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&r, "retry-after"), Some("5"));
-    let r = s
-        .req(Method::POST, "/v2/ns/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = open_upload(&s, "/v2/ns/app/blobs/uploads/").await;
     let loc = location(&r);
     let r = s
         .req(Method::PATCH, &loc)
@@ -363,11 +348,7 @@ async fn a_large_chunked_push_to_garage_keeps_server_memory_bounded() {
     let pid = server.child.id();
     let s = TestServer::client_for(&server.base);
     let started = std::time::Instant::now();
-    let r = s
-        .req(Method::POST, "/v2/ns/large/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = open_upload(&s, "/v2/ns/large/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let mut loc = location(&r);
     let mut hasher = Sha256::new();
@@ -394,11 +375,7 @@ async fn a_large_chunked_push_to_garage_keeps_server_memory_bounded() {
         loc = location(&r);
     }
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-    let r = s
-        .req(Method::PUT, &with_query(&loc, &format!("digest={digest}")))
-        .send()
-        .await
-        .unwrap();
+    let r = finish_upload(&s, &loc, &digest).await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
