@@ -114,7 +114,7 @@ pub fn image_row(image: &Value) -> Vec<String> {
 }
 
 pub fn parse_time(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()
+    crate::imagestream::types::parse_rfc3339(s)
 }
 
 /// `<age> ago`, with the age as docker's units.HumanDuration, which oc's printer uses.

@@ -633,7 +633,7 @@ impl ImageStreams {
 
 fn younger(timestamp: Option<&str>, cutoff: SystemTime) -> bool {
     timestamp
-        .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+        .and_then(super::types::parse_rfc3339)
         .is_some_and(|t| t >= cutoff)
 }
 

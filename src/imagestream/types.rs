@@ -483,6 +483,11 @@ impl ImageStream {
 }
 
 /// RFC 3339 timestamp of now, seconds precision (Kubernetes' metav1.Time format).
+/// A Kubernetes timestamp (`2006-01-02T15:04:05Z`) as a time.
+pub fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()
+}
+
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
