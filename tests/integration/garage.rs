@@ -96,32 +96,45 @@ impl Garage {
         for n in 0..count {
             let root = dir.path().join(format!("node{n}"));
             std::fs::create_dir_all(&root).unwrap();
-            let (rpc_port, s3_port, admin_port) = (free_port(), free_port(), free_port());
-            let config = root.join("garage.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "metadata_dir = \"{root}/meta\"\ndata_dir = \"{root}/data\"\n\
-                     db_engine = \"sqlite\"\nreplication_factor = {count}\n\
-                     rpc_bind_addr = \"127.0.0.1:{rpc_port}\"\n\
-                     rpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
-                     [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n\
-                     root_domain = \".s3.garage.localhost\"\n\
-                     [admin]\napi_bind_addr = \"127.0.0.1:{admin_port}\"\n",
-                    root = root.display()
-                ),
-            )
-            .unwrap();
-            let child = Command::new(binary())
-                .arg("-c")
-                .arg(&config)
-                .arg("server")
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(root.join("log")).unwrap())
-                .spawn()
+            // A port picked free may be taken before the node binds it (other suites run
+            // alongside): a node that exits at once gets new ports.
+            let mut attempt = 0;
+            let (child, config, rpc_port, s3_port) = loop {
+                let (rpc_port, s3_port, admin_port) = (free_port(), free_port(), free_port());
+                let config = root.join("garage.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "metadata_dir = \"{root}/meta\"\ndata_dir = \"{root}/data\"\n\
+                         db_engine = \"sqlite\"\nreplication_factor = {count}\n\
+                         rpc_bind_addr = \"127.0.0.1:{rpc_port}\"\n\
+                         rpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
+                         [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n\
+                         root_domain = \".s3.garage.localhost\"\n\
+                         [admin]\napi_bind_addr = \"127.0.0.1:{admin_port}\"\n",
+                        root = root.display()
+                    ),
+                )
                 .unwrap();
+                let mut child = Command::new(binary())
+                    .arg("-c")
+                    .arg(&config)
+                    .arg("server")
+                    .env("RUST_LOG", "warn")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(root.join("log")).unwrap())
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                match child.try_wait().unwrap() {
+                    None => break (child, config, rpc_port, s3_port),
+                    Some(status) => {
+                        attempt += 1;
+                        assert!(attempt < 5, "garage node {n} keeps exiting: {status}");
+                    }
+                }
+            };
             nodes.push(Some(child));
             configs.push(config);
             s3_ports.push(s3_port);
