@@ -386,11 +386,11 @@ async function pageLogin(main) {
     } catch (x) {
       err.textContent = x.status === 401 ? "Wrong user name or password." : `Login failed: ${x.message}`;
       err.hidden = false;
+      pass.value = "";
       pass.focus();
     }
   });
   main.replaceChildren(form);
-  user.focus();
 }
 
 function base64(s) {
@@ -1004,7 +1004,6 @@ async function pageImport(main, ns, params) {
     }
   });
   main.replaceChildren(form, result);
-  document.getElementById("import-from").focus();
 }
 
 // ---- router
@@ -1056,8 +1055,10 @@ async function render(live) {
     if (focusId && document.getElementById(focusId)) document.getElementById(focusId).focus();
     announce(`Updated ${new Date().toLocaleTimeString()}`);
   } else {
-    const first = main.querySelector("input, h1");
-    if (first && first.tagName === "H1") main.focus({ preventScroll: true });
+    // A form's first field, else the page itself: keyboard users start where the page does.
+    const first = main.querySelector("form input");
+    if (first) first.focus();
+    else main.focus({ preventScroll: true });
   }
   document.body.dataset.rendered = String(seq);
   document.title = `${(main.querySelector("h1") || {}).textContent || "berth"} · berth console`;
