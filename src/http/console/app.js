@@ -41,7 +41,7 @@ function h(tag, attrs, ...children) {
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -348,7 +348,8 @@ function userBox() {
 function noticeEl() {
   const n = state.notice;
   state.notice = null;
-  return n ? h("p", { class: `notice ${n.kind}`, role: n.kind === "error" ? "alert" : "status", id: "notice" }, n.text) : null;
+  // An empty text node when there is nothing to say: replaceChildren would print `null`.
+  return n ? h("p", { class: `notice ${n.kind}`, role: n.kind === "error" ? "alert" : "status", id: "notice" }, n.text) : document.createTextNode("");
 }
 
 async function pageLogin(main) {
@@ -795,7 +796,7 @@ function copyField(id, label, text) {
     },
     "Copy"
   );
-  return h("div", { class: "copyrow" }, h("span", { class: "tool" }, label.split(" ")[0]), input, button);
+  return h("div", { class: "copyrow" }, h("span", { class: "tool" }, label), input, button);
 }
 
 async function pageImage(main, ns, name, digest, params) {
