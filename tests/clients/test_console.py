@@ -219,13 +219,18 @@ def test_stream_tag_history_and_rollback(registry, browser, layout):
     b.click('#tags tr[data-tag="latest"] th a')
 
     b.wait(lambda: len(b.find("#history tbody tr")) == 3, "three history entries")
+    assert "tracked by edge" in b.text()
     images = b.attrs("#history tbody tr", "data-image")
     assert images == [third, second, first], "newest first"
     b.wait(lambda: "…" not in b.one("#history").text, "sizes and platforms")
     assert all("linux/amd64" in r.text for r in b.find("#history tbody tr"))
     b.shot("history")
     if os.environ.get("BERTH_CONSOLE_SCREENSHOT"):
+        # The README's picture (scripts/console-screenshot.sh): the page at a size that fits it.
+        b.driver.set_window_size(1100, 640)
+        b.wait(lambda: b.driver.execute_script("return window.innerWidth") <= 1100, "the smaller window")
         shutil.copyfile(b.shot("history-readme"), os.environ["BERTH_CONSOLE_SCREENSHOT"])
+        b.driver.set_window_size(1280, 900)
 
     # Roll back to the oldest entry: skopeo then pulls it by tag.
     b.click("#rollback-2")

@@ -575,19 +575,26 @@ function importStatus(tag) {
   return "";
 }
 
+// Tag -> the tags of the same stream that track it (spec tags from an ImageStreamTag).
+function trackersOf(is) {
+  const name = is.metadata.name;
+  const trackedBy = new Map();
+  for (const t of streamTagsOf(is)) {
+    const from = (t.spec || {}).from;
+    if (from && from.kind === "ImageStreamTag" && (!from.namespace || from.namespace === is.metadata.namespace)) {
+      const [s, src] = from.name.includes(":") ? from.name.split(":") : [name, from.name];
+      if (s === name) trackedBy.set(src, [...(trackedBy.get(src) || []), t.name]);
+    }
+  }
+  return trackedBy;
+}
+
 async function pageStream(main, ns, name) {
   crumbs([["Namespaces", "#/"], [ns, route("ns", ns)], [name, route("ns", ns, name)]]);
   const is = await getJSON(isPath(ns, "imagestreams", name));
   state.renderedRv = rv(is);
   const tags = streamTagsOf(is);
-  const trackedBy = new Map();
-  for (const t of tags) {
-    const from = (t.spec || {}).from;
-    if (from && from.kind === "ImageStreamTag" && !from.namespace) {
-      const [s, src] = from.name.includes(":") ? from.name.split(":") : [name, from.name];
-      if (s === name) trackedBy.set(src, [...(trackedBy.get(src) || []), t.name]);
-    }
-  }
+  const trackedBy = trackersOf(is);
   const rows = tags.map((t) => {
     const top = topOf(t);
     const scheduled = !!(((t.spec || {}).importPolicy || {}).scheduled);
@@ -658,6 +665,7 @@ async function pageTag(main, ns, name, tagName) {
   }
   const items = (tag.status || {}).items || [];
   const editable = mayEdit(ns);
+  const followers = trackersOf(is).get(tagName) || [];
   const status = h("p", { role: "status", class: "muted", id: "action-status" });
   const rows = items.map((item, i) => {
     const info = h("td", { class: "num" }, "…");
@@ -718,7 +726,15 @@ async function pageTag(main, ns, name, tagName) {
     h("div", { class: "title" }, h("h1", {}, `${name}:${tagName}`), del),
     noticeEl(),
     status,
-    h("p", {}, "Source: ", sourceOf(tag, name, ns), " ", importStatus(tag)),
+    h(
+      "p",
+      {},
+      "Source: ",
+      sourceOf(tag, name, ns),
+      " ",
+      importStatus(tag),
+      followers.length ? [h("span", { class: "muted" }, " · ", h("span", { "aria-hidden": "true" }, "← "), "tracked by "), followers.map((f, i) => [i ? ", " : "", link(route("ns", ns, name, "tag", f), f)])] : null
+    ),
     h("h2", { id: "history-title" }, "History (newest first)"),
     items.length
       ? h(
