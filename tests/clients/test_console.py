@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from clientlib import REPORT, LayerSpec, Registry, build_layout, run, sha256_bytes
+from clientlib import (ALL_MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, REPORT, LayerSpec, Registry, build_layout,
+                       run, sha256_bytes)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (scripts/install-deps.sh) drives the browser")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -60,6 +61,35 @@ def served_digest(host: str, ref: str, creds: str | None = None) -> str:
     auth = ["--creds", creds] if creds else []
     raw = run(["skopeo", "inspect", "--raw", "--tls-verify=false", *auth, f"docker://{host}/{ref}"]).stdout
     return sha256_bytes(raw.encode())
+
+
+def manifest_bytes(host: str, repo: str, ref: str) -> bytes:
+    r = requests.get(f"http://{host}/v2/{repo}/manifests/{ref}", headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)},
+                     timeout=10)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def put_manifest(host: str, repo: str, ref: str, manifest: dict, media_type: str) -> str:
+    body = json.dumps(manifest).encode()
+    r = requests.put(f"http://{host}/v2/{repo}/manifests/{ref}", data=body, headers={"Content-Type": media_type},
+                     timeout=10)
+    assert r.status_code == 201, r.text
+    return sha256_bytes(body)
+
+
+def push_referrer(host: str, repo: str, subject: str) -> str:
+    """An SBOM-like artifact whose subject is `subject` (pushed by digest, as oras attach does)."""
+    empty = b"{}"
+    d = sha256_bytes(empty)
+    r = requests.post(f"http://{host}/v2/{repo}/blobs/uploads/?digest={d}", data=empty,
+                      headers={"Content-Type": "application/octet-stream"}, timeout=10)
+    assert r.status_code == 201, r.text
+    desc = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": d, "size": 2}
+    size = len(manifest_bytes(host, repo, subject))
+    m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sbom+json",
+         "config": desc, "layers": [desc], "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": size}}
+    return put_manifest(host, repo, sha256_bytes(json.dumps(m).encode()), m, OCI_MANIFEST)
 
 
 # ---- the browser --------------------------------------------------------------------------------
@@ -265,6 +295,33 @@ def test_image_page(registry, browser, layout):
     assert width <= 400, f"page is {width}px wide on a 390px screen"
     b.shot("image-narrow")
     no_csp_violations(b)
+
+    # A referrer (an SBOM) shows on its subject's page. (Pushed by digest it changes no image
+    # stream, so no watch event announces it: the page shows it when opened again.)
+    sbom = push_referrer(registry.host, f"{ns}/web", digest)
+    b.driver.refresh()
+    b.one("#referrers")
+    assert "application/vnd.example.sbom+json" in b.one("#referrers").text
+    assert sbom.split(":")[1][:12] in b.one("#referrers").text
+
+    # A manifest list: its platforms, each a link to that platform's image.
+    arm_layout = build_layout(layout.path.parent / "arm", {"arm": [LayerSpec(random_files={"data": 9_000})]},
+                              arch="arm64")
+    arm = push(registry.host, arm_layout, "arm", f"{ns}/web:arm")
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": d, "size": len(manifest_bytes(registry.host, f"{ns}/web", d)),
+         "platform": {"os": "linux", "architecture": a}} for d, a in ((digest, "amd64"), (arm, "arm64"))]}
+    multi = put_manifest(registry.host, f"{ns}/web", "multi", index, OCI_INDEX)
+    b.driver.set_window_size(1280, 900)
+    b.open(f"/ns/{ns}/web/image/{multi}?tag=multi")
+    b.one("#platforms tbody tr")
+    assert b.column("platforms", 1) == ["linux/amd64", "linux/arm64"]
+    b.shot("index")
+    b.click(f'#platforms a[href$="{arm}"]')
+    b.wait(lambda: b.find("#image-digest") and b.find("#image-digest")[0].text == arm, "the arm64 image's page")
+    assert "linux/arm64" in b.one("#config").text
+    b.open(f"/ns/{ns}/web/tag/multi")
+    b.wait(lambda: "linux/amd64, linux/arm64" in b.one("#history").text, "the list's platforms in the history")
 
 
 def test_delete_tag(registry, browser, layout):

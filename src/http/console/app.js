@@ -53,7 +53,8 @@ function link(href, text, attrs) {
 }
 
 function route(...parts) {
-  return "#/" + parts.map(encodeURIComponent).join("/");
+  // Digests keep their readable `sha256:` (a colon is fine in a fragment).
+  return "#/" + parts.map((p) => encodeURIComponent(p).replace(/%3A/g, ":")).join("/");
 }
 
 function shortDigest(d) {
@@ -269,10 +270,14 @@ function watchStreams(ns, onlyName) {
   const ctl = new AbortController();
   state.watch = { key, ctl };
   (async () => {
+    let backoff = 1000;
     while (!ctl.signal.aborted) {
+      let connected = false;
       try {
         const r = await fetch(`${path}?watch=1`, { headers: headers(), signal: ctl.signal, credentials: "omit", cache: "no-store" });
         if (!r.ok || !r.body) throw new Error(`watch: ${r.status}`);
+        connected = true;
+        backoff = 1000;
         const reader = r.body.getReader();
         const decoder = new TextDecoder();
         let buf = "";
@@ -290,9 +295,11 @@ function watchStreams(ns, onlyName) {
       } catch (e) {
         if (ctl.signal.aborted) return;
       }
-      // The watch ended (a restart, a 410 for a slow reader): look again, then watch anew.
-      await new Promise((res) => setTimeout(res, 1000));
-      if (!ctl.signal.aborted) scheduleRefresh();
+      // The watch ended (a restart, a 410 for a slow reader): look again, then watch anew. A
+      // watch refused outright is retried ever more slowly, without redrawing the page.
+      await new Promise((res) => setTimeout(res, backoff));
+      if (connected && !ctl.signal.aborted) scheduleRefresh();
+      if (!connected) backoff = Math.min(backoff * 2, 30000);
     }
   })();
 }
@@ -815,6 +822,15 @@ function copyField(id, label, text) {
   return h("div", { class: "copyrow" }, h("span", { class: "tool" }, label), input, button);
 }
 
+// A table cell with an image's size (config and layers), filled in when known.
+function sizeCell(ns, stream, digest) {
+  const td = h("td", { class: "num" }, "…");
+  imageInfo(ns, stream, digest)
+    .then((x) => (td.textContent = fmtSize(x.size)))
+    .catch(() => (td.textContent = "—"));
+  return td;
+}
+
 async function pageImage(main, ns, name, digest, params) {
   const tagName = params.get("tag");
   const trail = [["Namespaces", "#/"], [ns, route("ns", ns)], [name, route("ns", ns, name)]];
@@ -858,7 +874,7 @@ async function pageImage(main, ns, name, digest, params) {
         h(
           "table",
           { id: "platforms" },
-          h("thead", {}, h("tr", {}, ["Platform", "Manifest", "Size"].map((c) => h("th", { scope: "col" }, c)))),
+          h("thead", {}, h("tr", {}, ["Platform", "Manifest", "Size"].map((c, i) => h("th", { scope: "col", class: i === 2 ? "num" : null }, c)))),
           h(
             "tbody",
             {},
@@ -868,7 +884,7 @@ async function pageImage(main, ns, name, digest, params) {
                 {},
                 h("td", {}, platformName(c.platform) || "—"),
                 h("td", {}, link(route("ns", ns, name, "image", c.digest), shortDigest(c.digest), { class: "digest", title: c.digest })),
-                h("td", { class: "num" }, fmtSize(c.size))
+                sizeCell(ns, name, c.digest)
               )
             )
           )
