@@ -76,7 +76,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Asset, ParseError> {
 /// Only the console's own files may run or style the page; no framing (clickjacking of the
 /// rollback and delete buttons); API calls only to this origin.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Serves an asset (headers only for HEAD).

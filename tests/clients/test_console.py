@@ -8,6 +8,7 @@ there (scripts/console-screenshot.sh).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import secrets
@@ -324,6 +325,43 @@ def test_image_page(registry, browser, layout):
     b.wait(lambda: "linux/amd64, linux/arm64" in b.one("#history").text, "the list's platforms in the history")
 
 
+def push_raw_image(host: str, repo: str, tag: str, config: dict) -> str:
+    """An image with the given config pushed over plain HTTP (one empty-tar layer)."""
+    layer = gzip.compress(b"\0" * 1024, mtime=0)
+    config = dict(config, rootfs={"type": "layers", "diff_ids": [sha256_bytes(b"\0" * 1024)]})
+    cfg = json.dumps(config).encode()
+    for blob in (layer, cfg):
+        r = requests.post(f"http://{host}/v2/{repo}/blobs/uploads/?digest={sha256_bytes(blob)}", data=blob,
+                          headers={"Content-Type": "application/octet-stream"}, timeout=10)
+        assert r.status_code == 201, r.text
+    m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_bytes(cfg),
+                    "size": len(cfg)},
+         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256_bytes(layer),
+                     "size": len(layer)}]}
+    return put_manifest(host, repo, tag, m, OCI_MANIFEST)
+
+
+def test_hostile_metadata_stays_text(registry, browser):
+    """Image metadata is the pusher's to choose: markup in it is shown as text, never run."""
+    ns = "console-xss"
+    evil = '<img src=x id=pwned onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+    digest = push_raw_image(registry.host, f"{ns}/app", "v1", {
+        "architecture": "amd64", "os": "linux",
+        "config": {"Labels": {"evil": evil}, "Env": [f"X={evil}"], "User": evil, "Cmd": [evil]},
+        "history": [{"created_by": evil}],
+    })
+    b = browser
+    b.open(f"/ns/{ns}/app/image/{digest}?tag=v1")
+    b.one("#layers tbody tr")
+    assert evil in b.one("#labels").text and evil in b.one("#layers").text
+    assert not b.find("#pwned") and not b.find("main script")
+    time.sleep(0.3)
+    assert b.driver.title != "pwned"
+    b.shot("hostile-metadata")
+    no_csp_violations(b)
+
+
 def test_delete_tag(registry, browser, layout):
     ns = "console-del"
     push(registry.host, layout, "v1", f"{ns}/app:old")
@@ -459,9 +497,12 @@ def test_login_logout(auth_registry, auth_browser):
     b.one("#login-user").clear()
     log_in(b, "editor", pw)
     b.wait(lambda: b.find("#whoami") and b.find("#whoami")[0].text == "editor", "signed in as editor")
-    b.one('#namespaces a[href="#/ns/team"]')
+    # Back to the page first asked for.
+    b.one('#tags tr[data-tag="latest"]')
     token = b.session("berth.console.token")
     assert token and token.startswith("berth_"), "an access token kept in sessionStorage"
+    b.click('a[href="#/"]')
+    b.one('#namespaces a[href="#/ns/team"]')
     b.open("/ns/team/app/tag/latest")
     b.one("#rollback-1")
     b.one("#delete-tag")

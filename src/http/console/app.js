@@ -16,6 +16,7 @@ const ACCEPT_MANIFESTS = [
 ].join(", ");
 const TOKEN_KEY = "berth.console.token";
 const TOKEN_ID_KEY = "berth.console.tokenId";
+const NEXT_KEY = "berth.console.next"; // the page asked for before the login page
 
 // ---- state
 
@@ -390,7 +391,9 @@ async function pageLogin(main) {
       sessionStorage.setItem(TOKEN_ID_KEY, created.id);
       pass.value = "";
       await whoami();
-      location.hash = "#/";
+      const next = sessionStorage.getItem(NEXT_KEY) || "#/";
+      sessionStorage.removeItem(NEXT_KEY);
+      location.hash = next;
     } catch (x) {
       err.textContent = x.status === 401 ? "Wrong user name or password." : `Login failed: ${x.message}`;
       err.hidden = false;
@@ -1061,6 +1064,7 @@ async function render(live) {
     if (!state.me && !(parts[0] === "login")) {
       await whoami();
       if (!state.me) {
+        if (parts.length) sessionStorage.setItem(NEXT_KEY, location.hash);
         location.hash = "#/login";
         return;
       }
