@@ -551,6 +551,16 @@ def test_view_user_sees_no_controls_and_is_refused(auth_registry, auth_browser):
                                                 "to": {"name": "copy"}}]}}
     r = requests.post(reg.url(f"{API}/namespaces/team/imagestreamimports"), json=imp, headers=hdrs, timeout=10)
     assert r.status_code == 403, r.text
+    # The same from inside the page, with the headers the console sends.
+    status = b.driver.execute_async_script("""
+        const [path, body, done] = arguments;
+        const h = {"Authorization": "Bearer " + sessionStorage.getItem("berth.console.token"),
+                   "X-Requested-With": "berth-console", "Content-Type": "application/json"};
+        Promise.all([fetch(path, {method: "PUT", headers: h, body: JSON.stringify(body)}),
+                     fetch(path, {method: "DELETE", headers: h})])
+          .then(rs => done(rs.map(r => r.status)), e => done(String(e)));
+    """, f"{API}/namespaces/team/imagestreamtags/app:latest", body)
+    assert status == [403, 403], status
     # Nothing moved.
     creds = f"admin:{auth_registry['admin_pw']}"
     assert served_digest(reg.host, "team/app:latest", creds) == new

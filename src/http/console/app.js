@@ -1057,6 +1057,7 @@ async function render(live) {
   const seq = ++renderSeq;
   const main = document.getElementById("main");
   const { parts, params } = parseHash();
+  const askedFor = location.hash;
   const focusId = live && document.activeElement ? document.activeElement.id : null;
   const scroll = window.scrollY;
   const staging = document.createElement("div");
@@ -1064,7 +1065,7 @@ async function render(live) {
     if (!state.me && !(parts[0] === "login")) {
       await whoami();
       if (!state.me) {
-        if (parts.length) sessionStorage.setItem(NEXT_KEY, location.hash);
+        if (parts.length && parts[0] !== "login") sessionStorage.setItem(NEXT_KEY, askedFor);
         location.hash = "#/login";
         return;
       }
@@ -1072,7 +1073,7 @@ async function render(live) {
     userBox();
     const [p0, p1, p2, p3, p4] = parts;
     if (p0 === "login") {
-      if (state.me && !state.authOn) location.hash = "#/";
+      if (state.me) location.hash = "#/"; // signed in already, or no authentication at all
       else await pageLogin(staging);
     } else if (!p0) await pageNamespaces(staging);
     else if (p0 === "ns" && p1 && !p2) await pageStreams(staging, p1);
