@@ -392,6 +392,7 @@ def test_import_image(registry, browser, layout):
     tag.clear()
     tag.send_keys("v1")
     b.click("#import-insecure")  # the registry under test speaks plain HTTP
+    b.click("#import-scheduled")
     b.click("#import-submit")
     ok = b.one("#import-ok, #import-failed", timeout=30)
     assert ok.get_attribute("id") == "import-ok", ok.text
@@ -402,6 +403,11 @@ def test_import_image(registry, browser, layout):
     assert "imports" in b.text() and "imported" in b.text()
     stream = requests.get(registry.url(f"{API}/namespaces/{ns}/imagestreams/mirror"), timeout=10).json()
     assert stream["status"]["tags"][0]["items"][0]["image"] == src
+    # The stream page: the source, its status and the scheduled flag.
+    b.click(f'#crumbs a[href="#/ns/{ns}/mirror"]')
+    row = b.one('#tags tr[data-tag="v1"]')
+    assert f"imports {registry.host}/console-src/upstream:v1" in row.text and "imported" in row.text, row.text
+    assert "scheduled" in row.text, row.text
     # A failing import shows its reason.
     b.open(f"/import/{ns}")
     b.one("#import-from").send_keys(f"{registry.host}/console-src/absent:v1")
@@ -411,6 +417,10 @@ def test_import_image(registry, browser, layout):
     failed = b.one("#import-ok, #import-failed", timeout=30)
     assert failed.get_attribute("id") == "import-failed" and "Import failed" in failed.text, failed.text
     b.shot("import-failed")
+    b.open(f"/ns/{ns}/broken")
+    row = b.one('#tags tr[data-tag="latest"]')
+    assert "import failed" in row.text, row.text
+    b.shot("import-failed-stream")
 
 
 def test_live_update_after_push(registry, browser, layout):
