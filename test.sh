@@ -16,7 +16,7 @@
 #                (20000) cases instead (recorded ok, the reason in the summary line)
 #   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
 #   clients      .venv/bin/pytest tests/clients -v (skopeo, podman, buildah, docker, oras, 1 GiB blob,
-#                concurrency against a real `berth serve`)
+#                concurrency against a real `berth serve`; the web console in headless chromium)
 #   s3           the conformance replay and the skopeo/podman/docker/oras scenarios again, with
 #                blobs on a 3-node Garage cluster (scripts/garage-cluster.sh; replication 3), then
 #                a 1 GiB push in 1 MiB chunks with berth's peak RSS bounded (BERTH_BIG_TESTS=1)

@@ -21,6 +21,8 @@ PIP_REQS=(
   # and the CloudEvents SDK (2.x: cloudevents.core).
   "standardwebhooks>=1.0,<2"
   "cloudevents>=2,<3"
+  # Drives chromium through chromedriver for the console's browser tests (test_console.py).
+  "selenium>=4.15,<5"
 )
 
 sudo_cmd=()
@@ -40,6 +42,9 @@ apt_wanted=(
   "docker-compose:docker-compose"
   "docker-registry:docker-registry"
   "python3-venv:"
+  # The console's browser tests (tests/clients/test_console.py) drive Debian's Chromium.
+  "chromium:chromium"
+  "chromium-driver:chromedriver"
 )
 
 dpkg_installed() {

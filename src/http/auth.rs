@@ -234,9 +234,11 @@ pub fn v2_actions(
 ) -> Vec<Action> {
     let ns = |repo: &RepositoryName| repo.namespace().as_str().to_string();
     match endpoint {
-        Endpoint::Healthz | Endpoint::Readyz | Endpoint::ApiVersion | Endpoint::Catalog { .. } => {
-            Vec::new()
-        }
+        Endpoint::Healthz
+        | Endpoint::Readyz
+        | Endpoint::Console { .. }
+        | Endpoint::ApiVersion
+        | Endpoint::Catalog { .. } => Vec::new(),
         Endpoint::GetBlob { repo, .. }
         | Endpoint::GetManifest { repo, .. }
         | Endpoint::ListTags { repo, .. }

@@ -58,6 +58,9 @@ pub async fn handle(
 ) -> Response {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
+    // A page's script (the console) marks its requests: a Basic challenge would make the
+    // browser put up a password dialog of its own over the page's login form.
+    let from_script = req.headers().contains_key("x-requested-with");
     let method = req.method().clone();
     let body = req.into_body();
     let caller = match caller {
@@ -79,7 +82,7 @@ pub async fn handle(
         },
     };
     result.unwrap_or_else(|e| {
-        let basic = e.code == StatusCode::UNAUTHORIZED;
+        let basic = e.code == StatusCode::UNAUTHORIZED && !from_script;
         let mut r = e.into_response();
         if basic {
             resp::set(&mut r, header::WWW_AUTHENTICATE, "Basic realm=\"berth\"");

@@ -242,7 +242,9 @@ pub async fn handle(
             }
             Ok(r)
         }
-        Endpoint::Healthz | Endpoint::Readyz => Err(ApiError::internal()),
+        Endpoint::Healthz | Endpoint::Readyz | Endpoint::Console { .. } => {
+            Err(ApiError::internal())
+        }
     }
 }
 

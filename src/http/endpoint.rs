@@ -16,6 +16,11 @@ use crate::registry::{Reference, RepositoryName, Tag};
 pub enum Endpoint {
     Healthz,
     Readyz,
+    /// `GET /`, `/console/` and the console's files (no credentials needed: they are static).
+    Console {
+        asset: super::console::Asset,
+        head: bool,
+    },
     /// `GET /v2/`
     ApiVersion,
     Catalog {
@@ -85,6 +90,7 @@ impl Endpoint {
         match self {
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
+            Endpoint::Console { .. } => "console",
             Endpoint::ApiVersion => "api_version",
             Endpoint::Catalog { .. } => "catalog",
             Endpoint::GetBlob { .. } => "get_blob",
@@ -173,6 +179,13 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Endpoin
         }
     };
 
+    if super::console::is_console_path(path) {
+        let asset = super::console::parse(method, path)?;
+        return Ok(Endpoint::Console {
+            asset,
+            head: is(&Method::HEAD),
+        });
+    }
     match path {
         "/healthz" => return only(get_or_head, Endpoint::Healthz),
         "/readyz" => return only(get_or_head, Endpoint::Readyz),

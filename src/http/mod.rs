@@ -7,6 +7,7 @@ pub mod admin_api;
 pub mod apis;
 pub mod auth;
 pub mod auth_api;
+pub mod console;
 pub mod distribution;
 pub mod endpoint;
 pub mod error;
@@ -217,6 +218,9 @@ async fn route(
                 .unwrap_or_else(apis::status::StatusError::into_response))
         }
     };
+    if let Endpoint::Console { asset, head } = endpoint {
+        return Ok(console::serve(asset, head));
+    }
     if matches!(endpoint, Endpoint::Healthz | Endpoint::Readyz) {
         return health(state, &endpoint);
     }

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod cli_verbs;
 mod common;
+mod console;
 mod crash_loop;
 mod describe;
 mod disk_full;

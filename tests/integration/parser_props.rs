@@ -61,6 +61,9 @@ fn path_like() -> impl Strategy<Value = String> {
         Just("list".to_string()),
         Just("referrers".to_string()),
         Just("_catalog".to_string()),
+        Just("console".to_string()),
+        Just("app.js".to_string()),
+        Just("..".to_string()),
         Just("apis".to_string()),
         Just("api".to_string()),
         Just("image.openshift.io".to_string()),
@@ -151,6 +154,17 @@ proptest! {
     fn endpoint_parse_of_any_text_never_panics(m in method(), path in "\\PC{0,80}", query in proptest::option::of("\\PC{0,80}")) {
         let _ = endpoint::parse(&m, &path, query.as_deref());
         let _ = api_path::parse(&m, &path, query.as_deref());
+    }
+
+    /// The console serves its named files and nothing else, whatever the path spells.
+    #[test]
+    fn console_paths_reach_only_named_assets(m in method(), path in path_like()) {
+        if let Ok(Endpoint::Console { .. }) = endpoint::parse(&m, &path, None) {
+            let named = ["/", "/console", "/console/", "/console/index.html", "/console/app.js",
+                         "/console/app.css", "/console/favicon.svg"];
+            prop_assert!(named.contains(&path.as_str()), "{path:?} served as a console asset");
+            prop_assert!(m == Method::GET || m == Method::HEAD, "{m} {path:?}");
+        }
     }
 
     /// Valid names, tags and digests are accepted, and read back from the parsed endpoint.
