@@ -8,7 +8,9 @@
 #
 # Steps (each ends with a line "== STEP: ok|FAILED|SKIPPED (...)"):
 #   deps         scripts/install-deps.sh: apt packages (skopeo podman buildah umoci busybox-static
-#                docker.io docker-compose docker-registry python3-venv) and the .venv for pytest
+#                docker.io docker-compose docker-registry python3-venv, protobuf-compiler
+#                libprotobuf-dev for the build, etcd-server etcd-client for the etcd tests) and the
+#                .venv for pytest
 #   build        cargo build --workspace
 #   unit         cargo test --workspace (unit + integration tests)
 #   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (10) s; without
