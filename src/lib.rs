@@ -34,13 +34,9 @@ use registry::{Limits, Registry};
 
 /// Opens the stores under `config.data_dir` and builds the registry.
 pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Result<Registry> {
-    let meta = SledMetadata::open_with_cache(
-        &config.data_dir.join("metadata"),
-        Some(config.metadata_cache_mib.max(1) << 20),
-    )?
-    .with_reserve(config.min_free_bytes);
+    let meta = open_metadata(config)?;
     // Streams stored whole by earlier releases become per-tag records, once.
-    let converted = imagestream::store::migrate(&meta)?;
+    let converted = imagestream::store::migrate(meta.as_ref())?;
     if converted > 0 {
         tracing::info!(
             streams = converted,
@@ -48,10 +44,9 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         );
     }
     // Reference counts for garbage collection, rebuilt once for a store from before them.
-    if registry::gc::upgrade(&meta)? {
+    if registry::gc::upgrade(meta.as_ref())? {
         tracing::info!("reference counts for garbage collection built");
     }
-    let meta: Arc<dyn berth_storage::MetadataStore> = Arc::new(meta);
     let blobs: Arc<dyn berth_storage::BlobStore> = match config.s3() {
         Some(s3) => {
             tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, endpoint = ?s3.endpoint,
@@ -73,6 +68,21 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         },
         public_host,
     )?)
+}
+
+/// The metadata store `config` names: embedded sled under the data directory, or etcd.
+fn open_metadata(config: &Config) -> anyhow_like::Result<Arc<dyn berth_storage::MetadataStore>> {
+    if let Some(etcd) = config.etcd() {
+        let etcd = etcd?;
+        tracing::info!(endpoints = ?etcd.endpoints, prefix = %etcd.prefix, "metadata on etcd");
+        return Ok(Arc::new(berth_storage::etcd::EtcdMetadata::connect(&etcd)?));
+    }
+    let sled = SledMetadata::open_with_cache(
+        &config.data_dir.join("metadata"),
+        Some(config.metadata_cache_mib.max(1) << 20),
+    )?
+    .with_reserve(config.min_free_bytes);
+    Ok(Arc::new(sled))
 }
 
 /// `allowed_registries_for_import` parsed; a bad pattern stops the start.

@@ -169,11 +169,11 @@ impl From<registry::Error> for ApiError {
             E::StreamChanged => ApiError::new(S::CONFLICT, Code::Unsupported, msg),
             E::Storage(e) if e.is_disk_full() => insufficient_storage(&e),
             E::Storage(berth_storage::Error::Unavailable(why)) => {
-                tracing::warn!(error = %why, "blob storage unavailable");
+                tracing::warn!(error = %why, "storage unavailable");
                 let mut err = ApiError::new(
                     S::SERVICE_UNAVAILABLE,
                     Code::Unknown,
-                    "blob storage is unavailable; nothing was changed, retry shortly",
+                    "storage (object storage or etcd) is unavailable; retry shortly",
                 );
                 err.headers.push(("retry-after", "5".to_string()));
                 err

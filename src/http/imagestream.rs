@@ -274,6 +274,14 @@ impl From<Error> for StatusError {
                     refusal.message,
                 )
             }
+            Error::Storage(berth_storage::Error::Unavailable(why)) => {
+                tracing::warn!(error = %why, "storage unavailable");
+                StatusError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    status::Reason::ServiceUnavailable,
+                    "storage is unavailable; retry shortly",
+                )
+            }
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")

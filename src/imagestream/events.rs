@@ -109,6 +109,26 @@ impl Events {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Hands over the changes of the transaction that committed at `revision`, read back from
+    /// a shared store's change log in commit order: delivered at once, since revisions without
+    /// an entry took no change (see [`super::changelog`]). An entry seen before is ignored.
+    pub fn deliver_logged(&self, revision: u64, changes: Vec<Change>) {
+        let mut inner = self.lock();
+        if revision < inner.next {
+            return;
+        }
+        inner.next = revision + 1;
+        let changes = changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Notice(_)))
+            .collect();
+        for c in coalesce(changes) {
+            for l in &inner.listeners {
+                l(&c);
+            }
+        }
+    }
+
     /// Hands over the changes of one committed transaction.
     pub fn publish(&self, changes: Vec<Change>) {
         let mut inner = self.lock();

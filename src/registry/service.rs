@@ -139,6 +139,9 @@ impl Registry {
         internal_host: String,
     ) -> Result<Self> {
         let last = imagestream::store::current_resource_version(meta.as_ref())?;
+        let events = Arc::new(Events::new(last));
+        // Replicas sharing the store learn each other's changes from its change log.
+        imagestream::changelog::follow(&meta, &events, last);
         Ok(Registry {
             meta,
             blobs,
@@ -147,7 +150,7 @@ impl Registry {
                 internal: internal_host,
                 public: None,
             },
-            events: Arc::new(Events::new(last)),
+            events,
             blob_locks: Arc::new(BlobLocks::default()),
             gate: WriteGate::default(),
             sink: Arc::new(OnceLock::new()),
@@ -318,9 +321,14 @@ impl Registry {
         let (meta, events, sink) = (self.meta.clone(), self.events.clone(), self.sink.clone());
         let _shared = self.gate.shared().await;
         tokio::task::spawn_blocking(move || {
+            let logged = meta.shared();
             let (value, changes, noticed) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
+                if logged && changes.iter().any(|c| !matches!(c, Change::Notice(_))) {
+                    let revision = tx.revision()?;
+                    imagestream::changelog::append(tx, revision, &changes)?;
+                }
                 // The outbox commits with the change it describes, or neither does.
                 let notices: Vec<&Notice> = changes
                     .iter()
@@ -337,8 +345,11 @@ impl Registry {
             })?;
             let flushed = meta.flush();
             // Committed, so readers see it and its revision is taken, even if the flush failed:
-            // held back, it would stop every later change from reaching watchers.
-            events.publish(changes);
+            // held back, it would stop every later change from reaching watchers. On a shared
+            // store the change log delivers it instead, in the order of every replica's commits.
+            if !logged {
+                events.publish(changes);
+            }
             flushed?;
             if noticed {
                 if let Some(sink) = sink.get() {

@@ -525,6 +525,38 @@ impl MetadataStore for EtcdMetadata {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    /// An etcd watch on the prefix, renewed when it breaks (member down, compaction); the
+    /// caller reads what changed itself, so a wake-up after each (re)connection covers whatever
+    /// happened while no watch was in place.
+    fn watch_prefix(&self, prefix: &[u8], wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        let client = self.client.clone();
+        let key = self.full_key(prefix);
+        let rt = self.runtime.as_ref().expect("runtime lives until drop");
+        rt.spawn(async move {
+            loop {
+                let mut watch = client.watch_client();
+                let options = etcd_client::WatchOptions::new().with_prefix();
+                if let Ok(mut stream) = watch.watch(key.clone(), Some(options)).await {
+                    wake();
+                    while let Ok(Some(resp)) = stream.message().await {
+                        if resp.canceled() {
+                            break;
+                        }
+                        if !resp.events().is_empty() {
+                            wake();
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        true
+    }
 }
 
 /// A random pause, growing with the attempt, so racing writers spread out.

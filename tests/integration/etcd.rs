@@ -1,0 +1,242 @@
+//! Metadata on etcd (issue 18): berth servers and `berth serve` processes sharing one real etcd
+//! cluster (Debian's etcd-server), with blobs on the filesystem or on a real Garage cluster.
+
+use reqwest::{Method, StatusCode};
+
+use crate::common::*;
+use crate::garage::Garage;
+use berth_storage::etcd_cluster::EtcdCluster;
+
+/// A server with its metadata on `etcd` under `prefix` (blobs on its own filesystem).
+async fn on_etcd(etcd: &EtcdCluster, prefix: &str) -> TestServer {
+    let url = etcd.url(prefix);
+    TestServer::start_with(move |c| c.metadata_store = url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_pull_and_restart_with_metadata_on_etcd() {
+    let etcd = EtcdCluster::start(1, false);
+    let s = on_etcd(&etcd, "one").await;
+    let (digest, body) = s.push_image("team/app", "v1", "etcd-one").await;
+    let r = s.get("/v2/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), body);
+    let tags: serde_json::Value = s.get("/v2/team/app/tags/list").await.json().await.unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    // Everything is in etcd, not in the data directory: a restart finds it.
+    let s = s.restart().await;
+    let r = s.head(&format!("/v2/team/app/manifests/{digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.get("/v2/_catalog").await;
+    let catalog: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(catalog["repositories"], serde_json::json!(["team/app"]));
+}
+
+/// etcd unreachable: requests fail with 503 + Retry-After (no hang, no 500), and work again
+/// once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_down_is_a_503_and_service_resumes() {
+    let mut etcd = EtcdCluster::start(1, true);
+    let url = etcd.url("down");
+    let s = TestServer::start_with(move |c| {
+        c.metadata_store = url;
+        c.etcd_timeout_secs = 1;
+    })
+    .await;
+    s.push_image("team/app", "v1", "before").await;
+    etcd.kill(0);
+    let r = s.get("/v2/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "retry-after"), Some("5"));
+    let r = s
+        .get("/apis/image.openshift.io/v1/namespaces/team/imagestreams")
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    etcd.restart(0);
+    etcd.wait_healthy(std::time::Duration::from_secs(30));
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = s.get("/v2/team/app/manifests/v1").await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Two `berth serve` processes sharing a 3-member etcd and a 3-node Garage: what is pushed
+/// through one is pulled through the other at once, and an upload started on one is finished
+/// on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_etcd_and_garage() {
+    let etcd = EtcdCluster::start(3, true);
+    let garage = Garage::start(3);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = etcd.url("replicas");
+    let replica = |n: usize| {
+        let endpoint = garage.endpoint(n);
+        let blob_store = format!("s3://{}/replicas", garage.bucket);
+        let env = [
+            ("BERTH_METADATA_STORE", url.as_str()),
+            ("BERTH_BLOB_STORE", blob_store.as_str()),
+            ("BERTH_S3_ENDPOINT", endpoint.as_str()),
+            ("BERTH_S3_REGION", "garage"),
+            ("AWS_ACCESS_KEY_ID", garage.key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
+        ];
+        Serve::start_with_env(dirs[n].path(), &env)
+    };
+    let (pa, pb) = (replica(0), replica(1));
+    let (a, b) = (
+        TestServer::client_for(&pa.base),
+        TestServer::client_for(&pb.base),
+    );
+
+    let (digest, body) = a.push_image("shared/app", "v1", "through-a").await;
+    let r = b.get("/v2/shared/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", pb.log.lock().unwrap());
+    assert_eq!(r.bytes().await.unwrap().to_vec(), body);
+    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let d = layer["digest"].as_str().unwrap();
+        let r = b.get(&format!("/v2/shared/app/blobs/{d}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(sha256(&r.bytes().await.unwrap()), d);
+    }
+    // The image stream B serves has A's push.
+    let is = stream(&b, "shared", "app").await;
+    assert_eq!(history(&is, "v1").len(), 1, "{is}");
+    assert!(is.to_string().contains(&digest));
+
+    // An upload started on A (POST + PATCH), continued and finished on B.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let r = a
+        .req(Method::POST, "/v2/shared/up/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = location(&r);
+    let r = a
+        .req(Method::PATCH, &loc)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", "0-99999")
+        .body(data[..100_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // The same session through the other replica.
+    let loc = path_of(&location(&r));
+    let r = b.get(&loc).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "range"), Some("0-99999"));
+    let r = b
+        .req(Method::PATCH, &loc)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", "100000-299999")
+        .body(data[100_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = path_of(&location(&r));
+    let d = sha256(&data);
+    let r = b
+        .req(Method::PUT, &with_query(&loc, &format!("digest={d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        pb.log.lock().unwrap()
+    );
+    let r = a.get(&format!("/v2/shared/up/blobs/{d}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+}
+
+/// The path and query of a URL or path (drops the replica it names).
+fn path_of(location: &str) -> String {
+    match location.split_once("://") {
+        Some((_, rest)) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
+        None => location.to_string(),
+    }
+}
+
+const API: &str = "/apis/image.openshift.io/v1";
+
+/// Reads watch events (one JSON object per line) until `count` arrived or 30 s passed.
+async fn watch_events(watch: &mut reqwest::Response, count: usize) -> Vec<serde_json::Value> {
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while events.len() < count {
+        let chunk = tokio::time::timeout_at(deadline, watch.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} events: {events:?}", events.len()))
+            .unwrap()
+            .expect("watch stream open");
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            events.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    events
+}
+
+/// A watch on replica B sees the pushes made through replica A (and through B itself), every
+/// one, in resourceVersion order, with no gap between consecutive pushes to one stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_one_replica_sees_pushes_through_the_other_in_order() {
+    let etcd = EtcdCluster::start(1, false);
+    let a = on_etcd(&etcd, "watch").await;
+    let b = on_etcd(&etcd, "watch").await;
+    a.push_image("team/app", "v0", "first").await;
+    let list: serde_json::Value = b
+        .get(&format!("{API}/namespaces/team/imagestreams"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rv: u64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut watch = b
+        .get(&format!(
+            "{API}/namespaces/team/imagestreams?watch=true&resourceVersion={rv}"
+        ))
+        .await;
+    assert_eq!(watch.status(), StatusCode::OK);
+    for i in 1..=6 {
+        let through = if i % 3 == 0 { &b } else { &a };
+        through
+            .push_image("team/app", &format!("v{i}"), &format!("push-{i}"))
+            .await;
+    }
+    let events = watch_events(&mut watch, 6).await;
+    let mut last = rv;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["type"], "MODIFIED", "{e}");
+        let erv: u64 = e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(erv > last, "event {i} at {erv} after {last}");
+        last = erv;
+        let tags: Vec<&str> = e["object"]["status"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap())
+            .collect();
+        assert!(tags.contains(&format!("v{}", i + 1).as_str()), "{tags:?}");
+    }
+}
