@@ -40,6 +40,10 @@ pub struct Config {
     pub etcd_password: Option<String>,
     /// Bound on each etcd call, in seconds; past it the request fails with 503.
     pub etcd_timeout_secs: u64,
+    /// With several replicas (etcd), the controllers run on the one holding a lease of this
+    /// many seconds; another takes over about this long after the holder dies. Keep it over
+    /// three times `etcd_timeout_secs`.
+    pub leader_lease_secs: u64,
     /// Where blob bytes go: `fs` (files under the data directory, the default) or
     /// `s3://BUCKET[/PREFIX]` (S3-compatible object storage).
     pub blob_store: String,
@@ -188,6 +192,7 @@ impl Default for Config {
             etcd_user: None,
             etcd_password: None,
             etcd_timeout_secs: 5,
+            leader_lease_secs: 15,
             public_host: None,
             internal_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
@@ -423,6 +428,9 @@ pub struct ServeArgs {
     /// Seconds each etcd call may take before the request fails with 503 (default 5).
     #[arg(long, env = "BERTH_ETCD_TIMEOUT_SECS")]
     pub etcd_timeout_secs: Option<u64>,
+    /// Seconds of the controller lease among replicas on etcd (default 15).
+    #[arg(long, env = "BERTH_LEADER_LEASE_SECS")]
+    pub leader_lease_secs: Option<u64>,
     /// Where blob bytes go: fs (default) or s3://BUCKET[/PREFIX]; credentials from
     /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the config file.
     #[arg(long, env = "BERTH_BLOB_STORE")]
@@ -598,6 +606,9 @@ impl Config {
         }
         if let Some(v) = args.etcd_timeout_secs {
             config.etcd_timeout_secs = v;
+        }
+        if let Some(v) = args.leader_lease_secs {
+            config.leader_lease_secs = v;
         }
         if let Some(v) = &args.s3_endpoint {
             config.s3_endpoint = Some(v.clone());

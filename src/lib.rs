@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod imagestream;
 pub mod importer;
+pub mod leader;
 pub mod metrics;
 pub mod registry;
 pub mod secrets;
@@ -310,29 +311,46 @@ impl Server {
                 }
             }
         });
-        let collector = registry::gc::spawn(
-            self.state.gc.clone(),
-            Duration::from_secs(self.config.gc_interval_secs.max(1)),
-            Duration::from_secs(self.config.gc_sweep_interval_secs.max(1)),
-        );
-        let retention = imagestream::retention::spawn(
-            imagestream::service::ImageStreams::new(self.state.registry.clone()),
-            self.config.retention.clone(),
-            Duration::from_secs(self.config.retention_interval_secs.max(1)),
-        );
-        let controller = importer::controller::spawn(
-            self.state.importer.clone(),
-            importer::controller::Schedule {
-                interval: Duration::from_secs(self.config.scheduled_import_interval_secs),
-                max_per_minute: self.config.max_scheduled_imports_per_minute,
-            },
-        );
-        let deliveries = webhooks::delivery::spawn(
+        let controllers = {
+            let (state, config) = (self.state.clone(), self.config.clone());
+            let (outbox, delivery) = (self.outbox.clone(), self.delivery.clone());
+            move || {
+                let mut tasks = vec![
+                    registry::gc::spawn(
+                        state.gc.clone(),
+                        Duration::from_secs(config.gc_interval_secs.max(1)),
+                        Duration::from_secs(config.gc_sweep_interval_secs.max(1)),
+                    ),
+                    imagestream::retention::spawn(
+                        imagestream::service::ImageStreams::new(state.registry.clone()),
+                        config.retention.clone(),
+                        Duration::from_secs(config.retention_interval_secs.max(1)),
+                    ),
+                    importer::controller::spawn(
+                        state.importer.clone(),
+                        importer::controller::Schedule {
+                            interval: Duration::from_secs(config.scheduled_import_interval_secs),
+                            max_per_minute: config.max_scheduled_imports_per_minute,
+                        },
+                    ),
+                ];
+                match webhooks::delivery::spawn(
+                    state.registry.metadata().clone(),
+                    outbox.clone(),
+                    &state.api.webhooks,
+                    delivery.clone(),
+                ) {
+                    Ok(t) => tasks.push(t),
+                    Err(e) => tracing::error!(error = %e, "webhook delivery did not start"),
+                }
+                tasks
+            }
+        };
+        let controllers = leader::supervise(
             self.state.registry.metadata().clone(),
-            self.outbox.clone(),
-            &self.state.api.webhooks,
-            self.delivery.clone(),
-        )?;
+            Duration::from_secs(self.config.leader_lease_secs.max(3)),
+            controllers,
+        );
         let api_state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -351,10 +369,7 @@ impl Server {
             reloader.abort();
         }
         janitor.abort();
-        collector.abort();
-        retention.abort();
-        controller.abort();
-        deliveries.abort();
+        controllers.stop().await;
         let meta = self.state.registry.metadata().clone();
         // Acknowledgements still only in memory: persisted, a restart repeats no delivery.
         let outbox = self.outbox.clone();

@@ -240,3 +240,107 @@ async fn a_watch_on_one_replica_sees_pushes_through_the_other_in_order() {
         assert!(tags.contains(&format!("v{}", i + 1).as_str()), "{tags:?}");
     }
 }
+
+/// The stream `ns/name` through `s` once `check` holds (at most 60 s).
+async fn stream_when(
+    s: &TestServer,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = s
+            .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
+            .await;
+        let is: serde_json::Value = if r.status() == StatusCode::OK {
+            r.json().await.unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        if !is.is_null() && check(&is) {
+            return is;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {is:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn leading(p: &Serve) -> bool {
+    p.log
+        .lock()
+        .unwrap()
+        .contains("leading: this replica runs the controllers")
+}
+
+/// Two replicas: only one runs the controllers; when it is killed (-9), the other takes the
+/// lease and a scheduled import still happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_move_to_another_replica_when_their_holder_dies() {
+    let etcd = EtcdCluster::start(1, false);
+    let src = TestServer::start().await;
+    let (first, _) = src.push_image("lib/web", "latest", "one").await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = etcd.url("controllers");
+    let env = [
+        ("BERTH_METADATA_STORE", url.as_str()),
+        ("BERTH_ETCD_TIMEOUT_SECS", "1"),
+        ("BERTH_LEADER_LEASE_SECS", "3"),
+        ("BERTH_SCHEDULED_IMPORT_INTERVAL_SECS", "1"),
+        ("BERTH_ALLOW_INSECURE_IMPORT_FROM", "127.0.0.1:*"),
+    ];
+    let mut replicas = [
+        Serve::start_with_env(dirs[0].path(), &env),
+        Serve::start_with_env(dirs[1].path(), &env),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let holder = loop {
+        if let Some(n) = (0..2).find(|&n| leading(&replicas[n])) {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "no replica leads");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let survivor = 1 - holder;
+    let s = TestServer::client_for(&replicas[survivor].base);
+    let from = format!("{}/lib/web:latest", src.base.trim_start_matches("http://"));
+    let body = serde_json::json!({
+        "kind": "ImageStreamTag", "apiVersion": "image.openshift.io/v1",
+        "metadata": {"name": "web:latest"},
+        "tag": {"name": "latest", "from": {"kind": "DockerImage", "name": from},
+                "importPolicy": {"insecure": true, "scheduled": true}},
+    });
+    let r = s
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreamtags/web:latest"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // Created through the survivor, imported by the holder (it learns of the tag from the
+    // change log).
+    stream_when(&s, "team", "web", "the first import", |is| {
+        history(is, "latest") == [first.clone()]
+    })
+    .await;
+    assert!(!leading(&replicas[survivor]), "both replicas lead");
+
+    replicas[holder].kill();
+    let (second, _) = src.push_image("lib/web", "latest", "two").await;
+    stream_when(
+        &s,
+        "team",
+        "web",
+        "the scheduled re-import after the holder died",
+        |is| history(is, "latest") == [second.clone(), first.clone()],
+    )
+    .await;
+    assert!(leading(&replicas[survivor]));
+}
