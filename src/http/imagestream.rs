@@ -274,6 +274,11 @@ impl From<Error> for StatusError {
                     refusal.message,
                 )
             }
+            Error::Storage(berth_storage::Error::TooLarge(why)) => StatusError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                status::Reason::RequestEntityTooLarge,
+                why,
+            ),
             Error::Storage(berth_storage::Error::Unavailable(why)) => {
                 tracing::warn!(error = %why, "storage unavailable");
                 StatusError::new(

@@ -98,9 +98,17 @@ pub fn append<E>(tx: &mut dyn Txn, revision: u64, changes: &[Change]) -> Result<
                 kind: (*kind).into(),
                 stream: Box::new(stream.clone()),
             }),
+            // Watchers render an added or modified Image when they deliver it, so its metadata
+            // is enough (and keeps the entry small: an Image holds its whole manifest).
             Change::Image { kind, image } => Some(Entry::Image {
                 kind: (*kind).into(),
-                image: Box::new(image.clone()),
+                image: Box::new(match kind {
+                    ChangeKind::Deleted => image.clone(),
+                    _ => Image {
+                        metadata: image.metadata.clone(),
+                        ..Image::default()
+                    },
+                }),
             }),
             Change::Webhook { kind, webhook } => Some(Entry::Webhook {
                 kind: (*kind).into(),

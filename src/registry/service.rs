@@ -267,6 +267,12 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether the blob store answers (object storage reachable): one metadata-only lookup.
+    pub async fn check_blobs(&self) -> Result<()> {
+        self.blobs.stat(&Digest::sha256_of(b"")).await?;
+        Ok(())
+    }
+
     /// Why writes would be refused now, if they would: the data directory short of its
     /// reserve, or a metadata store that has refused writes since an I/O error.
     pub fn write_trouble(&self) -> Option<String> {

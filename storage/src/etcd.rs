@@ -30,6 +30,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -162,7 +164,11 @@ fn read_file(p: &PathBuf) -> Result<Vec<u8>> {
 }
 
 pub struct EtcdMetadata {
-    client: Client,
+    /// One client per member: tonic's balanced channel keeps handing requests to a member
+    /// that died, so failover is done here (see [`EtcdMetadata::call`]).
+    clients: Arc<Vec<Client>>,
+    /// The member that answered last; calls start there.
+    preferred: Arc<AtomicUsize>,
     prefix: Vec<u8>,
     timeout: Duration,
     /// Where etcd calls run; `None` only while dropping.
@@ -202,41 +208,78 @@ impl EtcdMetadata {
             })
             .collect::<Vec<_>>();
         let timeout = config.timeout;
-        let client = wait(&runtime, async move {
-            tokio::time::timeout(timeout, Client::connect(endpoints, Some(options)))
-                .await
-                .map_err(|_| Error::Unavailable("etcd: connecting timed out".into()))?
-                .map_err(from_etcd)
+        let clients = wait(&runtime, async move {
+            let mut clients = Vec::new();
+            let mut last = None;
+            for e in endpoints {
+                let connect = Client::connect([e.clone()], Some(options.clone()));
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(c)) => clients.push(c),
+                    // Only a login needs the member now; one that is down is left out.
+                    Ok(Err(err)) => {
+                        tracing::warn!(endpoint = %e, error = %err, "etcd member left out");
+                        last = Some(from_etcd(err));
+                    }
+                    Err(_) => {
+                        last = Some(Error::Unavailable(format!(
+                            "etcd: connecting to {e} timed out"
+                        )))
+                    }
+                }
+            }
+            match (clients.is_empty(), last) {
+                (true, Some(e)) => Err(e),
+                _ => Ok(clients),
+            }
         })?;
         Ok(Self {
-            client,
+            clients: Arc::new(clients),
+            preferred: Arc::new(AtomicUsize::new(0)),
             prefix: config.key_prefix(),
             timeout,
             runtime: Some(runtime),
         })
     }
 
-    /// The etcd client and the key prefix, for other users of the same cluster (watches,
-    /// leases) that run their own async code.
-    pub fn client(&self) -> (&Client, &[u8]) {
-        (&self.client, &self.prefix)
-    }
-
-    /// Runs `f` on the store's runtime, bounded by the timeout, and waits for it.
-    fn call<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    /// Runs `f` with a member's KV client on the store's runtime and waits for it, all of it
+    /// bounded by the timeout. A member that cannot be reached (or has no leader) is skipped
+    /// for the next one; a `write` moves on only when the request surely did not run (the
+    /// connection failed, or etcd refused it for want of a leader), never after a timeout.
+    fn call<T, F, Fut>(&self, what: &'static str, write: bool, f: F) -> Result<T>
     where
-        F: Future<Output = std::result::Result<T, etcd_client::Error>> + Send + 'static,
+        F: Fn(etcd_client::KvClient) -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>> + Send + 'static,
         T: Send + 'static,
     {
         let timeout = self.timeout;
+        let (clients, preferred) = (self.clients.clone(), self.preferred.clone());
         let rt = self.runtime.as_ref().expect("runtime lives until drop");
         wait(rt, async move {
-            match tokio::time::timeout(timeout, f).await {
-                Ok(r) => r.map_err(from_etcd),
-                Err(_) => Err(Error::Unavailable(format!(
-                    "etcd: {what} timed out after {timeout:?}"
-                ))),
+            let deadline = tokio::time::Instant::now() + timeout;
+            let first = preferred.load(Ordering::Relaxed);
+            let mut last = None;
+            // Twice round the members: one may come back while an election settles.
+            for attempt in 0..clients.len() * 2 {
+                let n = (first + attempt) % clients.len();
+                let kv = clients[n].kv_client();
+                match tokio::time::timeout_at(deadline, f(kv)).await {
+                    Ok(Ok(v)) => {
+                        preferred.store(n, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Ok(Err(e)) if skippable(&e, write) => {
+                        last = Some(from_etcd(e));
+                        if attempt + 1 >= clients.len() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    Ok(Err(e)) => return Err(from_etcd(e)),
+                    Err(_) => break,
+                }
             }
+            Err(last.unwrap_or_else(|| {
+                Error::Unavailable(format!("etcd: {what} timed out after {timeout:?}"))
+            }))
         })
     }
 
@@ -247,10 +290,12 @@ impl EtcdMetadata {
     /// Value and `mod_revision` of `key` (when present), at `revision` when given (else the
     /// newest), with the revision the answer is from.
     fn get_at(&self, key: &[u8], revision: Option<i64>) -> Result<(Option<Versioned>, i64)> {
-        let mut kv = self.client.kv_client();
         let full = self.full_key(key);
         let options = revision.map(|r| GetOptions::new().with_revision(r));
-        let mut resp = self.call("get", async move { kv.get(full, options).await })?;
+        let mut resp = self.call("get", false, move |mut kv| {
+            let (full, options) = (full.clone(), options.clone());
+            async move { kv.get(full, options).await }
+        })?;
         let at = resp.header().map(|h| h.revision()).unwrap_or(0);
         let found = resp.take_kvs().into_iter().next().map(|kv| {
             let m = kv.mod_revision();
@@ -291,7 +336,7 @@ impl EtcdMetadata {
             .map(|k| self.prefix.len() + k.len() + 24)
             .sum::<usize>();
         if compares.len() > MAX_TXN_OPS || ops.len() > MAX_TXN_OPS {
-            return Err(Error::Backend(format!(
+            return Err(Error::TooLarge(format!(
                 "metadata transaction too large for etcd: {} keys read and {} written, etcd \
                  allows {MAX_TXN_OPS} of each (its --max-txn-ops)",
                 compares.len(),
@@ -299,14 +344,16 @@ impl EtcdMetadata {
             )));
         }
         if bytes > MAX_REQUEST_BYTES - REQUEST_MARGIN {
-            return Err(Error::Backend(format!(
+            return Err(Error::TooLarge(format!(
                 "metadata transaction too large for etcd: about {bytes} bytes, etcd accepts \
                  requests up to {MAX_REQUEST_BYTES} (its --max-request-bytes)"
             )));
         }
-        let mut kv = self.client.kv_client();
         let request = etcd_client::Txn::new().when(compares).and_then(ops);
-        let resp = self.call("commit", async move { kv.txn(request).await })?;
+        let resp = self.call("commit", true, move |mut kv| {
+            let request = request.clone();
+            async move { kv.txn(request).await }
+        })?;
         Ok(resp.succeeded())
     }
 }
@@ -336,6 +383,27 @@ fn wait<T: Send + 'static>(
             "etcd: the client runtime stopped".into(),
         ))
     })
+}
+
+/// Whether another member may be tried after `e`: for a write, only when the request surely
+/// did not run.
+fn skippable(e: &etcd_client::Error, write: bool) -> bool {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match e {
+        E::TransportError(_) | E::IoError(_) => true,
+        E::GRpcStatus(s) => {
+            let refused = s.message().contains("no leader")
+                || s.message().contains("connect")
+                || s.message().contains("Connection refused");
+            match s.code() {
+                Code::Unavailable if refused => true,
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => !write,
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 fn from_etcd(e: etcd_client::Error) -> Error {
@@ -468,9 +536,11 @@ impl MetadataStore for EtcdMetadata {
             if let Some(r) = revision {
                 options = options.with_revision(r);
             }
-            let mut kv = self.client.kv_client();
             let from = start.clone();
-            let mut resp = self.call("scan", async move { kv.get(from, Some(options)).await })?;
+            let mut resp = self.call("scan", false, move |mut kv| {
+                let (from, options) = (from.clone(), options.clone());
+                async move { kv.get(from, Some(options)).await }
+            })?;
             revision.get_or_insert(resp.header().map(|h| h.revision()).unwrap_or(0));
             let more = resp.more();
             let kvs = resp.take_kvs();
@@ -534,12 +604,14 @@ impl MetadataStore for EtcdMetadata {
     /// caller reads what changed itself, so a wake-up after each (re)connection covers whatever
     /// happened while no watch was in place.
     fn watch_prefix(&self, prefix: &[u8], wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
-        let client = self.client.clone();
+        let (clients, preferred) = (self.clients.clone(), self.preferred.clone());
         let key = self.full_key(prefix);
         let rt = self.runtime.as_ref().expect("runtime lives until drop");
         rt.spawn(async move {
-            loop {
-                let mut watch = client.watch_client();
+            for round in 0.. {
+                // A broken watch moves to the member calls reach now, then round the others.
+                let n = (preferred.load(Ordering::Relaxed) + round) % clients.len();
+                let mut watch = clients[n].watch_client();
                 let options = etcd_client::WatchOptions::new().with_prefix();
                 if let Ok(mut stream) = watch.watch(key.clone(), Some(options)).await {
                     wake();
@@ -751,7 +823,7 @@ mod etcd_tests {
             Ok::<_, TxError<()>>(())
         });
         match r {
-            Err(TxError::Storage(Error::Backend(m))) => assert!(m.contains("max-txn-ops"), "{m}"),
+            Err(TxError::Storage(Error::TooLarge(m))) => assert!(m.contains("max-txn-ops"), "{m}"),
             other => panic!("{other:?}"),
         }
         let r = st.transaction(|tx| {
@@ -762,7 +834,7 @@ mod etcd_tests {
             Ok::<_, TxError<()>>(())
         });
         match r {
-            Err(TxError::Storage(Error::Backend(m))) => {
+            Err(TxError::Storage(Error::TooLarge(m))) => {
                 assert!(m.contains("max-request-bytes"), "{m}")
             }
             other => panic!("{other:?}"),
