@@ -8,7 +8,7 @@
 //! each entry written deletes the one [`KEEP`] revisions older. On the embedded store nothing
 //! of this runs: only this process writes, and it publishes after each commit.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use berth_storage::record::{decode, encode};
@@ -16,6 +16,7 @@ use berth_storage::{MetadataStore, Record, TxError, Txn};
 use serde::{Deserialize, Serialize};
 
 use super::events::Events;
+use super::notice::NoticeSink;
 use super::store::{Change, ChangeKind};
 use super::types::{Image, ImageStream};
 
@@ -81,6 +82,10 @@ enum Entry {
 #[derive(Serialize, Deserialize)]
 struct LogRecord {
     changes: Vec<Entry>,
+    /// The transaction queued webhook events: the delivery worker (on whichever replica runs
+    /// it) is woken as when the commit happened in its own process.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    notices: bool,
 }
 
 impl Record for LogRecord {
@@ -89,8 +94,13 @@ impl Record for LogRecord {
 }
 
 /// Writes the watchable changes of the transaction committing at `revision` (notices are for
-/// the webhook outbox, not watchers), and trims the log.
-pub fn append<E>(tx: &mut dyn Txn, revision: u64, changes: &[Change]) -> Result<(), TxError<E>> {
+/// the webhook outbox, not watchers; `notices` says the outbox got some), and trims the log.
+pub fn append<E>(
+    tx: &mut dyn Txn,
+    revision: u64,
+    changes: &[Change],
+    notices: bool,
+) -> Result<(), TxError<E>> {
     let changes: Vec<Entry> = changes
         .iter()
         .filter_map(|c| match c {
@@ -117,22 +127,25 @@ pub fn append<E>(tx: &mut dyn Txn, revision: u64, changes: &[Change]) -> Result<
             Change::Notice(_) => None,
         })
         .collect();
-    if changes.is_empty() {
+    if changes.is_empty() && !notices {
         return Ok(());
     }
-    tx.put(&key(revision), &encode(&LogRecord { changes }))?;
+    tx.put(&key(revision), &encode(&LogRecord { changes, notices }))?;
     if revision > KEEP {
         tx.delete(&key(revision - KEEP))?;
     }
     Ok(())
 }
 
+/// One logged transaction: its revision, its changes, whether it queued webhook events.
+pub type Logged = (u64, Vec<Change>, bool);
+
 /// Logged entries after `after`, in revision order, at most `limit`.
 pub fn read_after(
     meta: &dyn MetadataStore,
     after: u64,
     limit: usize,
-) -> berth_storage::Result<Vec<(u64, Vec<Change>)>> {
+) -> berth_storage::Result<Vec<Logged>> {
     let page = meta.scan(PREFIX, Some(&key(after)), limit)?;
     let mut out = Vec::with_capacity(page.len());
     for (k, v) in page {
@@ -144,6 +157,7 @@ pub fn read_after(
                 reason: "key is not a revision".into(),
             })?;
         let record: LogRecord = decode(&v)?;
+        let notices = record.notices;
         let changes = record
             .changes
             .into_iter()
@@ -162,7 +176,7 @@ pub fn read_after(
                 },
             })
             .collect();
-        out.push((revision, changes));
+        out.push((revision, changes, notices));
     }
     Ok(out)
 }
@@ -170,7 +184,12 @@ pub fn read_after(
 /// Follows the log of a shared store from revision `from` on, handing each entry to `events`,
 /// on a thread of its own that ends when the store or the events are dropped. Does nothing on a
 /// store that is not shared.
-pub fn follow(meta: &Arc<dyn MetadataStore>, events: &Arc<Events>, from: u64) {
+pub fn follow(
+    meta: &Arc<dyn MetadataStore>,
+    events: &Arc<Events>,
+    sink: &Arc<OnceLock<Arc<dyn NoticeSink>>>,
+    from: u64,
+) {
     if !meta.shared() {
         return;
     }
@@ -186,6 +205,7 @@ pub fn follow(meta: &Arc<dyn MetadataStore>, events: &Arc<Events>, from: u64) {
     }
     let (meta, events): (Weak<dyn MetadataStore>, Weak<Events>) =
         (Arc::downgrade(meta), Arc::downgrade(events));
+    let sink = Arc::downgrade(sink);
     let spawned = std::thread::Builder::new()
         .name("berth-changelog".into())
         .spawn(move || {
@@ -197,7 +217,7 @@ pub fn follow(meta: &Arc<dyn MetadataStore>, events: &Arc<Events>, from: u64) {
                 let caught_up = match read_after(meta.as_ref(), last, PAGE) {
                     Ok(page) => {
                         let full = page.len() == PAGE;
-                        if let Some((first, _)) = page.first() {
+                        if let Some((first, _, _)) = page.first() {
                             if *first > last + KEEP {
                                 tracing::warn!(
                                     from = last,
@@ -206,9 +226,16 @@ pub fn follow(meta: &Arc<dyn MetadataStore>, events: &Arc<Events>, from: u64) {
                                 );
                             }
                         }
-                        for (revision, changes) in page {
+                        let mut noticed = false;
+                        for (revision, changes, notices) in page {
                             events.deliver_logged(revision, changes);
+                            noticed |= notices;
                             last = revision;
+                        }
+                        if noticed {
+                            if let Some(sink) = sink.upgrade().as_ref().and_then(|s| s.get()) {
+                                sink.committed();
+                            }
                         }
                         !full
                     }

@@ -141,7 +141,8 @@ impl Registry {
         let last = imagestream::store::current_resource_version(meta.as_ref())?;
         let events = Arc::new(Events::new(last));
         // Replicas sharing the store learn each other's changes from its change log.
-        imagestream::changelog::follow(&meta, &events, last);
+        let sink: Arc<OnceLock<Arc<dyn NoticeSink>>> = Arc::new(OnceLock::new());
+        imagestream::changelog::follow(&meta, &events, &sink, last);
         Ok(Registry {
             meta,
             blobs,
@@ -153,7 +154,7 @@ impl Registry {
             events,
             blob_locks: Arc::new(BlobLocks::default()),
             gate: WriteGate::default(),
-            sink: Arc::new(OnceLock::new()),
+            sink,
         })
     }
 
@@ -331,10 +332,6 @@ impl Registry {
             let (value, changes, noticed) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
-                if logged && changes.iter().any(|c| !matches!(c, Change::Notice(_))) {
-                    let revision = tx.revision()?;
-                    imagestream::changelog::append(tx, revision, &changes)?;
-                }
                 // The outbox commits with the change it describes, or neither does.
                 let notices: Vec<&Notice> = changes
                     .iter()
@@ -347,6 +344,10 @@ impl Registry {
                     Some(sink) if !notices.is_empty() => sink.record(tx, &notices)?,
                     _ => false,
                 };
+                if logged && (noticed || changes.iter().any(|c| !matches!(c, Change::Notice(_)))) {
+                    let revision = tx.revision()?;
+                    imagestream::changelog::append(tx, revision, &changes, noticed)?;
+                }
                 Ok((value, changes, noticed))
             })?;
             let flushed = meta.flush();
