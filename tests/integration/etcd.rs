@@ -501,3 +501,54 @@ async fn the_etcd_leader_dying_during_concurrent_pushes_loses_nothing_acknowledg
         );
     }
 }
+
+/// Webhook events of pushes through either replica are delivered once each (by the replica
+/// running the controllers), in order, woken by the change log rather than a timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_of_both_replicas_are_delivered_once_in_order() {
+    use crate::webhooks::{verify, webhook, Receiver, SECRET};
+    let etcd = EtcdCluster::start(1, false);
+    let url = etcd.url("hooks");
+    let tweak = move |c: &mut berth::config::Config| {
+        c.metadata_store = url.clone();
+        c.webhook_allow_private = true;
+        c.webhook_backoff_base_ms = 20;
+        c.webhook_backoff_cap_secs = 1;
+    };
+    let a = TestServer::start_with(tweak.clone()).await;
+    let b = TestServer::start_with(tweak).await;
+    let rx = Receiver::start(200).await;
+    let hook = webhook(
+        "ci",
+        &rx.url(),
+        serde_json::json!({"events": ["imagestreamtag.updated"], "tags": ["app:latest"]}),
+    );
+    let r = b
+        .req(Method::POST, "/apis/berth.io/v1/namespaces/ns/webhooks")
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let mut pushed = Vec::new();
+    for i in 0..10 {
+        let through = if i % 2 == 0 { &a } else { &b };
+        let (digest, _) = through
+            .push_image("ns/app", "latest", &format!("hook-{i}"))
+            .await;
+        pushed.push(digest);
+    }
+    // Well under the worker's 30 s idle recheck: the change log wakes it.
+    let got = rx.wait_for(10, std::time::Duration::from_secs(20)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(rx.deliveries().len(), 10, "exactly one delivery per change");
+    for (d, want) in got.iter().zip(&pushed) {
+        assert!(verify(d, SECRET));
+        assert_eq!(&d.json()["data"]["image"], want.as_str());
+    }
+}
