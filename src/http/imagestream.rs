@@ -110,6 +110,12 @@ impl Api {
             webhook_hub.clone(),
             streams.registry().hosts().clone(),
         );
+        let hubs = (stream_hub.clone(), image_hub.clone(), webhook_hub.clone());
+        streams.registry().events().on_gap(Arc::new(move |upto| {
+            hubs.0.gap(upto);
+            hubs.1.gap(upto);
+            hubs.2.gap(upto);
+        }));
         streams
             .registry()
             .events()

@@ -217,13 +217,18 @@ pub fn follow(
                 let caught_up = match read_after(meta.as_ref(), last, PAGE) {
                     Ok(page) => {
                         let full = page.len() == PAGE;
-                        if let Some((first, _, _)) = page.first() {
-                            if *first > last + KEEP {
+                        // Entries after `last` are gone once `KEEP` more revisions were taken;
+                        // holes are also revisions that changed nothing, so only then is one
+                        // a loss.
+                        if let Some(&(first, _, _)) = page.first() {
+                            let newest = meta.revision().unwrap_or(0);
+                            if first > last + 1 && newest > last + KEEP {
                                 tracing::warn!(
                                     from = last,
                                     to = first,
-                                    "fell behind the change log: watchers here missed changes"
+                                    "fell behind the change log: watches here start over (410)"
                                 );
+                                events.gap(first - 1);
                             }
                         }
                         let mut noticed = false;
