@@ -352,34 +352,57 @@ async fn controllers_move_to_another_replica_when_their_holder_dies() {
 
 /// Sends a request until it gets an answer other than 5xx (a replica whose etcd is electing a
 /// leader answers 503), as a client retrying would; at most about 60 s.
+/// How a test client retries: `PATIENT` waits out an election or a restart (about a minute),
+/// `ONCE` gives up at the first failure (to fall back to another replica).
+#[derive(Clone, Copy)]
+struct Retries(usize);
+const PATIENT: Retries = Retries(300);
+const ONCE: Retries = Retries(1);
+
 async fn until_answered(
     make: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, String> {
+    answered_within(PATIENT, make).await
+}
+
+async fn answered_within(
+    retries: Retries,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, String> {
     let mut last = String::new();
-    for _ in 0..300 {
+    for attempt in 0..retries.0 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
         match make().send().await {
             Ok(r) if !r.status().is_server_error() => return Ok(r),
             Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
             Err(e) => last = e.to_string(),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     Err(last)
 }
 
 /// One blob pushed as a client does: a session that a failed write ended (503, then
 /// BLOB_UPLOAD_UNKNOWN) is started over, at most 20 times.
-async fn push_blob_retrying(s: &TestServer, repo: &str, blob: &[u8]) -> Result<(), String> {
+async fn push_blob_retrying(
+    s: &TestServer,
+    repo: &str,
+    blob: &[u8],
+    retries: Retries,
+) -> Result<(), String> {
     let d = sha256(blob);
     let mut why = String::new();
-    for _ in 0..20 {
-        let r =
-            until_answered(|| s.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))).await?;
+    for _ in 0..retries.0.min(20) {
+        let r = answered_within(retries, || {
+            s.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+        })
+        .await?;
         if r.status() != StatusCode::ACCEPTED {
             return Err(format!("POST upload: {}", r.status()));
         }
         let loc = location(&r);
-        let r = until_answered(|| {
+        let r = answered_within(retries, || {
             s.req(Method::PUT, &with_query(&loc, &format!("digest={d}")))
                 .body(blob.to_vec())
         })
@@ -389,7 +412,10 @@ async fn push_blob_retrying(s: &TestServer, repo: &str, blob: &[u8]) -> Result<(
         }
         why = format!("{}: {}", r.status(), r.text().await.unwrap_or_default());
         // A retried PUT whose first try committed finds its session gone, the blob stored.
-        let head = until_answered(|| s.req(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"))).await?;
+        let head = answered_within(retries, || {
+            s.req(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"))
+        })
+        .await?;
         if head.status() == StatusCode::OK {
             return Ok(());
         }
@@ -404,10 +430,21 @@ async fn push_retrying(
     tag: &str,
     seed: &str,
 ) -> Result<String, String> {
+    push_within(s, repo, tag, seed, PATIENT).await
+}
+
+async fn push_within(
+    s: &TestServer,
+    repo: &str,
+    tag: &str,
+    seed: &str,
+    retries: Retries,
+) -> Result<String, String> {
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
-    let layer = format!("layer of {seed}");
+    // Big enough that some pushes are mid-blob when a test kills their replica.
+    let layer = format!("layer of {seed}").repeat(16 * 1024);
     for blob in [config.as_bytes(), layer.as_bytes()] {
-        push_blob_retrying(s, repo, blob).await?;
+        push_blob_retrying(s, repo, blob, retries).await?;
     }
     let manifest = image_manifest(
         &sha256(config.as_bytes()),
@@ -415,7 +452,7 @@ async fn push_retrying(
         &[(&sha256(layer.as_bytes()), layer.len())],
         "",
     );
-    let r = until_answered(|| {
+    let r = answered_within(retries, || {
         s.req(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
             .header("content-type", OCI_MANIFEST)
             .body(manifest.clone())
@@ -551,4 +588,80 @@ async fn webhook_events_of_both_replicas_are_delivered_once_in_order() {
         assert!(verify(d, SECRET));
         assert_eq!(&d.json()["data"]["image"], want.as_str());
     }
+}
+
+/// A replica killed (-9) in the middle of 24 concurrent pushes: each push that fails through it
+/// is retried from the start through the other replica and completes; every acknowledged push,
+/// through either, is intact through the survivor (blobs on a shared Garage cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_dying_mid_push_loses_nothing_and_the_retry_through_the_other_completes() {
+    let etcd = EtcdCluster::start(1, false);
+    let garage = Garage::start(3);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = etcd.url("dying");
+    let blob_store = format!("s3://{}/dying", garage.bucket);
+    let replica = |n: usize| {
+        let endpoint = garage.endpoint(n);
+        let env = [
+            ("BERTH_METADATA_STORE", url.as_str()),
+            ("BERTH_BLOB_STORE", blob_store.as_str()),
+            ("BERTH_S3_ENDPOINT", endpoint.as_str()),
+            ("BERTH_S3_REGION", "garage"),
+            ("AWS_ACCESS_KEY_ID", garage.key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
+        ];
+        Serve::start_with_env(dirs[n].path(), &env)
+    };
+    let (mut pa, pb) = (replica(0), replica(1));
+    let a = std::sync::Arc::new(TestServer::client_for(&pa.base));
+    let b = std::sync::Arc::new(TestServer::client_for(&pb.base));
+    let pushes: Vec<_> = (0..24usize)
+        .map(|i| {
+            let (a, b) = (a.clone(), b.clone());
+            tokio::spawn(async move {
+                let (repo, tag, seed) = ("team/dying", format!("t{i}"), format!("dying-{i}"));
+                match push_within(&a, repo, &tag, &seed, ONCE).await {
+                    Ok(digest) => (tag, digest, "a"),
+                    Err(_) => {
+                        let digest = push_retrying(&b, repo, &tag, &seed)
+                            .await
+                            .unwrap_or_else(|e| panic!("{tag} through the survivor: {e}"));
+                        (tag, digest, "b")
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    pa.kill();
+    let mut through_b = 0;
+    for p in pushes {
+        let (tag, digest, via) = p.await.unwrap();
+        through_b += usize::from(via == "b");
+        let r = b.get(&format!("/v2/team/dying/manifests/{tag}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{tag} via {via}");
+        assert_eq!(header(&r, "docker-content-digest"), Some(digest.as_str()));
+        let manifest: serde_json::Value = r.json().await.unwrap();
+        let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+        blobs.extend(
+            manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string()),
+        );
+        for d in blobs {
+            let body = b.get(&format!("/v2/team/dying/blobs/{d}")).await;
+            assert_eq!(body.status(), StatusCode::OK, "{tag}: {d}");
+            assert_eq!(sha256(&body.bytes().await.unwrap()), d);
+        }
+        let is = stream(&b, "team", "dying").await;
+        assert_eq!(history(&is, &tag), [digest], "{tag} via {via}");
+    }
+    // The kill landed while pushes were running, so the retry path was taken.
+    assert!(
+        through_b > 0,
+        "no push needed the other replica: {}",
+        pb.log.lock().unwrap()
+    );
 }
