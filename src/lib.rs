@@ -344,11 +344,12 @@ impl Server {
         collector.abort();
         retention.abort();
         controller.abort();
-        deliveries.abort();
         let meta = self.state.registry.metadata().clone();
         // Acknowledgements still only in memory: persisted, a restart repeats no delivery.
         let outbox = self.outbox.clone();
         let flushed = tokio::task::spawn_blocking(move || {
+            // First: no acknowledgement may come after the final persist.
+            deliveries.stop();
             if let Err(e) = outbox.persist_all() {
                 tracing::warn!(error = %e, "persisting webhook delivery cursors failed");
             }
