@@ -1,6 +1,10 @@
 # berth container image: `docker build -t berth .` or `docker-compose up --build`.
 # Stage 1 builds the release binary; stage 2 is a slim runtime with only that binary.
 FROM rust:1-bookworm AS build
+# protoc and protobuf's well-known types: the etcd metadata backend compiles etcd's protocol.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --bin berth \

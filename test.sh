@@ -8,7 +8,9 @@
 #
 # Steps (each ends with a line "== STEP: ok|FAILED|SKIPPED (...)"):
 #   deps         scripts/install-deps.sh: apt packages (skopeo podman buildah umoci busybox-static
-#                docker.io docker-compose docker-registry python3-venv) and the .venv for pytest
+#                docker.io docker-compose docker-registry python3-venv, protobuf-compiler
+#                libprotobuf-dev for the build, etcd-server etcd-client for the etcd tests) and the
+#                .venv for pytest
 #   build        cargo build --workspace
 #   unit         cargo test --workspace (unit + integration tests)
 #   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (10) s; without
@@ -20,6 +22,9 @@
 #   s3           the conformance replay and the skopeo/podman/docker/oras scenarios again, with
 #                blobs on a 3-node Garage cluster (scripts/garage-cluster.sh; replication 3), then
 #                a 1 GiB push in 1 MiB chunks with berth's peak RSS bounded (BERTH_BIG_TESTS=1)
+#   etcd         the conformance replay and the skopeo/podman scenarios again, with metadata on a
+#                3-member etcd cluster (scripts/etcd-cluster.sh; Debian's etcd-server); manifests
+#                over 1 MiB are expected to get 413 there (etcd's 1.5 MiB request limit)
 #   bench        target/debug/berth-bench --quick (benchmark smoke test: every answer checked,
 #                against docker-registry; the published figures come from a release run)
 #   compose      docker-compose -f docker-compose.yml config -q
@@ -35,21 +40,21 @@ export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
 # Client tests start the server from their own temp directories, so the path must be absolute.
 case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$PWD/$BERTH_BIN" ;; esac
 
-all_steps=(deps build unit fuzz conformance clients s3 bench compose)
+all_steps=(deps build unit fuzz conformance clients s3 etcd bench compose)
 if [ $# -eq 0 ]; then
   steps=("${all_steps[@]}")
 else
   steps=()
   for a in "$@"; do
     case "$a" in
-      deps|build|unit|fuzz|conformance|clients|s3|bench|compose) steps+=("$a") ;;
+      deps|build|unit|fuzz|conformance|clients|s3|etcd|bench|compose) steps+=("$a") ;;
       unit+integration|test) steps+=(unit) ;;
       -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
       *) echo "test.sh: unknown step '$a' (steps: ${all_steps[*]})" >&2; exit 2 ;;
     esac
   done
   # The binary steps need a build; add it (a no-op when up to date) unless asked for already.
-  needs_build='\ (unit|conformance|clients|s3)\ '
+  needs_build='\ (unit|conformance|clients|s3|etcd)\ '
   [ "${REGISTRY_IMPL:-berth}" = berth ] || needs_build='\ (unit|conformance)\ '
   if [[ " ${steps[*]} " =~ $needs_build ]] && [[ ! " ${steps[*]} " =~ " build " ]]; then
     steps=(build "${steps[@]}")
@@ -213,6 +218,31 @@ step_s3() {
   if [ "$rc" -eq 0 ]; then record s3 ok "$conf; $cli; $big"
   elif [ "$rc" -eq 3 ]; then record s3 FAILED "$conf; $cli; the 1 GiB chunked push failed (s3-large.log)"
   else record s3 FAILED "${conf:-conformance did not finish}; ${cli:-clients did not run}"; fi
+}
+
+step_etcd() {
+  banner "etcd: conformance + client scenarios with metadata on a 3-member etcd cluster"
+  need_build etcd || return
+  local edir="$logdir/etcd-cluster" log="$logdir/etcd.log"
+  if ! scripts/etcd-cluster.sh start "$edir" 3 >"$log" 2>&1; then
+    cat "$log"; record etcd FAILED "the etcd cluster did not start (scripts/etcd-cluster.sh)"; return
+  fi
+  local rc=0 conf="" cli=""
+  (
+    # shellcheck disable=SC1091
+    source "$edir/env"
+    # etcd takes requests up to 1.5 MiB, so berth refuses larger manifests there with 413;
+    # the replay checks that refusal for its 3.9 MB manifest instead of storing it.
+    timeout 1200 "$tdir/debug/berth-conformance" --berth-bin "$BERTH_BIN" --max-manifest-bytes 1048576 2>&1 | tee "$logdir/etcd-conformance.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+    timeout 1200 .venv/bin/pytest tests/clients -v -k "skopeo or podman" 2>&1 | tee "$logdir/etcd-clients.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 2
+  ) || rc=$?
+  scripts/etcd-cluster.sh stop "$edir"
+  conf=$(grep -E '^conformance: [0-9]+ passed' "$logdir/etcd-conformance.log" 2>/dev/null | tail -1)
+  cli=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$logdir/etcd-clients.log" 2>/dev/null | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+  if [ "$rc" -eq 0 ]; then record etcd ok "$conf; $cli"
+  else record etcd FAILED "${conf:-conformance did not finish}; ${cli:-clients did not run}"; fi
 }
 
 step_bench() {

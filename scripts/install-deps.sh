@@ -45,6 +45,12 @@ apt_wanted=(
   # The console's browser tests (tests/clients/test_console.py) drive Debian's Chromium.
   "chromium:chromium"
   "chromium-driver:chromedriver"
+  # The etcd metadata backend: protoc and protobuf's well-known types compile etcd-client's
+  # protocol at build time; etcd (server and etcdctl) runs in the tests.
+  "protobuf-compiler:protoc"
+  "libprotobuf-dev:"
+  "etcd-server:etcd"
+  "etcd-client:etcdctl"
 )
 
 dpkg_installed() {
@@ -164,6 +170,8 @@ fi
   echo "dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,)"
   echo "docker-compose $(docker-compose version --short 2>/dev/null)"
   echo "docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null)"
+  echo "etcd $(etcd --version 2>/dev/null | awk 'NR==1 {print $3}')"
+  echo "protoc $(protoc --version 2>/dev/null | awk '{print $2}')"
   echo "garage $("${GARAGE_BIN:-$garage_root/bin/garage}" --version 2>/dev/null | awk '{print $2}')"
   echo "kubectl $(kubectl version --client 2>/dev/null | head -1 | awk '{print $3}')"
   [ -x "$kube_private/usr/bin/kubectl" ] && echo "kubectl (private) $("$kube_private/usr/bin/kubectl" version --client --short 2>/dev/null | awk '{print $3}')"

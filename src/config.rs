@@ -26,6 +26,24 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where metadata (sled) and blob files live.
     pub data_dir: PathBuf,
+    /// Where metadata lives: `sled` (embedded, under the data directory: the default) or
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (shared by every replica; keys under
+    /// `PREFIX/`, default `berth/`).
+    pub metadata_store: String,
+    /// PEM CA bundle of the etcd members' certificates (turns on TLS to etcd).
+    pub etcd_ca: Option<PathBuf>,
+    /// PEM client certificate and key for etcd (mutual TLS).
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user and password (etcd authentication).
+    pub etcd_user: Option<String>,
+    pub etcd_password: Option<String>,
+    /// Bound on each etcd call, in seconds; past it the request fails with 503.
+    pub etcd_timeout_secs: u64,
+    /// With several replicas (etcd), the controllers run on the one holding a lease of this
+    /// many seconds; another takes over about this long after the holder dies. Keep it over
+    /// three times `etcd_timeout_secs`.
+    pub leader_lease_secs: u64,
     /// Where blob bytes go: `fs` (files under the data directory, the default) or
     /// `s3://BUCKET[/PREFIX]` (S3-compatible object storage).
     pub blob_store: String,
@@ -167,6 +185,14 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("berth-data"),
+            metadata_store: "sled".into(),
+            etcd_ca: None,
+            etcd_cert: None,
+            etcd_key: None,
+            etcd_user: None,
+            etcd_password: None,
+            etcd_timeout_secs: 5,
+            leader_lease_secs: 15,
             public_host: None,
             internal_host: None,
             max_manifest_bytes: 4 * 1024 * 1024,
@@ -251,6 +277,27 @@ impl Config {
             redirect: self.blob_redirect,
         })
     }
+
+    /// The etcd settings, when metadata lives on etcd.
+    pub fn etcd(&self) -> Option<Result<berth_storage::etcd::EtcdConfig, ConfigError>> {
+        if self.metadata_store == "sled" {
+            return None;
+        }
+        Some(
+            berth_storage::etcd::EtcdConfig::parse_url(&self.metadata_store)
+                .map(|mut c| {
+                    c.ca = self.etcd_ca.clone();
+                    c.cert = self.etcd_cert.clone();
+                    c.key = self.etcd_key.clone();
+                    c.user = self.etcd_user.clone();
+                    c.password = self.etcd_password.clone();
+                    c.timeout = std::time::Duration::from_secs(self.etcd_timeout_secs.max(1));
+                    c
+                })
+                .map_err(|message| ConfigError::MetadataStore { message }),
+        )
+    }
+
     /// What one connection may cost, and for how long. Zero timeouts would close every
     /// connection at once, so they count as one second.
     pub fn connection_limits(&self) -> crate::server::Limits {
@@ -285,6 +332,8 @@ pub enum ConfigError {
     },
     #[error("blob_store: {message}")]
     BlobStore { message: String },
+    #[error("metadata_store: {message}")]
+    MetadataStore { message: String },
     #[error("retention policy {name:?}: {message}")]
     Retention { name: String, message: String },
 }
@@ -357,6 +406,31 @@ pub struct ServeArgs {
     /// Seconds after which an untouched upload session is discarded (default 86400).
     #[arg(long, env = "BERTH_UPLOAD_MAX_AGE_SECS")]
     pub upload_max_age_secs: Option<u64>,
+    /// Where metadata lives: sled (default, embedded) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]
+    /// (one etcd cluster shared by every replica).
+    #[arg(long, env = "BERTH_METADATA_STORE")]
+    pub metadata_store: Option<String>,
+    /// PEM CA bundle of the etcd members (turns on TLS to etcd).
+    #[arg(long, env = "BERTH_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key).
+    #[arg(long, env = "BERTH_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, env = "BERTH_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user (with --etcd-password).
+    #[arg(long, env = "BERTH_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "BERTH_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// Seconds each etcd call may take before the request fails with 503 (default 5).
+    #[arg(long, env = "BERTH_ETCD_TIMEOUT_SECS")]
+    pub etcd_timeout_secs: Option<u64>,
+    /// Seconds of the controller lease among replicas on etcd (default 15).
+    #[arg(long, env = "BERTH_LEADER_LEASE_SECS")]
+    pub leader_lease_secs: Option<u64>,
     /// Where blob bytes go: fs (default) or s3://BUCKET[/PREFIX]; credentials from
     /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the config file.
     #[arg(long, env = "BERTH_BLOB_STORE")]
@@ -512,6 +586,30 @@ impl Config {
         if let Some(v) = &args.blob_store {
             config.blob_store = v.clone();
         }
+        if let Some(v) = &args.metadata_store {
+            config.metadata_store = v.clone();
+        }
+        for (arg, field) in [
+            (&args.etcd_ca, &mut config.etcd_ca),
+            (&args.etcd_cert, &mut config.etcd_cert),
+            (&args.etcd_key, &mut config.etcd_key),
+        ] {
+            if arg.is_some() {
+                field.clone_from(arg);
+            }
+        }
+        if args.etcd_user.is_some() {
+            config.etcd_user.clone_from(&args.etcd_user);
+        }
+        if args.etcd_password.is_some() {
+            config.etcd_password.clone_from(&args.etcd_password);
+        }
+        if let Some(v) = args.etcd_timeout_secs {
+            config.etcd_timeout_secs = v;
+        }
+        if let Some(v) = args.leader_lease_secs {
+            config.leader_lease_secs = v;
+        }
         if let Some(v) = &args.s3_endpoint {
             config.s3_endpoint = Some(v.clone());
         }
@@ -571,6 +669,9 @@ impl Config {
         if config.blob_store != "fs" {
             berth_storage::s3::S3Config::parse_url(&config.blob_store)
                 .map_err(|message| ConfigError::BlobStore { message })?;
+        }
+        if let Some(etcd) = config.etcd() {
+            etcd?;
         }
         for policy in &config.retention {
             policy
@@ -654,6 +755,38 @@ mod tests {
             e.contains("retention policy \"x\"") && e.contains("soon"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metadata_store_sled_or_etcd() {
+        assert!(Config::default().etcd().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "metadata_store = \"etcd://a:2379,b:2379/reg\"\netcd_user = \"u\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            etcd_password: Some("p".into()),
+            etcd_timeout_secs: Some(2),
+            ..Default::default()
+        };
+        let etcd = Config::load(&args).unwrap().etcd().unwrap().unwrap();
+        assert_eq!(etcd.endpoints, ["a:2379", "b:2379"]);
+        assert_eq!(etcd.prefix, "reg");
+        assert_eq!(
+            (etcd.user.as_deref(), etcd.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert_eq!(etcd.timeout.as_secs(), 2);
+        let args = ServeArgs {
+            metadata_store: Some("etcd://nohost".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(e.starts_with("metadata_store:"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod imagestream;
 pub mod importer;
+pub mod leader;
 pub mod metrics;
 pub mod registry;
 pub mod secrets;
@@ -34,13 +35,9 @@ use registry::{Limits, Registry};
 
 /// Opens the stores under `config.data_dir` and builds the registry.
 pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Result<Registry> {
-    let meta = SledMetadata::open_with_cache(
-        &config.data_dir.join("metadata"),
-        Some(config.metadata_cache_mib.max(1) << 20),
-    )?
-    .with_reserve(config.min_free_bytes);
+    let meta = open_metadata(config)?;
     // Streams stored whole by earlier releases become per-tag records, once.
-    let converted = imagestream::store::migrate(&meta)?;
+    let converted = imagestream::store::migrate(meta.as_ref())?;
     if converted > 0 {
         tracing::info!(
             streams = converted,
@@ -48,10 +45,9 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         );
     }
     // Reference counts for garbage collection, rebuilt once for a store from before them.
-    if registry::gc::upgrade(&meta)? {
+    if registry::gc::upgrade(meta.as_ref())? {
         tracing::info!("reference counts for garbage collection built");
     }
-    let meta: Arc<dyn berth_storage::MetadataStore> = Arc::new(meta);
     let blobs: Arc<dyn berth_storage::BlobStore> = match config.s3() {
         Some(s3) => {
             tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, endpoint = ?s3.endpoint,
@@ -73,6 +69,21 @@ pub fn open_registry(config: &Config, public_host: String) -> anyhow_like::Resul
         },
         public_host,
     )?)
+}
+
+/// The metadata store `config` names: embedded sled under the data directory, or etcd.
+fn open_metadata(config: &Config) -> anyhow_like::Result<Arc<dyn berth_storage::MetadataStore>> {
+    if let Some(etcd) = config.etcd() {
+        let etcd = etcd?;
+        tracing::info!(endpoints = ?etcd.endpoints, prefix = %etcd.prefix, "metadata on etcd");
+        return Ok(Arc::new(berth_storage::etcd::EtcdMetadata::connect(&etcd)?));
+    }
+    let sled = SledMetadata::open_with_cache(
+        &config.data_dir.join("metadata"),
+        Some(config.metadata_cache_mib.max(1) << 20),
+    )?
+    .with_reserve(config.min_free_bytes);
+    Ok(Arc::new(sled))
 }
 
 /// `allowed_registries_for_import` parsed; a bad pattern stops the start.
@@ -300,29 +311,51 @@ impl Server {
                 }
             }
         });
-        let collector = registry::gc::spawn(
-            self.state.gc.clone(),
-            Duration::from_secs(self.config.gc_interval_secs.max(1)),
-            Duration::from_secs(self.config.gc_sweep_interval_secs.max(1)),
-        );
-        let retention = imagestream::retention::spawn(
-            imagestream::service::ImageStreams::new(self.state.registry.clone()),
-            self.config.retention.clone(),
-            Duration::from_secs(self.config.retention_interval_secs.max(1)),
-        );
-        let controller = importer::controller::spawn(
-            self.state.importer.clone(),
-            importer::controller::Schedule {
-                interval: Duration::from_secs(self.config.scheduled_import_interval_secs),
-                max_per_minute: self.config.max_scheduled_imports_per_minute,
-            },
-        );
-        let deliveries = webhooks::delivery::spawn(
+        let controllers = {
+            let (state, config) = (self.state.clone(), self.config.clone());
+            let (outbox, delivery) = (self.outbox.clone(), self.delivery.clone());
+            move || {
+                let mut tasks = vec![
+                    registry::gc::spawn(
+                        state.gc.clone(),
+                        Duration::from_secs(config.gc_interval_secs.max(1)),
+                        Duration::from_secs(config.gc_sweep_interval_secs.max(1)),
+                    ),
+                    imagestream::retention::spawn(
+                        imagestream::service::ImageStreams::new(state.registry.clone()),
+                        config.retention.clone(),
+                        Duration::from_secs(config.retention_interval_secs.max(1)),
+                    ),
+                    importer::controller::spawn(
+                        state.importer.clone(),
+                        importer::controller::Schedule {
+                            interval: Duration::from_secs(config.scheduled_import_interval_secs),
+                            max_per_minute: config.max_scheduled_imports_per_minute,
+                        },
+                    ),
+                ];
+                match webhooks::delivery::spawn(
+                    state.registry.metadata().clone(),
+                    outbox.clone(),
+                    &state.api.webhooks,
+                    delivery.clone(),
+                ) {
+                    // The worker runs on a thread of its own; this task owns it, and aborting
+                    // the task (losing the lease, shutdown) drops it, which stops it.
+                    Ok(worker) => tasks.push(tokio::spawn(async move {
+                        let _worker = worker;
+                        std::future::pending::<()>().await
+                    })),
+                    Err(e) => tracing::error!(error = %e, "webhook delivery did not start"),
+                }
+                tasks
+            }
+        };
+        let controllers = leader::supervise(
             self.state.registry.metadata().clone(),
-            self.outbox.clone(),
-            &self.state.api.webhooks,
-            self.delivery.clone(),
-        )?;
+            Duration::from_secs(self.config.leader_lease_secs.max(3)),
+            controllers,
+        );
         let api_state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -341,15 +374,11 @@ impl Server {
             reloader.abort();
         }
         janitor.abort();
-        collector.abort();
-        retention.abort();
-        controller.abort();
+        controllers.stop().await;
         let meta = self.state.registry.metadata().clone();
         // Acknowledgements still only in memory: persisted, a restart repeats no delivery.
         let outbox = self.outbox.clone();
         let flushed = tokio::task::spawn_blocking(move || {
-            // First: no acknowledgement may come after the final persist.
-            deliveries.stop();
             if let Err(e) = outbox.persist_all() {
                 tracing::warn!(error = %e, "persisting webhook delivery cursors failed");
             }

@@ -8,6 +8,7 @@
 
 mod big_stream;
 mod client;
+mod cluster;
 mod gc;
 mod limits;
 mod report;
@@ -220,7 +221,7 @@ fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
 
 fn plan_line(p: &Plan) -> String {
     format!(
-        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; 11 {} unreferenced blobs per GC pass, {} idle pushes per round; 12 one {} MiB layer ({} repetitions) and {} images on Garage; {} repetitions per server elsewhere.\n",
+        "Sizes: 1-3 one {} MiB layer, {} repetitions per server; 4 {} images per repetition; 5 {} s per repetition; 6 {} tags; 7 {} operations per repetition; 8 {} tags x {} history entries; 9 {} new tags, then {} tags x {} rounds of history, then {} watched pushes; 11 {} unreferenced blobs per GC pass, {} idle pushes per round; 12 one {} MiB layer ({} repetitions) and {} images on Garage; 13 {} images per setup (embedded, 1 and 2 replicas on etcd + Garage); {} repetitions per server elsewhere.\n",
         p.big_layer >> 20,
         p.big_reps,
         p.images,
@@ -237,6 +238,7 @@ fn plan_line(p: &Plan) -> String {
         p.gc_pushes,
         p.s3_layer >> 20,
         p.big_reps,
+        p.images,
         p.images,
         p.reps
     )
@@ -435,6 +437,56 @@ async fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("berth-bench: {e}");
                 return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    // 13 runs berth only, as several processes sharing an etcd cluster and a Garage node.
+    if wanted(13) {
+        bench.set_servers(Vec::new(), (0, 0));
+        drop(servers);
+        servers = Vec::new();
+        match (cluster::etcd_binary(), s3::garage_binary().exists()) {
+            (Some(etcd_bin), true) => {
+                let stores = s3::Garage::start(&work).and_then(|garage| {
+                    cluster::Etcd::start(&etcd_bin, &work, 3).map(|etcd| (garage, etcd))
+                });
+                match stores {
+                    Ok((garage, etcd)) => {
+                        let samples = bench
+                            .cluster(&berth_bin, &work, &wrapper(&args), &etcd, &garage)
+                            .await;
+                        let load1 = std::fs::read_to_string("/proc/loadavg")
+                            .ok()
+                            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+                            .unwrap_or(0.0);
+                        for (after, (hwm, rss)) in samples {
+                            memory.push(MemorySample {
+                                after,
+                                load1,
+                                berth_hwm: hwm,
+                                berth_rss: rss,
+                                peer_hwm: 0,
+                                peer_rss: 0,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("berth-bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            (etcd, garage) => {
+                let missing = match (etcd, garage) {
+                    (None, false) => "etcd and Garage",
+                    (None, true) => "etcd",
+                    _ => "Garage",
+                };
+                eprintln!("workload 13 skipped: no {missing} binary");
+                bench.results.notes.push(format!(
+                    "13: skipped, no {missing} binary (scripts/install-deps.sh installs them)"
+                ));
             }
         }
     }

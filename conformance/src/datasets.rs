@@ -84,7 +84,14 @@ pub fn run(ctx: &Ctx, rep: &mut Reporter) {
     let repo = ctx.repo("datasets");
     for ds in build_all(&mut rng) {
         let prefix = format!("dataset/{}", ds.name);
-        let cases = dataset_cases(&ds);
+        let too_large = ctx
+            .max_manifest_bytes
+            .is_some_and(|max| ds.manifests.iter().any(|m| m.m.bytes.len() > max));
+        let cases = if too_large {
+            vec![case("push above the manifest limit -> 413", push_too_large)]
+        } else {
+            dataset_cases(&ds)
+        };
         let mut st = State {
             repo: repo.clone(),
             ds,
@@ -134,6 +141,41 @@ fn push(ctx: &Ctx, s: &mut State) -> R {
 }
 
 /// `OCI-Subject` when there is a subject; the Location serves the manifest.
+/// A dataset with a manifest over the registry's limit: that manifest is refused with 413
+/// (the distribution spec's answer to an oversized manifest) and stored under none of its tags.
+fn push_too_large(ctx: &Ctx, s: &mut State) -> R {
+    let max = ctx.max_manifest_bytes.unwrap_or(usize::MAX);
+    for b in &s.ds.blobs {
+        ops::push_blob(ctx, &s.repo, b)?;
+    }
+    for man in &s.ds.manifests {
+        let refs: Vec<&str> = if man.tags.is_empty() {
+            vec![man.m.digest.as_str()]
+        } else {
+            man.tags.iter().map(String::as_str).collect()
+        };
+        for reference in refs {
+            if man.m.bytes.len() <= max {
+                ops::put_manifest(ctx, &s.repo, reference, &man.m)?;
+                continue;
+            }
+            let r = ctx
+                .client
+                .put(&ctx.manifest_url(&s.repo, reference))
+                .header("Content-Type", &man.m.media_type)
+                .body(man.m.bytes.clone())
+                .send()?;
+            r.expect(&[413])?;
+            let r = ctx
+                .client
+                .head(&ctx.manifest_url(&s.repo, reference))
+                .send()?;
+            r.expect(&[404])?;
+        }
+    }
+    Ok(())
+}
+
 fn check_put(ctx: &Ctx, r: &Resp, man: &Manifest) -> R {
     if let Some(subject) = &man.subject {
         r.header_eq("OCI-Subject", subject)?;

@@ -56,6 +56,11 @@ struct Args {
     #[arg(long, value_enum)]
     only: Vec<Workflow>,
 
+    /// The registry refuses manifests above this many bytes (e.g. berth with metadata on etcd,
+    /// whose requests are limited to 1.5 MiB): datasets with larger manifests expect 413.
+    #[arg(long)]
+    max_manifest_bytes: Option<usize>,
+
     /// Keep the temporary directory of a started berth even on success.
     #[arg(long)]
     keep: bool,
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         client,
         ns: args.namespace.clone(),
         seed: args.seed,
+        max_manifest_bytes: args.max_manifest_bytes,
     };
 
     let selected = |w: Workflow| args.only.is_empty() || args.only.contains(&w);

@@ -14,6 +14,9 @@ pub struct Ctx {
     /// Namespace every repository lives in (`<namespace>/<stream>`).
     pub ns: String,
     pub seed: u64,
+    /// The registry's configured manifest size limit, when lower than the datasets need:
+    /// a dataset with a larger manifest then checks the 413 the spec allows instead.
+    pub max_manifest_bytes: Option<usize>,
 }
 
 impl Ctx {

@@ -168,12 +168,18 @@ impl From<registry::Error> for ApiError {
             E::Upstream { .. } => ApiError::new(S::BAD_GATEWAY, Code::BlobUnknown, msg),
             E::StreamChanged => ApiError::new(S::CONFLICT, Code::Unsupported, msg),
             E::Storage(e) if e.is_disk_full() => insufficient_storage(&e),
+            // etcd's transaction limits: a request too big to record (e.g. a manifest of over
+            // about 1.4 MiB), refused before anything was written.
+            E::Storage(berth_storage::Error::TooLarge(why)) => {
+                tracing::warn!(error = %why, "request too large for the metadata store");
+                ApiError::new(S::PAYLOAD_TOO_LARGE, Code::SizeInvalid, msg)
+            }
             E::Storage(berth_storage::Error::Unavailable(why)) => {
-                tracing::warn!(error = %why, "blob storage unavailable");
+                tracing::warn!(error = %why, "storage unavailable");
                 let mut err = ApiError::new(
                     S::SERVICE_UNAVAILABLE,
                     Code::Unknown,
-                    "blob storage is unavailable; nothing was changed, retry shortly",
+                    "storage (object storage or etcd) is unavailable; retry shortly",
                 );
                 err.headers.push(("retry-after", "5".to_string()));
                 err

@@ -110,6 +110,12 @@ impl Api {
             webhook_hub.clone(),
             streams.registry().hosts().clone(),
         );
+        let hubs = (stream_hub.clone(), image_hub.clone(), webhook_hub.clone());
+        streams.registry().events().on_gap(Arc::new(move |upto| {
+            hubs.0.gap(upto);
+            hubs.1.gap(upto);
+            hubs.2.gap(upto);
+        }));
         streams
             .registry()
             .events()
@@ -272,6 +278,19 @@ impl From<Error> for StatusError {
                     StatusCode::INSUFFICIENT_STORAGE,
                     status::Reason::InternalError,
                     refusal.message,
+                )
+            }
+            Error::Storage(berth_storage::Error::TooLarge(why)) => StatusError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                status::Reason::RequestEntityTooLarge,
+                why,
+            ),
+            Error::Storage(berth_storage::Error::Unavailable(why)) => {
+                tracing::warn!(error = %why, "storage unavailable");
+                StatusError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    status::Reason::ServiceUnavailable,
+                    "storage is unavailable; retry shortly",
                 )
             }
             Error::Storage(e) => {

@@ -222,7 +222,7 @@ async fn route(
         return Ok(console::serve(asset, head));
     }
     if matches!(endpoint, Endpoint::Healthz | Endpoint::Readyz) {
-        return health(state, &endpoint);
+        return health(state, &endpoint).await;
     }
     let caller = match caller {
         Ok(c) => c,
@@ -271,11 +271,13 @@ async fn api(
     .await
 }
 
-/// `/healthz` (the process answers) and `/readyz` (the store answers): no credentials needed.
-fn health(state: &State, endpoint: &Endpoint) -> Result<Response, ApiError> {
+/// `/healthz` (the process answers) and `/readyz` (the stores answer): no credentials needed.
+async fn health(state: &State, endpoint: &Endpoint) -> Result<Response, ApiError> {
     if *endpoint == Endpoint::Readyz {
-        // Ready means the metadata store answers, and writes would not be refused for space.
+        // Ready means the metadata store (sled or etcd) and the blob store (files or S3)
+        // answer, and writes would not be refused for space. A failure is logged with its cause.
         state.registry.check_store().map_err(ApiError::from)?;
+        state.registry.check_blobs().await.map_err(ApiError::from)?;
         if let Some(why) = state.registry.write_trouble() {
             return Ok(response::json(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use super::store::{Change, ChangeKind};
 
 pub type Listener = Arc<dyn Fn(&Change) + Send + Sync>;
+/// Told the newest revision whose changes may have been missed.
+pub type GapListener = Arc<dyn Fn(u64) + Send + Sync>;
 
 pub struct Events {
     inner: Mutex<Inner>,
@@ -21,6 +23,7 @@ struct Inner {
     next: u64,
     pending: BTreeMap<u64, Vec<Change>>,
     listeners: Vec<Listener>,
+    gap_listeners: Vec<GapListener>,
 }
 
 impl Change {
@@ -96,6 +99,7 @@ impl Events {
                 next: last + 1,
                 pending: BTreeMap::new(),
                 listeners: Vec::new(),
+                gap_listeners: Vec::new(),
             }),
         }
     }
@@ -104,9 +108,44 @@ impl Events {
         self.lock().listeners.push(listener);
     }
 
+    /// `listener` hears of changes that may have been missed (see [`Events::gap`]).
+    pub fn on_gap(&self, listener: GapListener) {
+        self.lock().gap_listeners.push(listener);
+    }
+
+    /// Changes up to `upto` may never be delivered (a replica fell behind the trimmed change
+    /// log): delivery goes on after it, and the gap listeners make watchers start over.
+    pub fn gap(&self, upto: u64) {
+        let mut inner = self.lock();
+        inner.next = inner.next.max(upto + 1);
+        for l in &inner.gap_listeners {
+            l(upto);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panicking listener must not stop every later delivery.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands over the changes of the transaction that committed at `revision`, read back from
+    /// a shared store's change log in commit order: delivered at once, since revisions without
+    /// an entry took no change (see [`super::changelog`]). An entry seen before is ignored.
+    pub fn deliver_logged(&self, revision: u64, changes: Vec<Change>) {
+        let mut inner = self.lock();
+        if revision < inner.next {
+            return;
+        }
+        inner.next = revision + 1;
+        let changes = changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Notice(_)))
+            .collect();
+        for c in coalesce(changes) {
+            for l in &inner.listeners {
+                l(&c);
+            }
+        }
     }
 
     /// Hands over the changes of one committed transaction.
@@ -177,6 +216,27 @@ mod tests {
         let s = seen.clone();
         events.listen(Arc::new(move |c| s.lock().unwrap().push(c.clone())));
         seen
+    }
+
+    #[test]
+    fn a_gap_is_reported_and_delivery_goes_on_after_it() {
+        let events = Events::new(10);
+        let seen = recorder(&events);
+        let gaps = Arc::new(Mutex::new(Vec::new()));
+        let g = gaps.clone();
+        events.on_gap(Arc::new(move |upto| g.lock().unwrap().push(upto)));
+        events.deliver_logged(11, vec![change(11)]);
+        events.gap(20);
+        assert_eq!(*gaps.lock().unwrap(), [20]);
+        events.deliver_logged(15, vec![change(15)]);
+        events.deliver_logged(21, vec![change(21)]);
+        let rvs: Vec<u64> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.resource_version())
+            .collect();
+        assert_eq!(rvs, [11, 21], "nothing from before the gap after it");
     }
 
     #[test]

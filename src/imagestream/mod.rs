@@ -3,6 +3,7 @@
 //! [`history`]; every stream write goes through [`store::save_stream`], which keeps the
 //! registry's tag index and content links in the same transaction.
 
+pub mod changelog;
 pub mod error;
 pub mod events;
 pub mod history;

@@ -139,6 +139,10 @@ impl Registry {
         internal_host: String,
     ) -> Result<Self> {
         let last = imagestream::store::current_resource_version(meta.as_ref())?;
+        let events = Arc::new(Events::new(last));
+        // Replicas sharing the store learn each other's changes from its change log.
+        let sink: Arc<OnceLock<Arc<dyn NoticeSink>>> = Arc::new(OnceLock::new());
+        imagestream::changelog::follow(&meta, &events, &sink, last);
         Ok(Registry {
             meta,
             blobs,
@@ -147,10 +151,10 @@ impl Registry {
                 internal: internal_host,
                 public: None,
             },
-            events: Arc::new(Events::new(last)),
+            events,
             blob_locks: Arc::new(BlobLocks::default()),
             gate: WriteGate::default(),
-            sink: Arc::new(OnceLock::new()),
+            sink,
         })
     }
 
@@ -264,6 +268,12 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether the blob store answers (object storage reachable): one metadata-only lookup.
+    pub async fn check_blobs(&self) -> Result<()> {
+        self.blobs.stat(&Digest::sha256_of(b"")).await?;
+        Ok(())
+    }
+
     /// Why writes would be refused now, if they would: the data directory short of its
     /// reserve, or a metadata store that has refused writes since an I/O error.
     pub fn write_trouble(&self) -> Option<String> {
@@ -318,6 +328,7 @@ impl Registry {
         let (meta, events, sink) = (self.meta.clone(), self.events.clone(), self.sink.clone());
         let _shared = self.gate.shared().await;
         tokio::task::spawn_blocking(move || {
+            let logged = meta.shared();
             let (value, changes, noticed) = meta.transaction(|tx| {
                 let mut changes = Vec::new();
                 let value = body(tx, &mut changes)?;
@@ -333,12 +344,19 @@ impl Registry {
                     Some(sink) if !notices.is_empty() => sink.record(tx, &notices)?,
                     _ => false,
                 };
+                if logged && (noticed || changes.iter().any(|c| !matches!(c, Change::Notice(_)))) {
+                    let revision = tx.revision()?;
+                    imagestream::changelog::append(tx, revision, &changes, noticed)?;
+                }
                 Ok((value, changes, noticed))
             })?;
             let flushed = meta.flush();
             // Committed, so readers see it and its revision is taken, even if the flush failed:
-            // held back, it would stop every later change from reaching watchers.
-            events.publish(changes);
+            // held back, it would stop every later change from reaching watchers. On a shared
+            // store the change log delivers it instead, in the order of every replica's commits.
+            if !logged {
+                events.publish(changes);
+            }
             flushed?;
             if noticed {
                 if let Some(sink) = sink.get() {

@@ -216,11 +216,24 @@ fn abort<T>(e: Error) -> std::result::Result<T, TxError<Error>> {
 
 impl Webhooks {
     pub fn new(registry: Registry, outbox: Arc<Outbox>, policy: Policy) -> Self {
+        let changed: Arc<watch::Sender<u64>> = Arc::new(watch::channel(0).0);
+        // With replicas, a subscription written through another one arrives as a change
+        // (through the change log); the delivery supervisor must hear of it too.
+        if registry.metadata().shared() {
+            let changed = changed.clone();
+            registry
+                .events()
+                .listen(Arc::new(move |c: &crate::imagestream::Change| {
+                    if matches!(c, crate::imagestream::Change::Webhook { .. }) {
+                        changed.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                }));
+        }
         Webhooks {
             registry,
             policy,
             outbox,
-            changed: Arc::new(watch::channel(0).0),
+            changed,
         }
     }
 

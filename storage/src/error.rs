@@ -34,8 +34,13 @@ pub enum Error {
          reserve (min_free_bytes)"
     )]
     NoSpace { available: u64, reserve: u64 },
-    /// The blob store could not be reached or refused the request (object storage down).
-    #[error("blob storage unavailable: {0}")]
+    /// A transaction larger than the metadata store accepts (etcd's operation and request-size
+    /// limits); nothing was written.
+    #[error("too large for the metadata store: {0}")]
+    TooLarge(String),
+    /// The blob store or a shared metadata store (object storage, etcd) could not be reached
+    /// or refused the request. A write that reports it may or may not have happened.
+    #[error("storage unavailable: {0}")]
     Unavailable(String),
 }
 

@@ -5,12 +5,20 @@
 //! - [`metadata`]: the [`MetadataStore`] trait: an ordered key/value space with serializable
 //!   transactions; [`record`] gives every stored value a format version.
 //! - [`blob`]: the [`BlobStore`] trait: content-addressed blobs and resumable uploads.
-//! - [`sled_store`] / [`memory`]: the two metadata backends; [`fs`]: the filesystem blob store.
-//! - [`testsuite`]: one behavioural suite every backend must pass.
+//! - [`sled_store`] / [`memory`]: the embedded metadata backends; `etcd` (feature `etcd`, on by
+//!   default): the shared one for several replicas; [`fs`]: the filesystem blob store.
+//! - [`election`]: one holder at a time of a named lease (background work on one replica).
+//! - [`testsuite`]: one behavioural suite every backend must pass; `etcd_cluster`: real etcd
+//!   members for tests.
 
 pub mod blob;
 pub mod digest;
+pub mod election;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod etcd_cluster;
 pub mod fs;
 pub mod memory;
 pub mod metadata;

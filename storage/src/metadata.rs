@@ -2,8 +2,8 @@
 //!
 //! Keys are byte strings; callers build them as `<keyspace>\0<part>\0<part>` so that a prefix
 //! scan lists one keyspace (or one repository inside it) in byte order. The trait is small on
-//! purpose: sled implements it today, and an etcd backend (range reads plus compare-and-swap
-//! transactions) can implement it later without touching the layers above.
+//! purpose: sled (embedded) and etcd (shared by replicas: range reads plus compare-and-swap
+//! transactions) implement it without the layers above knowing which one they have.
 
 use crate::error::{Error, Result};
 
@@ -104,6 +104,19 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Bytes the store occupies on disk; `None` for stores that keep nothing there.
     fn size_on_disk(&self) -> Result<Option<u64>> {
         Ok(None)
+    }
+
+    /// Whether other processes write this store too (replicas sharing etcd): then what they
+    /// commit is learned from the store ([`MetadataStore::watch_prefix`]), not in-process.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Calls `wake` (on another thread, possibly spuriously, and once more after every
+    /// reconnection) whenever a key under `prefix` may have changed, until the store is
+    /// dropped. `false` when the store has no way to tell (it is not [`MetadataStore::shared`]).
+    fn watch_prefix(&self, _prefix: &[u8], _wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        false
     }
 
     /// The revision of the newest committed transaction that took one (0 on a new store).

@@ -10,6 +10,7 @@ mod crash_loop;
 mod describe;
 mod disk_full;
 mod distribution;
+mod etcd;
 mod garage;
 mod gc;
 mod hardening;

@@ -198,7 +198,11 @@ async fn s3_unreachable_is_a_503_with_retry_after_and_changes_nothing() {
     let mut garage = Garage::start(1);
     let s = on_garage(&garage, tempfile::tempdir().unwrap(), "down").await;
     let (_, _) = s.push_image("ns/app", "v1", "before").await;
+    assert_eq!(s.get("/readyz").await.status(), StatusCode::OK);
     garage.kill(0);
+    let r = s.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "retry-after"), Some("5"));
     let layer = sha256(b"layer of before");
     let r = s.get(&format!("/v2/ns/app/blobs/{layer}")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -432,6 +432,30 @@ impl Hub {
         self.lock().latest
     }
 
+    /// Events up to `upto` may never have been published here (a replica that fell behind the
+    /// change log): the backlog is dropped, so resuming from before it is refused as too old
+    /// (410), and every current watcher ends with the 410 a lagging watcher gets, so clients
+    /// list again rather than go on with a hole.
+    pub fn gap(&self, upto: u64) {
+        let mut lagged = Vec::new();
+        {
+            let mut s = self.lock();
+            for e in s.buffer.drain(..) {
+                self.gauges.buffered_bytes.sub(gauge_value(e.weight));
+            }
+            s.weight = 0;
+            s.floor = s.floor.max(upto);
+            s.latest = s.latest.max(upto);
+            for w in s.watchers.drain(..) {
+                lagged.extend(w.lock().lag(&self.watchers_budget));
+                w.ready.notify_one();
+            }
+        }
+        for action in lagged {
+            action();
+        }
+    }
+
     /// Ends every watch (their bodies finish cleanly) and refuses new events; for graceful
     /// shutdown, which would otherwise wait out every open watch's timeout.
     pub fn close(&self) {
@@ -451,6 +475,28 @@ fn gauge_value(weight: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_ends_watchers_with_lag_and_refuses_older_resumes() {
+        let hub = Hub::new(100);
+        for rv in 1..=5 {
+            hub.publish(big(rv));
+        }
+        let mut sub = hub.subscribe_from(Some(3)).unwrap();
+        assert_eq!(sub.backlog.len(), 2);
+        hub.gap(9);
+        assert!(matches!(
+            sub.receiver.try_recv(),
+            Err(TryRecvError::Lagged(_))
+        ));
+        assert!(
+            hub.subscribe_from(Some(5)).is_err(),
+            "resume across the gap"
+        );
+        let mut fresh = hub.subscribe_from(Some(9)).unwrap();
+        hub.publish(big(10));
+        assert_eq!(fresh.receiver.try_recv().unwrap().resource_version, 10);
+    }
 
     #[test]
     fn the_backlog_stays_within_its_memory_budget() {

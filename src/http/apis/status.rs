@@ -33,6 +33,7 @@ pub enum Reason {
     RequestEntityTooLarge,
     TooManyRequests,
     NotAcceptable,
+    ServiceUnavailable,
 }
 
 impl Reason {
@@ -44,6 +45,7 @@ impl Reason {
             Reason::Invalid => "Invalid",
             Reason::BadRequest => "BadRequest",
             Reason::NotAcceptable => "NotAcceptable",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
             Reason::Forbidden => "Forbidden",
             Reason::Unauthorized => "Unauthorized",
             Reason::MethodNotAllowed => "MethodNotAllowed",

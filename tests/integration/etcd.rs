@@ -1,0 +1,554 @@
+//! Metadata on etcd (issue 18): berth servers and `berth serve` processes sharing one real etcd
+//! cluster (Debian's etcd-server), with blobs on the filesystem or on a real Garage cluster.
+
+use reqwest::{Method, StatusCode};
+
+use crate::common::*;
+use crate::garage::Garage;
+use berth_storage::etcd_cluster::EtcdCluster;
+
+/// A server with its metadata on `etcd` under `prefix` (blobs on its own filesystem).
+async fn on_etcd(etcd: &EtcdCluster, prefix: &str) -> TestServer {
+    let url = etcd.url(prefix);
+    TestServer::start_with(move |c| c.metadata_store = url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_pull_and_restart_with_metadata_on_etcd() {
+    let etcd = EtcdCluster::start(1, false);
+    let s = on_etcd(&etcd, "one").await;
+    let (digest, body) = s.push_image("team/app", "v1", "etcd-one").await;
+    let r = s.get("/v2/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), body);
+    let tags: serde_json::Value = s.get("/v2/team/app/tags/list").await.json().await.unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    // Everything is in etcd, not in the data directory: a restart finds it.
+    let s = s.restart().await;
+    let r = s.head(&format!("/v2/team/app/manifests/{digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.get("/v2/_catalog").await;
+    let catalog: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(catalog["repositories"], serde_json::json!(["team/app"]));
+}
+
+/// etcd unreachable: requests fail with 503 + Retry-After (no hang, no 500), and work again
+/// once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_down_is_a_503_and_service_resumes() {
+    let mut etcd = EtcdCluster::start(1, true);
+    let url = etcd.url("down");
+    let s = TestServer::start_with(move |c| {
+        c.metadata_store = url;
+        c.etcd_timeout_secs = 1;
+    })
+    .await;
+    s.push_image("team/app", "v1", "before").await;
+    assert_eq!(s.get("/readyz").await.status(), StatusCode::OK);
+    etcd.kill(0);
+    let r = s.get("/readyz").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "retry-after"), Some("5"));
+    let r = s.get("/v2/team/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "retry-after"), Some("5"));
+    let r = s
+        .get("/apis/image.openshift.io/v1/namespaces/team/imagestreams")
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    etcd.restart(0);
+    etcd.wait_healthy(std::time::Duration::from_secs(30));
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = s.get("/v2/team/app/manifests/v1").await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.get("/readyz").await.status(), StatusCode::OK);
+}
+
+/// Two `berth serve` processes sharing a 3-member etcd and a 3-node Garage: what is pushed
+/// through one is pulled through the other at once, and an upload started on one is finished
+/// on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_etcd_and_garage() {
+    let etcd = EtcdCluster::start(3, true);
+    let garage = Garage::start(3);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = etcd.url("replicas");
+    let replica = |n: usize| {
+        let endpoint = garage.endpoint(n);
+        let blob_store = format!("s3://{}/replicas", garage.bucket);
+        let env = [
+            ("BERTH_METADATA_STORE", url.as_str()),
+            ("BERTH_BLOB_STORE", blob_store.as_str()),
+            ("BERTH_S3_ENDPOINT", endpoint.as_str()),
+            ("BERTH_S3_REGION", "garage"),
+            ("AWS_ACCESS_KEY_ID", garage.key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
+        ];
+        Serve::start_with_env(dirs[n].path(), &env)
+    };
+    let (pa, pb) = (replica(0), replica(1));
+    let (a, b) = (
+        TestServer::client_for(&pa.base),
+        TestServer::client_for(&pb.base),
+    );
+
+    let (digest, body) = a.push_image("shared/app", "v1", "through-a").await;
+    let r = b.get("/v2/shared/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", pb.log.lock().unwrap());
+    assert_eq!(r.bytes().await.unwrap().to_vec(), body);
+    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let d = layer["digest"].as_str().unwrap();
+        let r = b.get(&format!("/v2/shared/app/blobs/{d}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(sha256(&r.bytes().await.unwrap()), d);
+    }
+    // The image stream B serves has A's push.
+    let is = stream(&b, "shared", "app").await;
+    assert_eq!(history(&is, "v1").len(), 1, "{is}");
+    assert!(is.to_string().contains(&digest));
+
+    // An upload started on A (POST + PATCH), continued and finished on B.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let r = a
+        .req(Method::POST, "/v2/shared/up/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = location(&r);
+    let r = a
+        .req(Method::PATCH, &loc)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", "0-99999")
+        .body(data[..100_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // The same session through the other replica.
+    let loc = path_of(&location(&r));
+    let r = b.get(&loc).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "range"), Some("0-99999"));
+    let r = b
+        .req(Method::PATCH, &loc)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", "100000-299999")
+        .body(data[100_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = path_of(&location(&r));
+    let d = sha256(&data);
+    let r = b
+        .req(Method::PUT, &with_query(&loc, &format!("digest={d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        pb.log.lock().unwrap()
+    );
+    let r = a.get(&format!("/v2/shared/up/blobs/{d}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+}
+
+/// The path and query of a URL or path (drops the replica it names).
+fn path_of(location: &str) -> String {
+    match location.split_once("://") {
+        Some((_, rest)) => rest[rest.find('/').unwrap_or(rest.len())..].to_string(),
+        None => location.to_string(),
+    }
+}
+
+const API: &str = "/apis/image.openshift.io/v1";
+
+/// Reads watch events (one JSON object per line) until `count` arrived or 30 s passed.
+async fn watch_events(watch: &mut reqwest::Response, count: usize) -> Vec<serde_json::Value> {
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while events.len() < count {
+        let chunk = tokio::time::timeout_at(deadline, watch.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} events: {events:?}", events.len()))
+            .unwrap()
+            .expect("watch stream open");
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            events.push(serde_json::from_slice(&line).unwrap());
+        }
+    }
+    events
+}
+
+/// A watch on replica B sees the pushes made through replica A (and through B itself), every
+/// one, in resourceVersion order, with no gap between consecutive pushes to one stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_one_replica_sees_pushes_through_the_other_in_order() {
+    let etcd = EtcdCluster::start(1, false);
+    let a = on_etcd(&etcd, "watch").await;
+    let b = on_etcd(&etcd, "watch").await;
+    a.push_image("team/app", "v0", "first").await;
+    let list: serde_json::Value = b
+        .get(&format!("{API}/namespaces/team/imagestreams"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rv: u64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut watch = b
+        .get(&format!(
+            "{API}/namespaces/team/imagestreams?watch=true&resourceVersion={rv}"
+        ))
+        .await;
+    assert_eq!(watch.status(), StatusCode::OK);
+    for i in 1..=6 {
+        let through = if i % 3 == 0 { &b } else { &a };
+        through
+            .push_image("team/app", &format!("v{i}"), &format!("push-{i}"))
+            .await;
+    }
+    let events = watch_events(&mut watch, 6).await;
+    let mut last = rv;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["type"], "MODIFIED", "{e}");
+        let erv: u64 = e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(erv > last, "event {i} at {erv} after {last}");
+        last = erv;
+        let tags: Vec<&str> = e["object"]["status"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap())
+            .collect();
+        assert!(tags.contains(&format!("v{}", i + 1).as_str()), "{tags:?}");
+    }
+}
+
+/// The stream `ns/name` through `s` once `check` holds (at most 60 s).
+async fn stream_when(
+    s: &TestServer,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = s
+            .get(&format!("{API}/namespaces/{ns}/imagestreams/{name}"))
+            .await;
+        let is: serde_json::Value = if r.status() == StatusCode::OK {
+            r.json().await.unwrap()
+        } else {
+            serde_json::Value::Null
+        };
+        if !is.is_null() && check(&is) {
+            return is;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {is:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+fn leading(p: &Serve) -> bool {
+    p.log
+        .lock()
+        .unwrap()
+        .contains("leading: this replica runs the controllers")
+}
+
+/// Two replicas: only one runs the controllers; when it is killed (-9), the other takes the
+/// lease and a scheduled import still happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_move_to_another_replica_when_their_holder_dies() {
+    let etcd = EtcdCluster::start(1, false);
+    let src = TestServer::start().await;
+    let (first, _) = src.push_image("lib/web", "latest", "one").await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = etcd.url("controllers");
+    let env = [
+        ("BERTH_METADATA_STORE", url.as_str()),
+        ("BERTH_ETCD_TIMEOUT_SECS", "1"),
+        ("BERTH_LEADER_LEASE_SECS", "3"),
+        ("BERTH_SCHEDULED_IMPORT_INTERVAL_SECS", "1"),
+        ("BERTH_ALLOW_INSECURE_IMPORT_FROM", "127.0.0.1:*"),
+    ];
+    let mut replicas = [
+        Serve::start_with_env(dirs[0].path(), &env),
+        Serve::start_with_env(dirs[1].path(), &env),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let holder = loop {
+        if let Some(n) = (0..2).find(|&n| leading(&replicas[n])) {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "no replica leads");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let survivor = 1 - holder;
+    let s = TestServer::client_for(&replicas[survivor].base);
+    let from = format!("{}/lib/web:latest", src.base.trim_start_matches("http://"));
+    let body = serde_json::json!({
+        "kind": "ImageStreamTag", "apiVersion": "image.openshift.io/v1",
+        "metadata": {"name": "web:latest"},
+        "tag": {"name": "latest", "from": {"kind": "DockerImage", "name": from},
+                "importPolicy": {"insecure": true, "scheduled": true}},
+    });
+    let r = s
+        .req(
+            Method::PUT,
+            &format!("{API}/namespaces/team/imagestreamtags/web:latest"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // Created through the survivor, imported by the holder (it learns of the tag from the
+    // change log).
+    stream_when(&s, "team", "web", "the first import", |is| {
+        history(is, "latest") == [first.clone()]
+    })
+    .await;
+    assert!(!leading(&replicas[survivor]), "both replicas lead");
+
+    replicas[holder].kill();
+    let (second, _) = src.push_image("lib/web", "latest", "two").await;
+    stream_when(
+        &s,
+        "team",
+        "web",
+        "the scheduled re-import after the holder died",
+        |is| history(is, "latest") == [second.clone(), first.clone()],
+    )
+    .await;
+    assert!(leading(&replicas[survivor]));
+}
+
+/// Sends a request until it gets an answer other than 5xx (a replica whose etcd is electing a
+/// leader answers 503), as a client retrying would; at most about 60 s.
+async fn until_answered(
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, String> {
+    let mut last = String::new();
+    for _ in 0..300 {
+        match make().send().await {
+            Ok(r) if !r.status().is_server_error() => return Ok(r),
+            Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(last)
+}
+
+/// One blob pushed as a client does: a session that a failed write ended (503, then
+/// BLOB_UPLOAD_UNKNOWN) is started over, at most 20 times.
+async fn push_blob_retrying(s: &TestServer, repo: &str, blob: &[u8]) -> Result<(), String> {
+    let d = sha256(blob);
+    let mut why = String::new();
+    for _ in 0..20 {
+        let r =
+            until_answered(|| s.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))).await?;
+        if r.status() != StatusCode::ACCEPTED {
+            return Err(format!("POST upload: {}", r.status()));
+        }
+        let loc = location(&r);
+        let r = until_answered(|| {
+            s.req(Method::PUT, &with_query(&loc, &format!("digest={d}")))
+                .body(blob.to_vec())
+        })
+        .await?;
+        if r.status() == StatusCode::CREATED {
+            return Ok(());
+        }
+        why = format!("{}: {}", r.status(), r.text().await.unwrap_or_default());
+        // A retried PUT whose first try committed finds its session gone, the blob stored.
+        let head = until_answered(|| s.req(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"))).await?;
+        if head.status() == StatusCode::OK {
+            return Ok(());
+        }
+    }
+    Err(format!("blob {d}: {why}"))
+}
+
+/// One image pushed with client retries; the manifest digest once acknowledged (201).
+async fn push_retrying(
+    s: &TestServer,
+    repo: &str,
+    tag: &str,
+    seed: &str,
+) -> Result<String, String> {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+    let layer = format!("layer of {seed}");
+    for blob in [config.as_bytes(), layer.as_bytes()] {
+        push_blob_retrying(s, repo, blob).await?;
+    }
+    let manifest = image_manifest(
+        &sha256(config.as_bytes()),
+        config.len(),
+        &[(&sha256(layer.as_bytes()), layer.len())],
+        "",
+    );
+    let r = until_answered(|| {
+        s.req(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest.clone())
+    })
+    .await?;
+    if r.status() != StatusCode::CREATED {
+        return Err(format!("PUT manifest: {}", r.status()));
+    }
+    Ok(sha256(&manifest))
+}
+
+/// The etcd leader killed (-9) during 100 concurrent pushes spread over two replicas: every
+/// acknowledged push is intact afterwards through both (manifest by tag, blobs hashing right,
+/// the tag's history exactly that image).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_leader_dying_during_concurrent_pushes_loses_nothing_acknowledged() {
+    let mut etcd = EtcdCluster::start(3, true);
+    let replicas =
+        std::sync::Arc::new([on_etcd(&etcd, "fault").await, on_etcd(&etcd, "fault").await]);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let pushes: Vec<_> = (0..100usize)
+        .map(|i| {
+            let (replicas, slots) = (replicas.clone(), slots.clone());
+            tokio::spawn(async move {
+                let _slot = slots.acquire().await.unwrap();
+                let repo = format!("team/app{}", i % 5);
+                let tag = format!("t{i}");
+                let r = push_retrying(&replicas[i % 2], &repo, &tag, &format!("fault-{i}")).await;
+                (i, repo, tag, r)
+            })
+        })
+        .collect();
+    // Let some pushes through, then kill the leader while the rest run.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let leader = etcd.leader().expect("a leader");
+    etcd.kill(leader);
+    let mut acknowledged = Vec::new();
+    for p in pushes {
+        let (i, repo, tag, r) = p.await.unwrap();
+        match r {
+            Ok(digest) => acknowledged.push((i, repo, tag, digest)),
+            Err(e) => eprintln!("push {i} not acknowledged: {e}"),
+        }
+    }
+    etcd.wait_healthy(std::time::Duration::from_secs(30));
+    // With client retries every push gets through once a new leader is elected.
+    assert_eq!(acknowledged.len(), 100, "pushes not acknowledged");
+    for (i, repo, tag, digest) in &acknowledged {
+        for s in replicas.iter() {
+            let r = until_answered(|| s.req(Method::HEAD, &format!("/v2/{repo}/manifests/{tag}")))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{repo}:{tag}");
+            assert_eq!(header(&r, "docker-content-digest"), Some(digest.as_str()));
+        }
+        // Blobs live on the pushing replica's filesystem.
+        let s = &replicas[i % 2];
+        let r = s.get(&format!("/v2/{repo}/manifests/{digest}")).await;
+        let manifest: serde_json::Value = r.json().await.unwrap();
+        let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+        blobs.extend(
+            manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string()),
+        );
+        for d in blobs {
+            let body = s
+                .get(&format!("/v2/{repo}/blobs/{d}"))
+                .await
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(sha256(&body), d);
+        }
+        let (ns, name) = repo.split_once('/').unwrap();
+        let is = stream(&replicas[1 - i % 2], ns, name).await;
+        assert_eq!(
+            history(&is, tag),
+            std::slice::from_ref(digest),
+            "{repo}:{tag}"
+        );
+    }
+}
+
+/// Webhook events of pushes through either replica are delivered once each (by the replica
+/// running the controllers), in order, woken by the change log rather than a timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_of_both_replicas_are_delivered_once_in_order() {
+    use crate::webhooks::{verify, webhook, Receiver, SECRET};
+    let etcd = EtcdCluster::start(1, false);
+    let url = etcd.url("hooks");
+    let tweak = move |c: &mut berth::config::Config| {
+        c.metadata_store = url.clone();
+        c.webhook_allow_private = true;
+        c.webhook_backoff_base_ms = 20;
+        c.webhook_backoff_cap_secs = 1;
+    };
+    let a = TestServer::start_with(tweak.clone()).await;
+    let b = TestServer::start_with(tweak).await;
+    let rx = Receiver::start(200).await;
+    let hook = webhook(
+        "ci",
+        &rx.url(),
+        serde_json::json!({"events": ["imagestreamtag.updated"], "tags": ["app:latest"]}),
+    );
+    let r = b
+        .req(Method::POST, "/apis/berth.io/v1/namespaces/ns/webhooks")
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let mut pushed = Vec::new();
+    for i in 0..10 {
+        let through = if i % 2 == 0 { &a } else { &b };
+        let (digest, _) = through
+            .push_image("ns/app", "latest", &format!("hook-{i}"))
+            .await;
+        pushed.push(digest);
+    }
+    // Well under the worker's 30 s idle recheck: the change log wakes it.
+    let got = rx.wait_for(10, std::time::Duration::from_secs(20)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(rx.deliveries().len(), 10, "exactly one delivery per change");
+    for (d, want) in got.iter().zip(&pushed) {
+        assert!(verify(d, SECRET));
+        assert_eq!(&d.json()["data"]["image"], want.as_str());
+    }
+}
