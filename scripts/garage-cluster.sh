@@ -38,8 +38,12 @@ start)
   for i in $(seq 0 $((n - 1))); do
     root="$dir/node$i"
     mkdir -p "$root"
-    rpc=$(free_port); s3=$(free_port); admin=$(free_port)
-    cat >"$root/garage.toml" <<EOF
+    # A port picked free may be taken before the node binds it (other suites run alongside):
+    # a node that exits at once gets new ports, as in tests/integration/garage.rs.
+    attempt=0
+    while :; do
+      rpc=$(free_port); s3=$(free_port); admin=$(free_port)
+      cat >"$root/garage.toml" <<EOF
 metadata_dir = "$root/meta"
 data_dir = "$root/data"
 db_engine = "sqlite"
@@ -54,9 +58,19 @@ root_domain = ".s3.garage.localhost"
 [admin]
 api_bind_addr = "127.0.0.1:$admin"
 EOF
+      RUST_LOG=warn "$garage" -c "$root/garage.toml" server >"$root/log" 2>&1 &
+      pid=$!
+      sleep 0.3
+      if kill -0 "$pid" 2>/dev/null; then break; fi
+      wait "$pid" || true
+      attempt=$((attempt + 1))
+      if [ "$attempt" -ge 5 ]; then
+        echo "garage-cluster: node $i keeps exiting at start; see $root/log" >&2
+        exit 1
+      fi
+    done
+    echo "$pid" >"$root/pid"
     echo "$rpc" >"$root/rpc_port"; echo "$s3" >"$root/s3_port"
-    RUST_LOG=warn "$garage" -c "$root/garage.toml" server >"$root/log" 2>&1 &
-    echo $! >"$root/pid"
   done
   c0="$dir/node0/garage.toml"
   for i in $(seq 0 $((n - 1))); do

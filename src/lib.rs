@@ -340,7 +340,12 @@ impl Server {
                     &state.api.webhooks,
                     delivery.clone(),
                 ) {
-                    Ok(t) => tasks.push(t),
+                    // The worker runs on a thread of its own; this task owns it, and aborting
+                    // the task (losing the lease, shutdown) drops it, which stops it.
+                    Ok(worker) => tasks.push(tokio::spawn(async move {
+                        let _worker = worker;
+                        std::future::pending::<()>().await
+                    })),
                     Err(e) => tracing::error!(error = %e, "webhook delivery did not start"),
                 }
                 tasks

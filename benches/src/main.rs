@@ -91,6 +91,11 @@ struct Args {
     /// Skip measuring the machine limits.
     #[arg(long)]
     no_limits: bool,
+    /// Workload 12 with blob GETs answered by a 307 to a presigned Garage URL, by both
+    /// registries (berth's `--blob-redirect`, docker-registry's default redirect); the pull is
+    /// reported as its own row
+    #[arg(long)]
+    s3_redirect: bool,
     /// Only redraw `--out`/chart.svg from this results.json; runs nothing.
     #[arg(long)]
     replot: Option<PathBuf>,
@@ -137,12 +142,17 @@ fn start_s3(
         return Ok(None);
     }
     let garage = s3::Garage::start(work)?;
-    let flags = garage.berth_flags();
+    let mut flags = garage.berth_flags();
+    if args.s3_redirect {
+        flags.push("--blob-redirect".into());
+    }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let env = garage.berth_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let berth = server::start_berth_env(berth_bin, work, &wrapper(args), &flags, &env)?;
-    let peer = server::start_peer_with(&args.peer_bin, work, |_| garage.peer_storage())?;
+    let peer = server::start_peer_with(&args.peer_bin, work, |_| {
+        garage.peer_storage(args.s3_redirect)
+    })?;
     for s in [&berth, &peer] {
         eprintln!(
             "{} on Garage at {} (pid {})",
@@ -298,6 +308,7 @@ async fn main() -> ExitCode {
     if let Some(n) = args.gc_blobs {
         plan.gc_blobs = n.max(1);
     }
+    plan.s3_redirect = args.s3_redirect;
     // History re-pushes tags that exist.
     plan.big_history_tags = plan.big_history_tags.min(plan.big_tags);
     let wanted = |w: u32| args.only.is_empty() || args.only.contains(&w);

@@ -50,6 +50,8 @@ pub struct Plan {
     pub gc_pushes: usize,
     /// Workload 12: the layer pushed and pulled through Garage.
     pub s3_layer: usize,
+    /// Workload 12 with blob redirects on both sides (`--s3-redirect`).
+    pub s3_redirect: bool,
 }
 
 impl Plan {
@@ -78,6 +80,7 @@ impl Plan {
                 gc_blobs: 300,
                 gc_pushes: 10,
                 s3_layer: 16 * MIB,
+                s3_redirect: false,
             }
         } else {
             Plan {
@@ -103,6 +106,7 @@ impl Plan {
                 gc_blobs: 10_000,
                 gc_pushes: 50,
                 s3_layer: 1 << 30,
+                s3_redirect: false,
             }
         }
     }

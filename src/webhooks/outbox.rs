@@ -204,14 +204,21 @@ impl Outbox {
         self.lock().get(uid).map_or(0, |l| l.cursor.next)
     }
 
-    /// Queues `event` for subscription `uid`, or counts it dropped when the outbox is full.
-    fn append(&self, tx: &mut dyn Txn, uid: &str, event: &Queued) -> berth_storage::Result<()> {
+    /// Queues `event` (`encoded`: its record, encoded once for every subscription) for
+    /// subscription `uid`, or counts it dropped when the outbox is full.
+    fn append(
+        &self,
+        tx: &mut dyn Txn,
+        uid: &str,
+        event: &Queued,
+        encoded: &[u8],
+    ) -> berth_storage::Result<()> {
         let mut head: Head = get(tx, &keys::head(uid))?.unwrap_or_default();
         if head.next.saturating_sub(self.acknowledged(uid)) >= self.max_events {
             head.dropped += 1;
             head.last_dropped = Some(event.time.clone());
         } else {
-            tx.put(&keys::event(uid, head.next), &encode(event))?;
+            tx.put(&keys::event(uid, head.next), encoded)?;
             head.next += 1;
         }
         tx.put(&keys::head(uid), &encode(&head))
@@ -231,16 +238,20 @@ impl NoticeSink for Outbox {
             let Some((_, subs)) = &index else { continue };
             let kind = event_type(notice);
             let (streams, tags) = (notice.streams(), notice.tags());
-            let mut event: Option<Queued> = None;
+            let mut event: Option<(Queued, Vec<u8>)> = None;
             for sub in subs.matching(kind, &streams, &tags) {
-                let event = event.get_or_insert_with(|| Queued {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    kind: kind.to_string(),
-                    time: time.clone(),
-                    queued_at,
-                    data: notice_data(notice),
+                let (event, encoded) = event.get_or_insert_with(|| {
+                    let event = Queued {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        kind: kind.to_string(),
+                        time: time.clone(),
+                        queued_at,
+                        data: notice_data(notice),
+                    };
+                    let encoded = encode(&event);
+                    (event, encoded)
                 });
-                self.append(tx, sub, event)?;
+                self.append(tx, sub, event, encoded)?;
                 wrote = true;
             }
         }
@@ -300,32 +311,44 @@ impl Outbox {
 
     /// The oldest unacknowledged event and its sequence number.
     pub fn next(&self, uid: &str) -> berth_storage::Result<Option<(u64, Queued)>> {
+        Ok(self.next_few(uid, 1)?.into_iter().next())
+    }
+
+    /// Up to `limit` unacknowledged events, oldest first, with consecutive sequence numbers:
+    /// one scan for a burst (a push queues two events per subscription) instead of one each.
+    pub fn next_few(&self, uid: &str, limit: usize) -> berth_storage::Result<Vec<(u64, Queued)>> {
         let from = self.acknowledged(uid);
         // Acknowledged events not yet deleted sort before `from`.
         let after = from.checked_sub(1).map(|s| keys::event(uid, s));
         let prefix = keys::events(uid);
-        let page = self.meta.scan(&prefix, after.as_deref(), 1)?;
-        let Some((key, value)) = page.into_iter().next() else {
-            return Ok(None);
-        };
-        let seq = std::str::from_utf8(&key[prefix.len()..])
-            .ok()
-            .and_then(|s| u64::from_str_radix(s, 16).ok())
-            .ok_or_else(|| berth_storage::Error::Corrupt {
-                kind: "webhook-event",
-                reason: "a key without a sequence number".into(),
-            })?;
-        if seq > from {
-            // Cannot happen while producers and this worker keep the ranges; skip a hole
-            // rather than stall the subscription forever.
-            tracing::warn!(%uid, from, seq, "webhook outbox hole skipped");
-            self.update(uid, |c| {
-                if c.next == from {
-                    c.next = seq;
+        let page = self.meta.scan(&prefix, after.as_deref(), limit.max(1))?;
+        let mut out: Vec<(u64, Queued)> = Vec::with_capacity(page.len());
+        for (key, value) in page {
+            let seq = std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or_else(|| berth_storage::Error::Corrupt {
+                    kind: "webhook-event",
+                    reason: "a key without a sequence number".into(),
+                })?;
+            match out.last() {
+                None if seq > from => {
+                    // Cannot happen while producers and this worker keep the ranges; skip a
+                    // hole rather than stall the subscription forever.
+                    tracing::warn!(%uid, from, seq, "webhook outbox hole skipped");
+                    self.update(uid, |c| {
+                        if c.next == from {
+                            c.next = seq;
+                        }
+                    });
                 }
-            });
+                // A later hole is left to the next call, which starts at it.
+                Some((last, _)) if seq != last + 1 => break,
+                _ => {}
+            }
+            out.push((seq, decode(&value)?));
         }
-        Ok(Some((seq, decode(&value)?)))
+        Ok(out)
     }
 
     /// Applies `f` to the live cursor; returns whether a persist is due.

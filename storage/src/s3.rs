@@ -249,7 +249,9 @@ impl S3BlobStore {
                 Ok(current)
             })
             .map_err(tx_error)?;
-        self.meta.flush()?;
+        // Not flushed: a lease promises nothing to a client, and a lease lost in a crash
+        // only frees the session sooner. The save that ends the request flushes it with
+        // the data.
         Ok(claimed)
     }
 
@@ -264,31 +266,31 @@ impl S3BlobStore {
         self.meta.flush()
     }
 
-    /// The pending chunk objects, concatenated (at most a part's worth).
+    /// The pending chunk objects, concatenated (at most a part's worth). Fetched a few at a
+    /// time: each is a round trip, and merging a part waits for all of them.
     async fn read_chunks(&self, id: &UploadId, s: &Session) -> Result<BytesMut> {
         let total: u64 = s.chunks.iter().sum();
         let mut out = BytesMut::with_capacity(total as usize);
-        for (i, _) in s.chunks.iter().enumerate() {
-            let key = self.chunk_key(id, s.first_chunk + i as u64);
-            let bytes = self
-                .s3
-                .get(&key)
-                .await
-                .map_err(unavailable)?
-                .bytes()
-                .await
-                .map_err(unavailable)?;
-            out.extend_from_slice(&bytes);
+        let mut chunks = futures_util::stream::iter(0..s.chunks.len() as u64)
+            .map(|i| {
+                let key = self.chunk_key(id, s.first_chunk + i);
+                async move { self.s3.get(&key).await?.bytes().await }
+            })
+            .buffered(CHUNKS_AT_ONCE);
+        while let Some(bytes) = chunks.next().await {
+            out.extend_from_slice(&bytes.map_err(unavailable)?);
         }
         Ok(out)
     }
 
-    async fn delete_chunks(&self, id: &UploadId, first: u64, count: usize) {
-        for n in first..first + count as u64 {
-            if let Err(e) = self.s3.delete(&self.chunk_key(id, n)).await {
-                tracing::warn!(upload = %id, error = %e, "could not delete an upload chunk");
-            }
-        }
+    async fn delete_chunks(&self, id: &UploadId, chunks: impl IntoIterator<Item = u64>) {
+        futures_util::stream::iter(chunks)
+            .for_each_concurrent(CHUNKS_AT_ONCE, |n| async move {
+                if let Err(e) = self.s3.delete(&self.chunk_key(id, n)).await {
+                    tracing::warn!(upload = %id, error = %e, "could not delete an upload chunk");
+                }
+            })
+            .await;
     }
 
     /// Uploads `data` as the session's next part.
@@ -340,8 +342,17 @@ impl S3BlobStore {
                 tracing::warn!(upload = %id, error = %e, "could not abort a multipart upload");
             }
         }
-        self.delete_chunks(id, s.first_chunk, s.chunks.len()).await;
+        self.delete_chunks(id, s.first_chunk..s.first_chunk + s.chunks.len() as u64)
+            .await;
         let _ = self.s3.delete(&self.data_key(id)).await;
+    }
+
+    async fn read_whole(&self, key: &Path) -> Result<Option<ByteStream>> {
+        match self.s3.get(key).await {
+            Ok(r) => Ok(Some(Box::pin(r.into_stream().map_err(io_error)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// The digest of an object under another algorithm than the one hashed while uploading.
@@ -353,6 +364,59 @@ impl S3BlobStore {
         }
         Ok(h.finish())
     }
+}
+
+/// Chunk objects of an upload fetched or deleted at once.
+const CHUNKS_AT_ONCE: usize = 4;
+
+/// Bytes per GET of a big read.
+const READ_RANGE: u64 = 8 << 20;
+/// GETs of one read in flight at once, besides the range the client is being sent.
+const RANGES_AHEAD: usize = 2;
+
+fn io_error(e: object_store::Error) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// A big read as ranged GETs fetched ahead of the client by a task of their own: S3 serves
+/// the next ranges (on other cores) while the client receives the current one, instead of
+/// each side waiting for the other over one response. Holds at most `RANGES_AHEAD` + 1 ranges
+/// (24 MiB); the task stops when the client goes away.
+fn read_ahead(
+    s3: Arc<AmazonS3>,
+    key: Path,
+    first: object_store::GetResult,
+    rest: Range<u64>,
+) -> ByteStream {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+    let ranges = (rest.start..rest.end)
+        .step_by(READ_RANGE as usize)
+        .map(move |at| at..rest.end.min(at + READ_RANGE));
+    let fetches = futures_util::stream::iter(
+        std::iter::once(futures_util::future::Either::Left(first.bytes())).chain(ranges.map(
+            move |range| {
+                let (s3, key) = (s3.clone(), key.clone());
+                futures_util::future::Either::Right(async move {
+                    let opts = GetOptions {
+                        range: Some(GetRange::Bounded(range)),
+                        ..GetOptions::default()
+                    };
+                    s3.get_opts(&key, opts).await?.bytes().await
+                })
+            },
+        )),
+    )
+    .buffered(RANGES_AHEAD);
+    tokio::spawn(async move {
+        let mut fetches = std::pin::pin!(fetches);
+        while let Some(part) = fetches.next().await {
+            let failed = part.is_err();
+            if tx.send(part.map_err(io_error)).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 fn tx_error(e: TxError<Error>) -> Error {
@@ -378,18 +442,29 @@ impl BlobStore for S3BlobStore {
                 return Ok(Some(Box::pin(futures_util::stream::empty())));
             }
         }
+        let key = self.blob_key(digest);
+        let (start, end) = match &range {
+            Some(r) => (r.start, r.end),
+            None => (0, u64::MAX),
+        };
+        // The first range tells the object's size, so a big read costs no extra HEAD.
+        let first = start..end.min(start.saturating_add(READ_RANGE));
         let opts = GetOptions {
-            range: range.map(GetRange::Bounded),
+            range: Some(GetRange::Bounded(first.clone())),
             ..GetOptions::default()
         };
-        match self.s3.get_opts(&self.blob_key(digest), opts).await {
-            Ok(r) => Ok(Some(Box::pin(
-                r.into_stream()
-                    .map_err(|e| std::io::Error::other(e.to_string())),
-            ))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(unavailable(e)),
+        let r = match self.s3.get_opts(&key, opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            // An empty object has no first byte to range over.
+            Err(_) if range.is_none() => return self.read_whole(&key).await,
+            Err(e) => return Err(unavailable(e)),
+        };
+        let end = end.min(r.meta.size);
+        if first.end >= end {
+            return Ok(Some(Box::pin(r.into_stream().map_err(io_error))));
         }
+        Ok(Some(read_ahead(self.s3.clone(), key, r, first.end..end)))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool> {
@@ -466,9 +541,7 @@ impl BlobStore for S3BlobStore {
                         s.lease_until = s.updated + LEASE_SECS;
                         self.save(id, saved, &s)?;
                         saved = s.hash.len();
-                        for n in spent.drain(..) {
-                            let _ = self.s3.delete(&self.chunk_key(id, n)).await;
-                        }
+                        self.delete_chunks(id, spent.drain(..)).await;
                     }
                 }
                 Err(e) => {
@@ -490,11 +563,7 @@ impl BlobStore for S3BlobStore {
         s.updated = now();
         s.lease_until = 0;
         self.save(id, saved, &s)?;
-        for n in spent {
-            if let Err(e) = self.s3.delete(&self.chunk_key(id, n)).await {
-                tracing::warn!(upload = %id, error = %e, "could not delete an upload chunk");
-            }
-        }
+        self.delete_chunks(id, spent).await;
         match failed {
             Some(e) => Err(Error::Io(e)),
             None => Ok(s.hash.len()),
@@ -549,7 +618,8 @@ impl BlobStore for S3BlobStore {
                 let computed = self.rehash(path, expected.algorithm()).await?;
                 if &computed != expected {
                     let _ = self.s3.delete(path).await;
-                    self.delete_chunks(id, s.first_chunk, s.chunks.len()).await;
+                    self.delete_chunks(id, s.first_chunk..s.first_chunk + s.chunks.len() as u64)
+                        .await;
                     self.remove(id)?;
                     self.forget_lock(id);
                     return Err(Error::DigestMismatch { computed });
@@ -559,7 +629,8 @@ impl BlobStore for S3BlobStore {
             self.s3.copy(path, &target).await.map_err(unavailable)?;
             let _ = self.s3.delete(path).await;
         }
-        self.delete_chunks(id, s.first_chunk, s.chunks.len()).await;
+        self.delete_chunks(id, s.first_chunk..s.first_chunk + s.chunks.len() as u64)
+            .await;
         self.remove(id)?;
         self.forget_lock(id);
         Ok(size)
