@@ -4,13 +4,13 @@
 //! answer stays right when a push lands on one replica and the pull on the other, not a race
 //! with the peer (which has no shared-metadata mode to compare with).
 //!
-//! etcd is Debian's `etcd` (`ETCD_BIN`, else on `PATH`); Garage as in workload 12. Without
-//! either, the workload reports itself skipped.
+//! etcd is Debian's `etcd` (`ETCD_BIN`), started by the storage crate's test harness; Garage
+//! as in workload 12. Without either, the workload reports itself skipped.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use berth_storage::etcd_cluster::EtcdCluster;
 
 use crate::client::{http_client, make_image, Image, Registry};
 use crate::results::Metric;
@@ -21,120 +21,6 @@ use crate::workloads::{log, seed, Bench};
 
 const MIB: usize = 1 << 20;
 const CONCURRENCY: usize = 10;
-
-pub fn etcd_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ETCD_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("etcd"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> Result<u16, String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port())
-}
-
-/// Whether the member at `port` reports itself healthy (it has a leader).
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer.contains("\"health\":\"true\"")
-}
-
-/// An etcd cluster on 127.0.0.1 (the same flags as `scripts/etcd-cluster.sh`); killed on drop.
-pub struct Etcd {
-    children: Vec<Child>,
-    pub endpoints: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    pub fn start(bin: &Path, work: &Path, members: usize) -> Result<Etcd, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("bench-etcd-")
-            .tempdir_in(work)
-            .map_err(|e| e.to_string())?;
-        let ports: Vec<(u16, u16)> = (0..members)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<Result<_, String>>()?;
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-            .collect();
-        let mut etcd = Etcd {
-            children: Vec::new(),
-            endpoints: ports
-                .iter()
-                .map(|(client, _)| format!("127.0.0.1:{client}"))
-                .collect::<Vec<_>>()
-                .join(","),
-            _dir: dir,
-        };
-        for (i, (client, peer)) in ports.iter().enumerate() {
-            let root = etcd._dir.path().join(format!("m{i}"));
-            std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-            let log = std::fs::File::create(root.join("log")).map_err(|e| e.to_string())?;
-            let child = Command::new(bin)
-                .arg("--name")
-                .arg(format!("m{i}"))
-                .arg("--data-dir")
-                .arg(root.join("data"))
-                .arg("--listen-client-urls")
-                .arg(format!("http://127.0.0.1:{client}"))
-                .arg("--advertise-client-urls")
-                .arg(format!("http://127.0.0.1:{client}"))
-                .arg("--listen-peer-urls")
-                .arg(format!("http://127.0.0.1:{peer}"))
-                .arg("--initial-advertise-peer-urls")
-                .arg(format!("http://127.0.0.1:{peer}"))
-                .arg("--initial-cluster")
-                .arg(initial.join(","))
-                .args(["--initial-cluster-token", "berth-bench"])
-                .args(["--initial-cluster-state", "new"])
-                .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-            etcd.children.push(child);
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for (client, _) in &ports {
-            while !healthy(*client) {
-                if Instant::now() > deadline {
-                    return Err(format!("etcd member on port {client} not healthy in 60 s"));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Ok(etcd)
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// One way of running berth: its processes and a client for each.
 struct Setup {
@@ -160,13 +46,13 @@ macro_rules! setup {
 
 /// berth's flags for metadata under `prefix` in `etcd` and blobs under `prefix` in Garage's
 /// bucket, so each setup starts empty.
-fn shared_store_flags(etcd: &Etcd, garage: &Garage, prefix: &str) -> Vec<String> {
+fn shared_store_flags(etcd: &EtcdCluster, garage: &Garage, prefix: &str) -> Vec<String> {
     let mut flags = garage.berth_flags();
     if let Some(store) = flags.iter_mut().find(|f| f.starts_with("s3://")) {
         *store = format!("s3://{}/{prefix}", crate::s3::BERTH_BUCKET);
     }
     flags.push("--metadata-store".into());
-    flags.push(format!("etcd://{}/{prefix}", etcd.endpoints));
+    flags.push(etcd.url(prefix));
     flags
 }
 
@@ -174,7 +60,7 @@ fn start_setups(
     bin: &Path,
     work: &Path,
     wrapper: &[String],
-    etcd: &Etcd,
+    etcd: &EtcdCluster,
     garage: &Garage,
 ) -> Result<Vec<Setup>, String> {
     let env = garage.berth_env();
@@ -216,7 +102,7 @@ impl Bench {
         bin: &Path,
         work: &Path,
         wrapper: &[String],
-        etcd: &Etcd,
+        etcd: &EtcdCluster,
         garage: &Garage,
     ) -> Vec<(String, (u64, u64))> {
         let setups = match start_setups(bin, work, wrapper, etcd, garage) {

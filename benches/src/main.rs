@@ -195,6 +195,14 @@ fn peer_version(bin: &std::path::Path) -> String {
         .unwrap_or_else(|| "docker-registry".to_string())
 }
 
+/// The machine's 1-minute load average (0 when unknown).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
     let get = |k: Kind| {
         servers
@@ -205,10 +213,7 @@ fn memory_sample(after: &str, servers: &[Server]) -> MemorySample {
     };
     let (berth_hwm, berth_rss) = get(Kind::Berth);
     let (peer_hwm, peer_rss) = get(Kind::Peer);
-    let load1 = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
+    let load1 = load_average();
     MemorySample {
         after: after.to_string(),
         load1,
@@ -446,20 +451,21 @@ async fn main() -> ExitCode {
         bench.set_servers(Vec::new(), (0, 0));
         drop(servers);
         servers = Vec::new();
-        match (cluster::etcd_binary(), s3::garage_binary().exists()) {
-            (Some(etcd_bin), true) => {
-                let stores = s3::Garage::start(&work).and_then(|garage| {
-                    cluster::Etcd::start(&etcd_bin, &work, 3).map(|etcd| (garage, etcd))
+        let etcd_bin = berth_storage::etcd_cluster::binary();
+        match (etcd_bin.exists(), s3::garage_binary().exists()) {
+            (true, true) => {
+                let stores = s3::Garage::start(&work).map(|garage| {
+                    (
+                        garage,
+                        berth_storage::etcd_cluster::EtcdCluster::start(3, true),
+                    )
                 });
                 match stores {
                     Ok((garage, etcd)) => {
                         let samples = bench
                             .cluster(&berth_bin, &work, &wrapper(&args), &etcd, &garage)
                             .await;
-                        let load1 = std::fs::read_to_string("/proc/loadavg")
-                            .ok()
-                            .and_then(|l| l.split_whitespace().next()?.parse().ok())
-                            .unwrap_or(0.0);
+                        let load1 = load_average();
                         for (after, (hwm, rss)) in samples {
                             memory.push(MemorySample {
                                 after,
@@ -479,8 +485,8 @@ async fn main() -> ExitCode {
             }
             (etcd, garage) => {
                 let missing = match (etcd, garage) {
-                    (None, false) => "etcd and Garage",
-                    (None, true) => "etcd",
+                    (false, false) => "etcd and Garage",
+                    (false, true) => "etcd",
                     _ => "Garage",
                 };
                 eprintln!("workload 13 skipped: no {missing} binary");

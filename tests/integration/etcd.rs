@@ -78,20 +78,7 @@ async fn two_replicas_share_etcd_and_garage() {
     let etcd = EtcdCluster::start(3, true);
     let garage = Garage::start(3);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let url = etcd.url("replicas");
-    let replica = |n: usize| {
-        let endpoint = garage.endpoint(n);
-        let blob_store = format!("s3://{}/replicas", garage.bucket);
-        let env = [
-            ("BERTH_METADATA_STORE", url.as_str()),
-            ("BERTH_BLOB_STORE", blob_store.as_str()),
-            ("BERTH_S3_ENDPOINT", endpoint.as_str()),
-            ("BERTH_S3_REGION", "garage"),
-            ("AWS_ACCESS_KEY_ID", garage.key_id.as_str()),
-            ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
-        ];
-        Serve::start_with_env(dirs[n].path(), &env)
-    };
+    let replica = |n: usize| replica_on(&etcd, &garage, "replicas", n, dirs[n].path());
     let (pa, pb) = (replica(0), replica(1));
     let (a, b) = (
         TestServer::client_for(&pa.base),
@@ -162,6 +149,48 @@ async fn two_replicas_share_etcd_and_garage() {
     let r = a.get(&format!("/v2/shared/up/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().to_vec(), data);
+}
+
+/// A `berth serve` replica with its metadata under `prefix` in `etcd` and its blobs under
+/// `prefix` in Garage's bucket, talking to Garage node `n`.
+fn replica_on(
+    etcd: &EtcdCluster,
+    garage: &Garage,
+    prefix: &str,
+    n: usize,
+    dir: &std::path::Path,
+) -> Serve {
+    let (url, endpoint) = (etcd.url(prefix), garage.endpoint(n));
+    let blob_store = format!("s3://{}/{prefix}", garage.bucket);
+    let env = [
+        ("BERTH_METADATA_STORE", url.as_str()),
+        ("BERTH_BLOB_STORE", blob_store.as_str()),
+        ("BERTH_S3_ENDPOINT", endpoint.as_str()),
+        ("BERTH_S3_REGION", "garage"),
+        ("AWS_ACCESS_KEY_ID", garage.key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
+    ];
+    Serve::start_with_env(dir, &env)
+}
+
+/// Every blob of the manifest `digest` in `repo` is served by `s` and hashes to its digest.
+async fn assert_blobs_intact(s: &TestServer, repo: &str, digest: &str) {
+    let r = s.get(&format!("/v2/{repo}/manifests/{digest}")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{repo}@{digest}");
+    let manifest: serde_json::Value = r.json().await.unwrap();
+    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+    blobs.extend(
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string()),
+    );
+    for d in blobs {
+        let r = s.get(&format!("/v2/{repo}/blobs/{d}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{repo}: {d}");
+        assert_eq!(sha256(&r.bytes().await.unwrap()), d);
+    }
 }
 
 /// The path and query of a URL or path (drops the replica it names).
@@ -509,26 +538,7 @@ async fn the_etcd_leader_dying_during_concurrent_pushes_loses_nothing_acknowledg
             assert_eq!(header(&r, "docker-content-digest"), Some(digest.as_str()));
         }
         // Blobs live on the pushing replica's filesystem.
-        let s = &replicas[i % 2];
-        let r = s.get(&format!("/v2/{repo}/manifests/{digest}")).await;
-        let manifest: serde_json::Value = r.json().await.unwrap();
-        let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
-        blobs.extend(
-            manifest["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["digest"].as_str().unwrap().to_string()),
-        );
-        for d in blobs {
-            let body = s
-                .get(&format!("/v2/{repo}/blobs/{d}"))
-                .await
-                .bytes()
-                .await
-                .unwrap();
-            assert_eq!(sha256(&body), d);
-        }
+        assert_blobs_intact(&replicas[i % 2], repo, digest).await;
         let (ns, name) = repo.split_once('/').unwrap();
         let is = stream(&replicas[1 - i % 2], ns, name).await;
         assert_eq!(
@@ -598,20 +608,7 @@ async fn a_replica_dying_mid_push_loses_nothing_and_the_retry_through_the_other_
     let etcd = EtcdCluster::start(1, false);
     let garage = Garage::start(3);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let url = etcd.url("dying");
-    let blob_store = format!("s3://{}/dying", garage.bucket);
-    let replica = |n: usize| {
-        let endpoint = garage.endpoint(n);
-        let env = [
-            ("BERTH_METADATA_STORE", url.as_str()),
-            ("BERTH_BLOB_STORE", blob_store.as_str()),
-            ("BERTH_S3_ENDPOINT", endpoint.as_str()),
-            ("BERTH_S3_REGION", "garage"),
-            ("AWS_ACCESS_KEY_ID", garage.key_id.as_str()),
-            ("AWS_SECRET_ACCESS_KEY", garage.secret.as_str()),
-        ];
-        Serve::start_with_env(dirs[n].path(), &env)
-    };
+    let replica = |n: usize| replica_on(&etcd, &garage, "dying", n, dirs[n].path());
     let (mut pa, pb) = (replica(0), replica(1));
     let a = std::sync::Arc::new(TestServer::client_for(&pa.base));
     let b = std::sync::Arc::new(TestServer::client_for(&pb.base));
@@ -641,20 +638,7 @@ async fn a_replica_dying_mid_push_loses_nothing_and_the_retry_through_the_other_
         let r = b.get(&format!("/v2/team/dying/manifests/{tag}")).await;
         assert_eq!(r.status(), StatusCode::OK, "{tag} via {via}");
         assert_eq!(header(&r, "docker-content-digest"), Some(digest.as_str()));
-        let manifest: serde_json::Value = r.json().await.unwrap();
-        let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
-        blobs.extend(
-            manifest["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["digest"].as_str().unwrap().to_string()),
-        );
-        for d in blobs {
-            let body = b.get(&format!("/v2/team/dying/blobs/{d}")).await;
-            assert_eq!(body.status(), StatusCode::OK, "{tag}: {d}");
-            assert_eq!(sha256(&body.bytes().await.unwrap()), d);
-        }
+        assert_blobs_intact(&b, "team/dying", &digest).await;
         let is = stream(&b, "team", "dying").await;
         assert_eq!(history(&is, &tag), [digest], "{tag} via {via}");
     }
