@@ -425,3 +425,48 @@ async fn a_large_chunked_push_to_garage_keeps_server_memory_bounded() {
         BOUND >> 20
     );
 }
+
+/// Clients that ask for a big blob on S3 and then never read cost at most the read-ahead
+/// window each (a few 8 MiB ranges), not the blob: without the bound, four such GETs of a
+/// 48 MiB blob would hold 192 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_never_read_a_big_blob_on_s3_cost_bounded_memory() {
+    use tokio::io::AsyncWriteExt;
+    const READERS: usize = 4;
+    const BLOB: usize = 48 << 20;
+    let garage = Garage::start(1);
+    let s = on_garage(&garage, tempfile::tempdir().unwrap(), "stuck").await;
+    let blob: Vec<u8> = (0..BLOB).map(|i| (i * 31 % 251) as u8).collect();
+    let digest = s.push_blob("ns/big", &blob).await;
+    drop(blob);
+    let before = rss_of(std::process::id());
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+    let mut stuck = Vec::new();
+    for _ in 0..READERS {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut c = socket.connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET /v2/ns/big/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        stuck.push(c);
+    }
+    // Time for the read-ahead to fill its window and stop.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let grown = rss_of(std::process::id()).saturating_sub(before);
+    // The answers did start: each reader reads just its status line.
+    for c in &mut stuck {
+        use tokio::io::AsyncReadExt;
+        let mut status = [0u8; 12];
+        c.read_exact(&mut status).await.unwrap();
+        assert_eq!(&status, b"HTTP/1.1 200");
+    }
+    assert!(
+        grown < (READERS as u64) * (32 << 20),
+        "{READERS} stuck readers grew the server by {} MiB",
+        grown >> 20
+    );
+    drop(stuck);
+}
