@@ -1,7 +1,7 @@
 //! Handlers of `/apis/image.openshift.io/v1`: wire JSON ↔ the image-stream domain, Kubernetes
 //! `Status` errors, lists and watches.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -21,7 +21,7 @@ use super::apis::watch::{EventType, Presenter, Resolver, Watch, WatchEvent};
 use super::apis::{openapi, openapi_pb};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
-use super::stream_body;
+use super::watch_renders::Renders;
 use super::ReqBody;
 use crate::auth::Action;
 use crate::imagestream::service::{decorate, ImageStreams};
@@ -111,7 +111,10 @@ impl Api {
             streams.registry().hosts().clone(),
         );
         let hubs = (stream_hub.clone(), image_hub.clone(), webhook_hub.clone());
+        let renders = Arc::new(Renders::default());
+        let (told, forget) = (renders.clone(), renders.clone());
         streams.registry().events().on_gap(Arc::new(move |upto| {
+            forget.gap();
             hubs.0.gap(upto);
             hubs.1.gap(upto);
             hubs.2.gap(upto);
@@ -125,7 +128,18 @@ impl Api {
                     // Events carry stubs (metadata, for filters); a watch renders the whole
                     // object when it delivers one, so neither pushes nor backlogs pay for
                     // objects nobody reads. A deleted object's last state is its stub.
-                    Change::Stream { kind, stream } => {
+                    Change::Stream {
+                        kind,
+                        stream,
+                        tags_written,
+                    } => {
+                        // Before the event is out: a watch rendering it re-reads these tags.
+                        told.written(
+                            (&stream.metadata.namespace, &stream.metadata.name),
+                            *kind,
+                            rv,
+                            tags_written.as_ref(),
+                        );
                         let event = match event_type(*kind) {
                             EventType::Deleted => {
                                 let mut head = stream.clone();
@@ -168,7 +182,7 @@ impl Api {
             stream_hub,
             image_hub,
             webhook_hub,
-            renders: Arc::default(),
+            renders,
         })
     }
 }
@@ -444,30 +458,18 @@ fn webhook_list(api: &Api, namespace: &Namespace) -> Result<(Vec<Value>, u64), S
     Ok((to_values(items), rv))
 }
 
-/// The last stream rendered for a watch event: every watcher of a change shares one render,
-/// and at most one rendered stream is kept.
-#[derive(Default)]
-pub struct Renders {
-    last: Mutex<Option<(RenderKey, Bytes)>>,
-}
-
-type RenderKey = (String, String, u64);
-
 /// Renders a lazy stream event's whole object (the stream as it is now) when a watch
 /// delivers it.
 fn stream_resolver(streams: &ImageStreams, renders: Arc<Renders>) -> Resolver {
     let registry = streams.registry().clone();
     Arc::new(move |e: &WatchEvent| {
-        let (ns, name) = (e.namespace()?, e.name());
-        let key = (ns.to_string(), name.to_string(), e.resource_version);
-        if let Some((k, json)) = &*renders.last.lock().unwrap_or_else(|p| p.into_inner()) {
-            if *k == key {
-                return Some(json.clone());
-            }
-        }
-        let json = stream_body::render(registry.metadata().as_ref(), registry.hosts(), ns, name)?;
-        *renders.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, json.clone()));
-        Some(json)
+        let ns = e.namespace()?;
+        renders.render(
+            registry.metadata().as_ref(),
+            registry.hosts(),
+            (ns, e.name()),
+            e.resource_version,
+        )
     })
 }
 

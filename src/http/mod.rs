@@ -18,6 +18,7 @@ pub mod query;
 pub mod range;
 pub mod response;
 pub mod stream_body;
+pub mod watch_renders;
 
 use std::time::Instant;
 

@@ -77,7 +77,85 @@ pub fn render(
         }
     }
     w.finish(true).ok()?;
-    Some(Bytes::from(std::mem::take(&mut w.buf)))
+    Some(w.into_bytes())
+}
+
+/// Where one tag's JSON lies in a rendering: spec tags are `{...}` members of `spec.tags`,
+/// status tags `{...}` members of `status.tags` (conditions, items, tag).
+pub struct Piece {
+    pub status: bool,
+    pub tag: String,
+    pub range: std::ops::Range<usize>,
+}
+
+/// [`render`], also saying where each tag's JSON lies in it and the head's resourceVersion
+/// (`None`: the stream is gone or could not be read: logged).
+pub fn render_with_pieces(
+    meta: &dyn MetadataStore,
+    hosts: &RepositoryHosts,
+    ns: &str,
+    name: &str,
+) -> Option<(Bytes, Vec<Piece>, u64)> {
+    let mut w = JsonWriter::new(None, hosts.clone());
+    w.pieces = Some(Vec::new());
+    match store::visit_stream(meta, ns, name, &mut w) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
+            return None;
+        }
+    }
+    w.finish(true).ok()?;
+    let pieces = w.pieces.take().unwrap_or_default();
+    let read_at = w.resource_version?;
+    Some((w.into_bytes(), pieces, read_at))
+}
+
+/// One tag's pieces as [`render_with_pieces`] would cut them (none when the tag is gone).
+pub fn render_tag(
+    meta: &dyn MetadataStore,
+    hosts: &RepositoryHosts,
+    (ns, name, tag): (&str, &str, &str),
+) -> Result<Vec<(Piece, Bytes)>, VisitError> {
+    let mut w = JsonWriter::new(None, hosts.clone());
+    w.pieces = Some(Vec::new());
+    // The tag is written with the framing of a whole stream (around an empty head); only its
+    // pieces are kept.
+    store::visit_tag(meta, (ns, name, tag), &mut w)?;
+    let pieces = w.pieces.take().unwrap_or_default();
+    let bytes = Bytes::from(std::mem::take(&mut w.buf));
+    Ok(pieces
+        .into_iter()
+        .map(|p| {
+            let b = bytes.slice(p.range.clone());
+            (p, b)
+        })
+        .collect())
+}
+
+/// The stream `head` with the tags' JSON pieces (as cut by [`render_with_pieces`]), in order:
+/// the same bytes [`render`] writes for the stream they were cut from.
+pub fn assemble<'a>(
+    hosts: &RepositoryHosts,
+    head: &ImageStream,
+    spec: impl Iterator<Item = &'a [u8]>,
+    status: impl Iterator<Item = &'a [u8]>,
+    size_hint: usize,
+) -> io::Result<Bytes> {
+    let mut w = JsonWriter::new(None, hosts.clone());
+    w.buf.reserve(size_hint + 4096);
+    w.head(head)?;
+    for json in spec {
+        w.open_spec_tag()?;
+        w.buf.extend_from_slice(json);
+    }
+    for json in status {
+        w.open_status_tag()?;
+        w.buf.extend_from_slice(json);
+    }
+    w.finish(true)?;
+    Ok(w.into_bytes())
 }
 
 #[derive(PartialEq)]
@@ -98,6 +176,12 @@ struct JsonWriter {
     first_event: bool,
     /// The status tag being written (its name is its last key).
     tag: String,
+    /// When rendering in memory, where each tag's JSON was written.
+    pieces: Option<Vec<Piece>>,
+    /// Where the status tag being written starts.
+    tag_start: usize,
+    /// The head's `metadata.resourceVersion`, once written.
+    resource_version: Option<u64>,
 }
 
 impl JsonWriter {
@@ -111,7 +195,39 @@ impl JsonWriter {
             phase: Phase::Spec { tags_open: false },
             first_event: true,
             tag: String::new(),
+            pieces: None,
+            tag_start: 0,
+            resource_version: None,
         }
+    }
+
+    /// The rendering, holding no more memory than its length.
+    fn into_bytes(mut self) -> Bytes {
+        self.buf.shrink_to_fit();
+        Bytes::from(std::mem::take(&mut self.buf))
+    }
+
+    /// Writes what comes before a spec tag's `{...}`.
+    fn open_spec_tag(&mut self) -> io::Result<()> {
+        let Phase::Spec { tags_open } = &mut self.phase else {
+            return Err(io::Error::other("spec tag after status"));
+        };
+        let first = !*tags_open;
+        *tags_open = true;
+        self.raw(if first { ",\"tags\":[" } else { "," });
+        Ok(())
+    }
+
+    /// Writes what comes before a status tag's `{...}` (the status itself, before the first).
+    fn open_status_tag(&mut self) -> io::Result<()> {
+        self.enter_status()?;
+        let Phase::Status { tags_open } = &mut self.phase else {
+            unreachable!("entered the status above")
+        };
+        let first = !*tags_open;
+        *tags_open = true;
+        self.raw(if first { ",\"tags\":[" } else { "," });
+        Ok(())
     }
 
     fn raw(&mut self, s: &str) {
@@ -195,6 +311,7 @@ impl JsonWriter {
 
 impl StreamVisitor for JsonWriter {
     fn head(&mut self, head: &ImageStream) -> io::Result<()> {
+        self.resource_version = head.metadata.resource_version.parse().ok();
         let head = decorate(&self.hosts, head.clone());
         self.raw("{\"apiVersion\":");
         self.value(&head.api_version)?;
@@ -215,24 +332,23 @@ impl StreamVisitor for JsonWriter {
     }
 
     fn spec_tag(&mut self, tag: &TagReference) -> io::Result<()> {
-        let Phase::Spec { tags_open } = &mut self.phase else {
-            return Err(io::Error::other("spec tag after status"));
-        };
-        let first = !*tags_open;
-        *tags_open = true;
-        self.raw(if first { ",\"tags\":[" } else { "," });
+        self.open_spec_tag()?;
+        let start = self.buf.len();
         self.value(tag)?;
+        if let Some(pieces) = &mut self.pieces {
+            pieces.push(Piece {
+                status: false,
+                tag: tag.name.clone(),
+                range: start..self.buf.len(),
+            });
+        }
         self.flush_if_full()
     }
 
     fn status_tag(&mut self, tag: &str, conditions: &[TagEventCondition]) -> io::Result<()> {
-        self.enter_status()?;
-        let Phase::Status { tags_open } = &mut self.phase else {
-            unreachable!("entered the status above")
-        };
-        let first = !*tags_open;
-        *tags_open = true;
-        self.raw(if first { ",\"tags\":[{" } else { ",{" });
+        self.open_status_tag()?;
+        self.tag_start = self.buf.len();
+        self.raw("{");
         if !conditions.is_empty() {
             self.raw("\"conditions\":");
             self.value(&conditions)?;
@@ -265,6 +381,13 @@ impl StreamVisitor for JsonWriter {
         let tag = std::mem::take(&mut self.tag);
         serde_json::to_writer(&mut self.buf, &tag).map_err(io::Error::other)?;
         self.raw("}");
+        if let Some(pieces) = &mut self.pieces {
+            pieces.push(Piece {
+                status: true,
+                tag,
+                range: self.tag_start..self.buf.len(),
+            });
+        }
         self.flush_if_full()
     }
 }

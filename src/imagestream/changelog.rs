@@ -8,6 +8,7 @@
 //! each entry written deletes the one [`KEEP`] revisions older. On the embedded store nothing
 //! of this runs: only this process writes, and it publishes after each commit.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -68,6 +69,9 @@ enum Entry {
     Stream {
         kind: Kind,
         stream: Box<ImageStream>,
+        /// Absent in entries written before it existed: read as "all tags".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tags_written: Option<BTreeSet<String>>,
     },
     Image {
         kind: Kind,
@@ -104,9 +108,14 @@ pub fn append<E>(
     let changes: Vec<Entry> = changes
         .iter()
         .filter_map(|c| match c {
-            Change::Stream { kind, stream } => Some(Entry::Stream {
+            Change::Stream {
+                kind,
+                stream,
+                tags_written,
+            } => Some(Entry::Stream {
                 kind: (*kind).into(),
                 stream: Box::new(stream.clone()),
+                tags_written: tags_written.clone(),
             }),
             // Watchers render an added or modified Image when they deliver it, so its metadata
             // is enough (and keeps the entry small: an Image holds its whole manifest).
@@ -162,9 +171,14 @@ pub fn read_after(
             .changes
             .into_iter()
             .map(|e| match e {
-                Entry::Stream { kind, stream } => Change::Stream {
+                Entry::Stream {
+                    kind,
+                    stream,
+                    tags_written,
+                } => Change::Stream {
                     kind: kind.into(),
                     stream: *stream,
+                    tags_written,
                 },
                 Entry::Image { kind, image } => Change::Image {
                     kind: kind.into(),

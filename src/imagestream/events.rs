@@ -61,8 +61,13 @@ fn coalesce(changes: Vec<Change>) -> Vec<Change> {
                 Change::Stream {
                     kind: first,
                     stream: mut merged,
+                    tags_written: written_first,
                 },
-                Change::Stream { kind, stream },
+                Change::Stream {
+                    kind,
+                    stream,
+                    tags_written,
+                },
             ) => {
                 for t in stream.spec.tags {
                     merged.spec.tags.retain(|x| x.name != t.name);
@@ -83,6 +88,10 @@ fn coalesce(changes: Vec<Change>) -> Vec<Change> {
                         kind
                     },
                     stream: merged,
+                    tags_written: written_first.zip(tags_written).map(|(mut a, b)| {
+                        a.extend(b);
+                        a
+                    }),
                 }
             }
             (_, later) => later,
@@ -208,7 +217,11 @@ mod tests {
         let mut stream = crate::imagestream::mapping::new_stream("ns", "app");
         stream.metadata.resource_version = rv.to_string();
         stream.status_tag_mut(tag);
-        Change::Stream { kind, stream }
+        Change::Stream {
+            kind,
+            stream,
+            tags_written: Some([tag.to_string()].into()),
+        }
     }
 
     fn recorder(events: &Events) -> Arc<Mutex<Vec<Change>>> {
@@ -271,11 +284,17 @@ mod tests {
         ]);
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
-        let Change::Stream { kind, stream } = &seen[0] else {
+        let Change::Stream {
+            kind,
+            stream,
+            tags_written,
+        } = &seen[0]
+        else {
             panic!("a stream change")
         };
         assert_eq!(*kind, ChangeKind::Added);
         let tags: Vec<&str> = stream.status.tags.iter().map(|t| t.tag.as_str()).collect();
         assert_eq!(tags, ["a", "b"]);
+        assert_eq!(tags_written, &Some(["a".into(), "b".into()].into()));
     }
 }

@@ -189,6 +189,9 @@ pub enum Change {
     Stream {
         kind: ChangeKind,
         stream: ImageStream,
+        /// The tags whose records (spec or status) the write rewrote, added or removed: what a
+        /// kept rendering of the stream must read again. `None`: not known, all of them.
+        tags_written: Option<BTreeSet<String>>,
     },
     Image {
         kind: ChangeKind,
@@ -435,25 +438,14 @@ pub fn visit_stream(
     let mut events = Cursor::new(meta, event_base.clone());
     meta.visit::<VisitError>(&base, |k, v| {
         let tag = &k[base.len()..];
-        // Most tags have no conditions: their head need not be decoded to be served.
-        let conditions = if v.windows(12).any(|w| w == b"\"conditions\"") {
-            decode::<StatusHead>(v)?.conditions
-        } else {
-            Vec::new()
-        };
-        visitor.status_tag(&String::from_utf8_lossy(tag), &conditions)?;
+        visit_status_head(visitor, &String::from_utf8_lossy(tag), v)?;
         while let Some((key, value)) = events.peek()? {
             // `<tag>\0<16 hex digits>`
             let event_tag = &key[event_base.len()..key.len().saturating_sub(17)];
             match event_tag.cmp(tag) {
                 // Events of a tag without a head (none are written) are skipped.
                 std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => match value.split_first() {
-                    Some((&v, json)) if v == <TagEvent as Record>::VERSION => {
-                        visitor.event_json(json)?
-                    }
-                    _ => visitor.event(&decode(value)?)?,
-                },
+                std::cmp::Ordering::Equal => visit_event(visitor, value)?,
                 std::cmp::Ordering::Greater => break,
             }
             events.advance();
@@ -462,6 +454,48 @@ pub fn visit_stream(
         Ok(())
     })?;
     Ok(true)
+}
+
+/// One tag of the stream as [`visit_stream`] shows it: its spec tag and its status tag with
+/// every event, each only when stored (a tag may have either, both or, once deleted, neither).
+pub fn visit_tag(
+    meta: &dyn MetadataStore,
+    (ns, name, tag): (&str, &str, &str),
+    visitor: &mut dyn StreamVisitor,
+) -> Result<(), VisitError> {
+    if let Some(spec) = meta.get(&keys::spec_tag(ns, name, tag))? {
+        visitor.spec_tag(&decode(&spec)?)?;
+    }
+    let Some(head) = meta.get(&keys::status_tag(ns, name, tag))? else {
+        return Ok(());
+    };
+    visit_status_head(visitor, tag, &head)?;
+    meta.visit::<VisitError>(&keys::events(ns, name, tag), |_, v| visit_event(visitor, v))?;
+    visitor.end_tag()?;
+    Ok(())
+}
+
+fn visit_status_head(
+    visitor: &mut dyn StreamVisitor,
+    tag: &str,
+    stored: &[u8],
+) -> Result<(), VisitError> {
+    // Most tags have no conditions: their head need not be decoded to be served.
+    let conditions = if stored.windows(12).any(|w| w == b"\"conditions\"") {
+        decode::<StatusHead>(stored)?.conditions
+    } else {
+        Vec::new()
+    };
+    visitor.status_tag(tag, &conditions)?;
+    Ok(())
+}
+
+fn visit_event(visitor: &mut dyn StreamVisitor, stored: &[u8]) -> Result<(), VisitError> {
+    match stored.split_first() {
+        Some((&v, json)) if v == <TagEvent as Record>::VERSION => visitor.event_json(json)?,
+        _ => visitor.event(&decode(stored)?)?,
+    }
+    Ok(())
 }
 
 /// Why [`visit_stream`] stopped: the store failed, or the visitor did (its reader left).
@@ -666,6 +700,7 @@ pub fn save_stream(
     let empty = ImageStream::default();
     let before = old.map_or(&empty, |o| &o.stream);
 
+    let mut tags_written = BTreeSet::new();
     // Spec tags, and the tracker index of those that follow another tag of this stream.
     let mut scope: BTreeSet<&str> = new.spec.tags.iter().map(|t| t.name.as_str()).collect();
     if let Some(o) = old {
@@ -677,6 +712,7 @@ pub fn save_stream(
         if was == now {
             continue;
         }
+        tags_written.insert(tag.to_string());
         match now {
             Some(spec) => tx.put(&keys::spec_tag(&ns, &name, tag), &encode(spec))?,
             None => tx.delete(&keys::spec_tag(&ns, &name, tag))?,
@@ -706,6 +742,7 @@ pub fn save_stream(
         if was == now {
             continue;
         }
+        tags_written.insert(tag.to_string());
         if let Some(failed) = new_import_failure(was, now) {
             notices.push(Notice::ImportFailed(ImportFailed {
                 namespace: ns.clone(),
@@ -814,6 +851,7 @@ pub fn save_stream(
             ChangeKind::Added
         },
         stream: new.clone(),
+        tags_written: Some(tags_written),
     });
     Ok(())
 }
@@ -1053,6 +1091,7 @@ pub fn delete_stream(tx: &mut dyn Txn, old: &Loaded, changes: &mut Vec<Change>) 
     changes.push(Change::Stream {
         kind: ChangeKind::Deleted,
         stream: gone,
+        tags_written: None,
     });
     Ok(())
 }

@@ -268,4 +268,24 @@ async fn a_watch_sees_every_change_of_a_busy_stream_in_order() {
     assert!(rvs[0] > from);
     let final_tags = events[199]["object"]["status"]["tags"].as_array().unwrap();
     assert_eq!(final_tags.len(), 206);
+    // Renderings are kept and updated by tag: each shows every tag the one before did, and
+    // the last is exactly what a GET reads from the store.
+    let tag_names = |e: &Value| -> std::collections::BTreeSet<String> {
+        e["object"]["status"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tag"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for w in events.windows(2) {
+        assert!(tag_names(&w[0]).is_subset(&tag_names(&w[1])));
+    }
+    let got: Value = s
+        .get(&format!("{API}/namespaces/w/imagestreams/app"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, events[199]["object"]);
 }

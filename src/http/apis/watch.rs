@@ -317,6 +317,7 @@ impl Watch {
             finished: false,
             resolver: self.resolver,
             presenter: self.presenter,
+            queued: VecDeque::new(),
             _alive: self.alive,
             _watcher: self.watcher,
         };
@@ -351,13 +352,16 @@ struct Pump {
     finished: bool,
     resolver: Option<Resolver>,
     presenter: Option<Presenter>,
+    /// The rest of a line sent in several chunks.
+    queued: VecDeque<Bytes>,
     _alive: Arc<()>,
     /// Dropped with the body, however the watch ends.
     _watcher: Option<WatcherGuard>,
 }
 
 impl Pump {
-    fn event_line(&self, e: &WatchEvent) -> Bytes {
+    /// The event's line, or its first chunk with the rest queued.
+    fn event_line(&mut self, e: &WatchEvent) -> Bytes {
         let built = match (&self.resolver, e.lazy) {
             (Some(resolve), true) => resolve(e),
             _ => None,
@@ -368,13 +372,22 @@ impl Pump {
                 Err(_) => rendered_line(e.kind.as_str(), &object),
             },
             (None, Some(present)) => line(e.kind.as_str(), &present((*e.object).clone())),
-            (Some(object), None) => rendered_line(e.kind.as_str(), &object),
+            (Some(object), None) => {
+                // Sent as three chunks: the object (megabytes for a big stream, shared by every
+                // watcher of the event) is not copied per watcher.
+                let (head, tail) = rendered_line_parts(e.kind.as_str());
+                self.queued.extend([object, tail]);
+                head
+            }
             (None, None) => line(e.kind.as_str(), &e.object),
         }
     }
 
     /// The next line to write, or `None` when the watch is over.
     async fn next(&mut self) -> Option<Bytes> {
+        if let Some(chunk) = self.queued.pop_front() {
+            return Some(chunk);
+        }
         if self.finished {
             return None;
         }
@@ -453,13 +466,20 @@ fn line(kind: &str, object: &Value) -> Bytes {
 
 /// [`line`] for an object already rendered as JSON.
 fn rendered_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut v = Vec::with_capacity(object.len() + 32);
-    v.extend_from_slice(b"{\"type\":");
-    v.extend_from_slice(&serde_json::to_vec(kind).unwrap_or_default());
-    v.extend_from_slice(b",\"object\":");
+    let (head, tail) = rendered_line_parts(kind);
+    let mut v = Vec::with_capacity(head.len() + object.len() + tail.len());
+    v.extend_from_slice(&head);
     v.extend_from_slice(object);
-    v.extend_from_slice(b"}\n");
+    v.extend_from_slice(&tail);
     Bytes::from(v)
+}
+
+/// What goes before and after an object already rendered as JSON in its [`line`].
+fn rendered_line_parts(kind: &str) -> (Bytes, Bytes) {
+    let mut head = b"{\"type\":".to_vec();
+    head.extend_from_slice(&serde_json::to_vec(kind).unwrap_or_default());
+    head.extend_from_slice(b",\"object\":");
+    (Bytes::from(head), Bytes::from_static(b"}\n"))
 }
 
 #[cfg(test)]
