@@ -1,12 +1,14 @@
 // jemalloc rather than glibc's malloc: under a push-heavy load glibc's per-thread arenas keep
 // freed memory (VmHWM 181 MiB against jemalloc's 149 MiB on berth-bench workload 9), and the
 // whole-stream renders of watch events run faster (p50 29 -> 24 ms). See BENCHMARKS.md.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read before `main`: two arenas (the server runs a few busy threads, not
 /// one per core), dirty pages returned after a second and never kept as "muzzy", by a
 /// background thread so no request pays for the purge. `_RJEM_MALLOC_CONF` overrides it.
+#[cfg(feature = "jemalloc")]
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &[u8] =
     b"background_thread:true,narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";

@@ -561,7 +561,12 @@ impl Bench {
                     Err(e) => self.results.fail(&get_m, *kind, 1, Some(e)),
                 }
             }
-            log(&format!("  9 reads rep {rep} done"));
+            let (hwm, rss) = memory_of(self.pid_of(Kind::Berth));
+            log(&format!(
+                "  9 reads rep {rep} done; berth VmHWM {:.1} MiB, VmRSS {:.1} MiB",
+                mib(hwm),
+                mib(rss)
+            ));
         }
 
         let mut watch = Vec::new();
@@ -581,7 +586,13 @@ impl Bench {
                 }
                 Err(e) => self.results.fail(&watch_p50, *kind, 1, Some(e)),
             }
-            log(&format!("  9 watch: {} pushes", watch.len()));
+            let (hwm, rss) = memory_of(self.pid_of(*kind));
+            log(&format!(
+                "  9 watch: {} pushes; berth VmHWM {:.1} MiB, VmRSS {:.1} MiB",
+                watch.len(),
+                mib(hwm),
+                mib(rss)
+            ));
         }
 
         // Fresh servers: the high-water mark is this workload's.

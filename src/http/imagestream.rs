@@ -17,10 +17,11 @@ use super::apis::path::{ApiEndpoint, ListOptions, WatchStart};
 use super::apis::resource::Resource;
 use super::apis::status::{self, FieldError, StatusError};
 use super::apis::table;
-use super::apis::watch::{EventType, Presenter, Resolver, Watch, WatchEvent};
+use super::apis::watch::{EventType, Presenter, Resolver, Stub, Watch, WatchEvent};
 use super::apis::{openapi, openapi_pb};
 use super::auth::{AuthSettings, Caller};
 use super::response::{self as resp, Response};
+use super::rope::Rope;
 use super::watch_renders::Renders;
 use super::ReqBody;
 use crate::auth::Action;
@@ -198,18 +199,13 @@ impl Api {
 
 /// What a lazy event keeps until delivery: what watch filters look at, nothing more (backlogs
 /// hold thousands of these).
-fn stub(meta: &crate::imagestream::types::ObjectMeta) -> Value {
-    let mut metadata = json!({
-        "name": meta.name,
-        "resourceVersion": meta.resource_version,
-    });
-    if !meta.namespace.is_empty() {
-        metadata["namespace"] = json!(meta.namespace);
+fn stub(meta: &crate::imagestream::types::ObjectMeta) -> Stub {
+    Stub {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        resource_version: meta.resource_version.clone(),
+        labels: meta.labels.clone(),
     }
-    if !meta.labels.is_empty() {
-        metadata["labels"] = json!(meta.labels);
-    }
-    json!({ "metadata": metadata })
 }
 
 fn event_type(kind: ChangeKind) -> EventType {
@@ -479,7 +475,8 @@ fn image_resolver(streams: &ImageStreams) -> Resolver {
     Arc::new(move |e: &WatchEvent| {
         let image = streams.get_image(e.name()).ok()?;
         let v = serde_json::to_value(image).ok()?;
-        serde_json::to_vec(&v).ok().map(Bytes::from)
+        let json = serde_json::to_vec(&v).ok()?;
+        Some(Arc::new(Rope::from(Bytes::from(json))))
     })
 }
 

@@ -17,6 +17,7 @@ pub mod min_rate;
 pub mod query;
 pub mod range;
 pub mod response;
+pub mod rope;
 pub mod stream_body;
 pub mod watch_renders;
 

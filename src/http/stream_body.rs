@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::apis::status::StatusError;
 use super::response::{self as resp, Response};
+use super::rope::Rope;
 use crate::imagestream::service::decorate;
 use crate::imagestream::store::{self, StreamVisitor, VisitError};
 use crate::imagestream::types::{ImageStream, TagEvent, TagEventCondition, TagReference};
@@ -80,22 +81,22 @@ pub fn render(
     Some(w.into_bytes())
 }
 
-/// Where one tag's JSON lies in a rendering: spec tags are `{...}` members of `spec.tags`,
-/// status tags `{...}` members of `status.tags` (conditions, items, tag).
+/// One tag's JSON as cut from a rendering: a spec tag is a `{...}` member of `spec.tags`, a
+/// status tag a `{...}` member of `status.tags` (conditions, items, tag).
 pub struct Piece {
     pub status: bool,
     pub tag: String,
-    pub range: std::ops::Range<usize>,
+    pub json: Bytes,
 }
 
-/// [`render`], also saying where each tag's JSON lies in it and the head's resourceVersion
-/// (`None`: the stream is gone or could not be read: logged).
-pub fn render_with_pieces(
+/// The stream `ns/name` read whole, as its head and each tag's pieces in order, never as one
+/// buffer (`None`: the stream is gone or could not be read: logged).
+pub fn render_pieces(
     meta: &dyn MetadataStore,
     hosts: &RepositoryHosts,
     ns: &str,
     name: &str,
-) -> Option<(Bytes, Vec<Piece>, u64)> {
+) -> Option<(ImageStream, Vec<Piece>)> {
     let mut w = JsonWriter::new(None, hosts.clone());
     w.pieces = Some(Vec::new());
     match store::visit_stream(meta, ns, name, &mut w) {
@@ -106,56 +107,45 @@ pub fn render_with_pieces(
             return None;
         }
     }
-    w.finish(true).ok()?;
-    let pieces = w.pieces.take().unwrap_or_default();
-    let read_at = w.resource_version?;
-    Some((w.into_bytes(), pieces, read_at))
+    Some((w.stored_head.take()?, w.pieces.take().unwrap_or_default()))
 }
 
-/// One tag's pieces as [`render_with_pieces`] would cut them (none when the tag is gone).
+/// One tag's pieces as [`render_pieces`] cuts them (none when the tag is gone).
 pub fn render_tag(
     meta: &dyn MetadataStore,
     hosts: &RepositoryHosts,
     (ns, name, tag): (&str, &str, &str),
-) -> Result<Vec<(Piece, Bytes)>, VisitError> {
+) -> Result<Vec<Piece>, VisitError> {
     let mut w = JsonWriter::new(None, hosts.clone());
     w.pieces = Some(Vec::new());
-    // The tag is written with the framing of a whole stream (around an empty head); only its
-    // pieces are kept.
     store::visit_tag(meta, (ns, name, tag), &mut w)?;
-    let pieces = w.pieces.take().unwrap_or_default();
-    let bytes = Bytes::from(std::mem::take(&mut w.buf));
-    Ok(pieces
-        .into_iter()
-        .map(|p| {
-            let b = bytes.slice(p.range.clone());
-            (p, b)
-        })
-        .collect())
+    Ok(w.pieces.take().unwrap_or_default())
 }
 
-/// The stream `head` with the tags' JSON pieces (as cut by [`render_with_pieces`]), in order:
-/// the same bytes [`render`] writes for the stream they were cut from.
+/// The stream `head` with its tags' pieces (as [`render_pieces`] cuts them), in order: the
+/// bytes [`render`] writes for the stream they were cut from, as parts that share the pieces.
 pub fn assemble<'a>(
     hosts: &RepositoryHosts,
     head: &ImageStream,
-    spec: impl Iterator<Item = &'a [u8]>,
-    status: impl Iterator<Item = &'a [u8]>,
-    size_hint: usize,
-) -> io::Result<Bytes> {
+    spec: impl Iterator<Item = &'a Bytes>,
+    status: impl Iterator<Item = &'a Bytes>,
+) -> io::Result<Rope> {
+    let mut rope = Rope::default();
     let mut w = JsonWriter::new(None, hosts.clone());
-    w.buf.reserve(size_hint + 4096);
     w.head(head)?;
     for json in spec {
         w.open_spec_tag()?;
-        w.buf.extend_from_slice(json);
+        rope.push(w.take_framing());
+        rope.push(json.clone());
     }
     for json in status {
         w.open_status_tag()?;
-        w.buf.extend_from_slice(json);
+        rope.push(w.take_framing());
+        rope.push(json.clone());
     }
     w.finish(true)?;
-    Ok(w.into_bytes())
+    rope.push(w.take_framing());
+    Ok(rope)
 }
 
 #[derive(PartialEq)]
@@ -176,12 +166,12 @@ struct JsonWriter {
     first_event: bool,
     /// The status tag being written (its name is its last key).
     tag: String,
-    /// When rendering in memory, where each tag's JSON was written.
+    /// When cutting pieces, each tag's JSON, taken out of `buf` as soon as it is written.
     pieces: Option<Vec<Piece>>,
+    /// The head as stored, kept when cutting pieces.
+    stored_head: Option<ImageStream>,
     /// Where the status tag being written starts.
     tag_start: usize,
-    /// The head's `metadata.resourceVersion`, once written.
-    resource_version: Option<u64>,
 }
 
 impl JsonWriter {
@@ -196,8 +186,8 @@ impl JsonWriter {
             first_event: true,
             tag: String::new(),
             pieces: None,
+            stored_head: None,
             tag_start: 0,
-            resource_version: None,
         }
     }
 
@@ -205,6 +195,28 @@ impl JsonWriter {
     fn into_bytes(mut self) -> Bytes {
         self.buf.shrink_to_fit();
         Bytes::from(std::mem::take(&mut self.buf))
+    }
+
+    /// What was written since the last piece or framing was taken (a lone comma, most of the
+    /// time, needs no allocation).
+    fn take_framing(&mut self) -> Bytes {
+        if self.buf == b"," {
+            self.buf.clear();
+            return Bytes::from_static(b",");
+        }
+        Bytes::from(std::mem::take(&mut self.buf))
+    }
+
+    /// Takes the piece written from `start` out of `buf`, when cutting pieces.
+    fn cut(&mut self, status: bool, tag: &str, start: usize) {
+        if let Some(pieces) = &mut self.pieces {
+            pieces.push(Piece {
+                status,
+                tag: tag.to_string(),
+                json: Bytes::copy_from_slice(&self.buf[start..]),
+            });
+            self.buf.clear();
+        }
     }
 
     /// Writes what comes before a spec tag's `{...}`.
@@ -311,7 +323,9 @@ impl JsonWriter {
 
 impl StreamVisitor for JsonWriter {
     fn head(&mut self, head: &ImageStream) -> io::Result<()> {
-        self.resource_version = head.metadata.resource_version.parse().ok();
+        if self.pieces.is_some() {
+            self.stored_head = Some(head.clone());
+        }
         let head = decorate(&self.hosts, head.clone());
         self.raw("{\"apiVersion\":");
         self.value(&head.api_version)?;
@@ -335,13 +349,7 @@ impl StreamVisitor for JsonWriter {
         self.open_spec_tag()?;
         let start = self.buf.len();
         self.value(tag)?;
-        if let Some(pieces) = &mut self.pieces {
-            pieces.push(Piece {
-                status: false,
-                tag: tag.name.clone(),
-                range: start..self.buf.len(),
-            });
-        }
+        self.cut(false, &tag.name, start);
         self.flush_if_full()
     }
 
@@ -381,13 +389,7 @@ impl StreamVisitor for JsonWriter {
         let tag = std::mem::take(&mut self.tag);
         serde_json::to_writer(&mut self.buf, &tag).map_err(io::Error::other)?;
         self.raw("}");
-        if let Some(pieces) = &mut self.pieces {
-            pieces.push(Piece {
-                status: true,
-                tag,
-                range: self.tag_start..self.buf.len(),
-            });
-        }
+        self.cut(true, &tag, self.tag_start);
         self.flush_if_full()
     }
 }

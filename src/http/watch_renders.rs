@@ -25,6 +25,7 @@ use berth_storage::record::decode;
 use berth_storage::MetadataStore;
 use bytes::Bytes;
 
+use super::rope::Rope;
 use super::stream_body::{self, Piece};
 use crate::imagestream::store::{self, ChangeKind};
 use crate::imagestream::types::ImageStream;
@@ -66,43 +67,26 @@ struct Told {
 struct Rendered {
     pieces: Option<Pieces>,
     /// The last rendering and the event it was made for: every watcher of an event shares it.
-    last: Option<(u64, Bytes)>,
+    last: Option<(u64, Arc<Rope>)>,
 }
 
+#[derive(Default)]
 struct Pieces {
     spec: BTreeMap<String, Bytes>,
     status: BTreeMap<String, Bytes>,
-    /// The whole rendering the pieces were first cut from (they share its memory).
-    base: Bytes,
-    /// Bytes of the pieces re-read since (held besides `base`).
-    extra: usize,
-    /// Bytes of `base` no piece uses any more; past half of it the stream is read whole again,
-    /// so the pieces hold at most about twice what the stream renders to.
-    wasted: usize,
+    bytes: usize,
 }
 
 impl Pieces {
-    fn bytes(&self) -> usize {
-        self.base.len() + self.extra
-    }
-
-    fn size(&self) -> usize {
-        self.spec
-            .values()
-            .chain(self.status.values())
-            .map(Bytes::len)
-            .sum()
-    }
-
-    fn put(&mut self, status: bool, tag: String, json: Bytes) {
-        self.extra += json.len();
+    fn put(&mut self, Piece { status, tag, json }: Piece) {
+        self.bytes += json.len();
         let side = if status {
             &mut self.status
         } else {
             &mut self.spec
         };
         if let Some(old) = side.insert(tag, json) {
-            self.forget(&old);
+            self.bytes -= old.len();
         }
     }
 
@@ -111,20 +95,8 @@ impl Pieces {
             .into_iter()
             .flatten()
         {
-            self.forget(&old);
+            self.bytes -= old.len();
         }
-    }
-
-    fn forget(&mut self, old: &Bytes) {
-        if self.base.as_ptr_range().contains(&old.as_ptr()) {
-            self.wasted += old.len();
-        } else {
-            self.extra -= old.len();
-        }
-    }
-
-    fn worth_keeping(&self) -> bool {
-        self.wasted <= self.base.len() / 2
     }
 }
 
@@ -172,7 +144,7 @@ impl Renders {
         hosts: &RepositoryHosts,
         (ns, name): (&str, &str),
         rv: u64,
-    ) -> Option<Bytes> {
+    ) -> Option<Arc<Rope>> {
         let kept = self.kept(ns, name);
         let mut rendered = lock(&kept.rendered);
         if let Some((at, json)) = &rendered.last {
@@ -180,6 +152,8 @@ impl Renders {
                 return Some(json.clone());
             }
         }
+        // Not kept while the next one is made (watchers still sending it hold their own).
+        rendered.last = None;
         let json = match self.bring_up_to_date(&kept, &mut rendered, meta, hosts, (ns, name)) {
             Some(json) => json,
             None => {
@@ -188,8 +162,9 @@ impl Renders {
                 return None;
             }
         };
+        let json = Arc::new(json);
         rendered.last = Some((rv, json.clone()));
-        let bytes = rendered.pieces.as_ref().map_or(0, Pieces::bytes);
+        let bytes = rendered.pieces.as_ref().map_or(0, |p| p.bytes);
         drop(rendered);
         lock(&kept.told).bytes = bytes;
         Some(json)
@@ -253,13 +228,16 @@ impl Renders {
         meta: &dyn MetadataStore,
         hosts: &RepositoryHosts,
         (ns, name): (&str, &str),
-    ) -> Option<Bytes> {
+    ) -> Option<Rope> {
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
+        };
         // The head first: everything read after it is at least as new as its label.
         let head = match meta.get(&store::keys::stream(ns, name)) {
-            Ok(Some(bytes)) => decode::<ImageStream>(&bytes).ok()?,
+            Ok(Some(bytes)) => decode::<ImageStream>(&bytes).map_err(|e| failed(&e)).ok()?,
             Ok(None) => return None,
             Err(e) => {
-                tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
+                failed(&e);
                 return None;
             }
         };
@@ -269,67 +247,54 @@ impl Renders {
             if told.through < head_rv {
                 None
             } else {
-                std::mem::replace(&mut told.stale, Some(BTreeSet::new()))
+                told.stale.replace(BTreeSet::new())
             }
         };
-        let pieces = match (rendered.pieces.as_mut(), stale) {
-            (Some(pieces), Some(stale)) if pieces.worth_keeping() => {
+        let (head, pieces) = match (rendered.pieces.as_mut(), stale) {
+            (Some(pieces), Some(stale)) => {
                 for tag in stale {
                     update_tag(pieces, meta, hosts, (ns, name, &tag))?;
                 }
-                pieces
+                (head, pieces)
             }
-            _ => return self.whole(kept, rendered, meta, hosts, (ns, name)),
+            _ => {
+                let (head, pieces) = self.whole(kept, meta, hosts, (ns, name))?;
+                (head, rendered.pieces.insert(pieces))
+            }
         };
-        stream_body::assemble(
-            hosts,
-            &head,
-            pieces.spec.values().map(|b| &b[..]),
-            pieces.status.values().map(|b| &b[..]),
-            pieces.size(),
-        )
-        .map_err(|e| tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed"))
-        .ok()
+        let rope =
+            stream_body::assemble(hosts, &head, pieces.spec.values(), pieces.status.values())
+                .map_err(|e| failed(&e))
+                .ok()?;
+        if pieces.bytes > MAX_BYTES {
+            // Too big to keep: read whole again next time.
+            rendered.pieces = None;
+            lock(&kept.told).stale = None;
+        }
+        Some(rope)
     }
 
-    /// Reads the stream whole and keeps its pieces (when within the bounds).
+    /// Reads the stream whole, as pieces.
     fn whole(
         &self,
         kept: &Kept,
-        rendered: &mut Rendered,
         meta: &dyn MetadataStore,
         hosts: &RepositoryHosts,
         (ns, name): (&str, &str),
-    ) -> Option<Bytes> {
+    ) -> Option<(ImageStream, Pieces)> {
         // Commits from here on are told again: whatever they wrote may postdate the read.
         lock(&kept.told).stale = Some(BTreeSet::new());
         self.whole_reads.fetch_add(1, Ordering::Relaxed);
-        let (json, cut, read_at) = stream_body::render_with_pieces(meta, hosts, ns, name)?;
-        rendered.pieces = None;
-        if json.len() > MAX_BYTES {
-            lock(&kept.told).stale = None;
-            return Some(json);
+        let (head, cut) = stream_body::render_pieces(meta, hosts, ns, name)?;
+        let mut pieces = Pieces::default();
+        for piece in cut {
+            pieces.put(piece);
         }
-        let mut pieces = Pieces {
-            spec: BTreeMap::new(),
-            status: BTreeMap::new(),
-            base: json.clone(),
-            extra: 0,
-            wasted: 0,
-        };
-        for Piece { status, tag, range } in cut {
-            let side = if status {
-                &mut pieces.status
-            } else {
-                &mut pieces.spec
-            };
-            side.insert(tag, json.slice(range));
-        }
-        rendered.pieces = Some(pieces);
         // Its head may be newer than any commit told: the read holds those commits' tags.
+        let read_at = head.metadata.resource_version.parse().unwrap_or(0);
         let mut told = lock(&kept.told);
         told.through = told.through.max(read_at);
-        Some(json)
+        Some((head, pieces))
     }
 }
 
@@ -344,8 +309,8 @@ fn update_tag(
         .map_err(|e| tracing::warn!(stream = %format!("{ns}/{name}"), %tag, error = %e, "rendering an image stream tag failed"))
         .ok()?;
     pieces.remove(tag);
-    for (piece, json) in fresh {
-        pieces.put(piece.status, piece.tag, json);
+    for piece in fresh {
+        pieces.put(piece);
     }
     Some(())
 }
@@ -434,7 +399,7 @@ mod tests {
         let kept = renders.render(meta, &hosts(), ("ns", "app"), rv).unwrap();
         let whole = stream_body::render(meta, &hosts(), "ns", "app").unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&kept),
+            String::from_utf8_lossy(&kept.to_bytes()),
             String::from_utf8_lossy(&whole),
             "after {what}"
         );
@@ -519,7 +484,7 @@ mod tests {
         tell(&renders, &write(&meta, &["a"], push("a", 1)));
         let first = renders.render(&meta, &hosts(), ("ns", "app"), 1).unwrap();
         let again = renders.render(&meta, &hosts(), ("ns", "app"), 1).unwrap();
-        assert_eq!(first.as_ptr(), again.as_ptr(), "one rendering per event");
+        assert!(Arc::ptr_eq(&first, &again), "one rendering per event");
         renders.gap();
         assert!(lock(&renders.streams).is_empty());
         // A write after the gap is told to nobody; the stream is read whole again.
@@ -580,10 +545,15 @@ mod tests {
             let kept = renders.kept("ns", "app");
             let rendered = lock(&kept.rendered);
             let pieces = rendered.pieces.as_ref().unwrap();
-            assert!(pieces.bytes() <= 2 * pieces.size() + 4096, "push {n}");
+            let held: usize = pieces
+                .spec
+                .values()
+                .chain(pieces.status.values())
+                .map(Bytes::len)
+                .sum();
+            assert_eq!(pieces.bytes, held, "push {n}");
         }
-        // Read whole only when the re-read pieces leave much of the first reading unused.
-        let whole = renders.whole_reads.load(Ordering::Relaxed);
-        assert!((1..20).contains(&whole), "{whole} whole reads");
+        // Read whole once; every later rendering re-reads only the tag pushed to.
+        assert_eq!(renders.whole_reads.load(Ordering::Relaxed), 1);
     }
 }

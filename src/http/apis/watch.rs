@@ -33,6 +33,7 @@ use super::path::ListOptions;
 use super::resource::Resource;
 use super::status::StatusError;
 use crate::http::response::{set, Body, Response};
+use crate::http::rope::Rope;
 use crate::registry::names::Namespace;
 
 /// Server default for `timeoutSeconds` (the apiserver's is 30–60 minutes, randomised).
@@ -73,13 +74,57 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// About how many bytes the object holds (what a watch backlog budgets by).
     pub weight: usize,
-    /// `object` is only a stub (metadata, for filters) of an object too costly to build when
-    /// nobody was watching; the watch builds the whole object when it delivers the event.
+    /// The object is too costly to build when nobody may be watching: `stub` holds what
+    /// filters need, and the watch builds the whole object when it delivers the event.
     pub lazy: bool,
+    stub: Option<Arc<Stub>>,
+}
+
+/// A lazy event's object until delivery: its metadata as filters see it. Backlogs hold
+/// thousands of these, so it is a struct, not a JSON value (a few hundred bytes less each).
+#[derive(Debug, Default)]
+pub struct Stub {
+    pub name: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub resource_version: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Stub {
+    /// The object a watch sends when the whole one cannot be built (it is gone).
+    fn to_value(&self) -> Value {
+        let mut metadata = json!({
+            "name": self.name,
+            "resourceVersion": self.resource_version,
+        });
+        if !self.namespace.is_empty() {
+            metadata["namespace"] = json!(self.namespace);
+        }
+        if !self.labels.is_empty() {
+            metadata["labels"] = json!(self.labels);
+        }
+        json!({ "metadata": metadata })
+    }
+
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.name.len()
+            + self.namespace.len()
+            + self.resource_version.len()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| 64 + k.len() + v.len())
+                .sum::<usize>()
+    }
 }
 
 /// Renders the whole object of a lazy event as JSON (`None`: it is gone; the stub is sent).
-pub type Resolver = Arc<dyn Fn(&WatchEvent) -> Option<Bytes> + Send + Sync>;
+pub type Resolver = Arc<dyn Fn(&WatchEvent) -> Option<Arc<Rope>> + Send + Sync>;
+
+/// Most bytes copied into one chunk of a rendered object as it is sent.
+const ROPE_CHUNK: usize = 64 * 1024;
 
 /// Turns each delivered object into what the client asked for (a Table row for kubectl).
 pub type Presenter = Arc<dyn Fn(Value) -> Value + Send + Sync>;
@@ -104,27 +149,50 @@ impl WatchEvent {
             weight: approximate_size(&object),
             object,
             lazy: false,
+            stub: None,
         }
     }
 
     /// An event whose whole object is built on delivery (see [`WatchEvent::lazy`]).
-    pub fn lazy(kind: EventType, resource_version: u64, stub: impl Into<Arc<Value>>) -> Self {
+    pub fn lazy(kind: EventType, resource_version: u64, stub: Stub) -> Self {
+        static NONE: std::sync::OnceLock<Arc<Value>> = std::sync::OnceLock::new();
         WatchEvent {
+            kind,
+            resource_version,
+            object: NONE.get_or_init(|| Arc::new(Value::Null)).clone(),
+            weight: stub.weight(),
             lazy: true,
-            ..Self::new(kind, resource_version, stub)
+            stub: Some(Arc::new(stub)),
+        }
+    }
+
+    /// The object as known without building it: the whole object, or a lazy event's stub.
+    fn known_object(&self) -> std::borrow::Cow<'_, Value> {
+        match &self.stub {
+            Some(stub) => std::borrow::Cow::Owned(stub.to_value()),
+            None => std::borrow::Cow::Borrowed(&self.object),
         }
     }
 
     pub fn name(&self) -> &str {
-        self.object["metadata"]["name"].as_str().unwrap_or("")
+        match &self.stub {
+            Some(stub) => &stub.name,
+            None => self.object["metadata"]["name"].as_str().unwrap_or(""),
+        }
     }
 
     /// `None` for cluster-scoped objects.
     pub fn namespace(&self) -> Option<&str> {
-        self.object["metadata"]["namespace"].as_str()
+        match &self.stub {
+            Some(stub) => Some(stub.namespace.as_str()).filter(|ns| !ns.is_empty()),
+            None => self.object["metadata"]["namespace"].as_str(),
+        }
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
+        if let Some(stub) = &self.stub {
+            return stub.labels.clone();
+        }
         match self.object["metadata"]["labels"].as_object() {
             Some(m) => m
                 .iter()
@@ -317,7 +385,7 @@ impl Watch {
             finished: false,
             resolver: self.resolver,
             presenter: self.presenter,
-            queued: VecDeque::new(),
+            sending: None,
             _alive: self.alive,
             _watcher: self.watcher,
         };
@@ -352,8 +420,8 @@ struct Pump {
     finished: bool,
     resolver: Option<Resolver>,
     presenter: Option<Presenter>,
-    /// The rest of a line sent in several chunks.
-    queued: VecDeque<Bytes>,
+    /// A rendered object being sent: the object, its next part, the end of its line.
+    sending: Option<(Arc<Rope>, usize, Bytes)>,
     _alive: Arc<()>,
     /// Dropped with the body, however the watch ends.
     _watcher: Option<WatcherGuard>,
@@ -367,26 +435,35 @@ impl Pump {
             _ => None,
         };
         match (built, self.presenter.as_ref()) {
-            (Some(object), Some(present)) => match serde_json::from_slice(&object) {
-                Ok(v) => line(e.kind.as_str(), &present(v)),
-                Err(_) => rendered_line(e.kind.as_str(), &object),
-            },
-            (None, Some(present)) => line(e.kind.as_str(), &present((*e.object).clone())),
+            (Some(object), Some(present)) => {
+                let object = object.to_bytes();
+                match serde_json::from_slice(&object) {
+                    Ok(v) => line(e.kind.as_str(), &present(v)),
+                    Err(_) => rendered_line(e.kind.as_str(), &object),
+                }
+            }
+            (None, Some(present)) => line(e.kind.as_str(), &present(e.known_object().into_owned())),
             (Some(object), None) => {
-                // Sent as three chunks: the object (megabytes for a big stream, shared by every
-                // watcher of the event) is not copied per watcher.
+                // The object (megabytes for a big stream, shared by every watcher of the event)
+                // is sent a chunk at a time: a watcher holds a chunk, not a copy.
                 let (head, tail) = rendered_line_parts(e.kind.as_str());
-                self.queued.extend([object, tail]);
+                self.sending = Some((object, 0, tail));
                 head
             }
-            (None, None) => line(e.kind.as_str(), &e.object),
+            (None, None) => line(e.kind.as_str(), &e.known_object()),
         }
     }
 
     /// The next line to write, or `None` when the watch is over.
     async fn next(&mut self) -> Option<Bytes> {
-        if let Some(chunk) = self.queued.pop_front() {
-            return Some(chunk);
+        if let Some((object, next, tail)) = &mut self.sending {
+            let chunk = object.chunk(next, ROPE_CHUNK);
+            if chunk.is_some() {
+                return chunk;
+            }
+            let tail = tail.clone();
+            self.sending = None;
+            return Some(tail);
         }
         if self.finished {
             return None;
