@@ -16,11 +16,11 @@ import time
 import pytest
 import requests
 
-from clientlib import OCI_INDEX, REPORT, berth_binary, run, sha256_bytes
+from clientlib import OCI_INDEX, REPORT, berth_binary, ns, run, sha256_bytes
 
 API = "/apis/image.openshift.io/v1"
-NS = "isns"
-WATCH_NS = "iswatch"
+NS = ns("isns")
+WATCH_NS = ns("iswatch")
 
 # Streams this module pushed to NS (so the list the dynamic client gets can be checked exactly).
 PUSHED: set[str] = set()
