@@ -3,8 +3,8 @@ skopeo show up as Images, ImageStream history and ImageStreamTags; the Python ku
 client discovers and reads them; a watch streams the change a push makes.
 
 berth-only: the whole module is skipped on another registry (REGISTRY_IMPL=docker-registry).
-Namespaces used here (isns, iswatch) are used by no other test file, so the exact contents of
-their lists can be asserted.
+Namespaces used here (isns, iswatch, each with BERTH_TEST_NS_SUFFIX) are used by no other test
+file, so the exact contents of their lists can be asserted.
 """
 
 from __future__ import annotations

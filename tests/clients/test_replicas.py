@@ -98,8 +98,9 @@ def test_a_watch_on_one_replica_follows_pushes_through_the_other_in_order(b, sko
             # Through A, except every third push, which goes through B itself.
             via = Skopeo(b) if i % 3 == 0 else skopeo
             via.copy(f"oci:{images.path}:{refs[i % 2]}", via.ref(f"{NS}/watched:t{i}"))
-            # The event of this push arrives before anything else is pushed, so this also checks
-            # that no push reaches B's watchers ahead of an earlier one.
+            # Its event is awaited before the next push: B's watch must deliver every push, each at
+            # a resourceVersion above the one before (a watch renders the stream as it is when it
+            # delivers the event, so pushes in quick succession could share one).
             while True:
                 ev = _next_event(lines)
                 obj = ev["object"]
@@ -110,7 +111,6 @@ def test_a_watch_on_one_replica_follows_pushes_through_the_other_in_order(b, sko
                 tags = {t["tag"]: t for t in obj["status"]["tags"]}
                 if f"t{i}" in tags:
                     break
-            assert f"t{i + 1}" not in tags
             assert tags[f"t{i}"]["items"][0]["image"] == images.digest(refs[i % 2])
     finally:
         resp.close()
