@@ -22,9 +22,12 @@
 #   s3           the conformance replay and the skopeo/podman/docker/oras scenarios again, with
 #                blobs on a 3-node Garage cluster (scripts/garage-cluster.sh; replication 3), then
 #                a 1 GiB push in 1 MiB chunks with berth's peak RSS bounded (BERTH_BIG_TESTS=1)
-#   etcd         the conformance replay and the skopeo/podman scenarios again, with metadata on a
-#                3-member etcd cluster (scripts/etcd-cluster.sh; Debian's etcd-server); manifests
-#                over 1 MiB are expected to get 413 there (etcd's 1.5 MiB request limit)
+#   etcd         two berth replicas sharing a 3-member etcd cluster (scripts/etcd-cluster.sh; Debian's
+#                etcd-server) and a 3-node Garage cluster (scripts/garage-cluster.sh): the conformance
+#                replay and the skopeo/podman scenarios through replica A and then through B, and
+#                tests/clients/test_replicas.py across them (pushed through one, pulled through the
+#                other; a watch on B; an upload started on A finished on B); manifests over 1 MiB
+#                are expected to get 413 there (etcd's 1.5 MiB request limit)
 #   bench        target/debug/berth-bench --quick (benchmark smoke test: every answer checked,
 #                against docker-registry; the published figures come from a release run)
 #   compose      docker-compose -f docker-compose.yml config -q
@@ -220,29 +223,116 @@ step_s3() {
   else record s3 FAILED "${conf:-conformance did not finish}; ${cli:-clients did not run}"; fi
 }
 
+# start_replica DIR ETCD_DIR GARAGE_DIR N: `berth serve` on a free port, replica N (0, 1, ...) of
+# a cluster whose metadata is under `replicas` in the etcd cluster of ETCD_DIR and whose blobs
+# are under `replicas` in the bucket of GARAGE_DIR (scripts/etcd-cluster.sh and
+# garage-cluster.sh), in the background with its log in DIR/log and its pid in DIR/pid. Replica
+# N talks to etcd member N first and to Garage node N, so the replicas use different members.
+# Returns once it listens, its address in DIR/addr. (Not called in $(...): berth must be a child
+# of this shell, so that stop_replica can wait for its exit status.)
+start_replica() {
+  local dir=$1 edir=$2 gdir=$3 n=$4 addr="" i
+  mkdir -p "$dir/data"
+  (
+    # shellcheck disable=SC1091
+    source "$edir/env"; source "$gdir/env"
+    hosts=${BERTH_METADATA_STORE#etcd://}
+    hosts=${hosts%/*}
+    IFS=, read -ra eps <<<"$hosts"
+    rotated=("${eps[@]:n}" "${eps[@]:0:n}")
+    BERTH_METADATA_STORE="etcd://$(IFS=,; echo "${rotated[*]}")/replicas"
+    BERTH_BLOB_STORE="${BERTH_BLOB_STORE%/*}/replicas"
+    BERTH_S3_ENDPOINT="http://127.0.0.1:$(cat "$gdir/node$n/s3_port")"
+    export BERTH_METADATA_STORE BERTH_BLOB_STORE BERTH_S3_ENDPOINT RUST_LOG=${RUST_LOG:-info} NO_COLOR=1
+    # The same flags as the client tests' own servers (tests/clients/clientlib.py).
+    exec "$BERTH_BIN" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --allow-insecure-import-from '127.0.0.1:*'
+  ) >"$dir/log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
+  for i in $(seq 600); do
+    addr=$(grep -o -m1 'listening addr=127\.0\.0\.1:[0-9]*' "$dir/log" | cut -d= -f2)
+    if [ -n "$addr" ]; then echo "$addr" >"$dir/addr"; return 0; fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "berth replica in $dir did not start:" >&2; tail -30 "$dir/log" >&2
+  return 1
+}
+
+# stop_replica DIR: SIGTERM, then the exit status (berth exits 0 on SIGTERM); SIGKILL after 30 s.
+stop_replica() {
+  local pid i
+  pid=$(cat "$1/pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; wait "$pid" 2>/dev/null; return 137; fi
+  wait "$pid"
+}
+
 step_etcd() {
-  banner "etcd: conformance + client scenarios with metadata on a 3-member etcd cluster"
+  banner "etcd: 2 replicas on a 3-member etcd + 3-node Garage: conformance and client scenarios through each"
   need_build etcd || return
-  local edir="$logdir/etcd-cluster" log="$logdir/etcd.log"
+  local t0=$SECONDS log="$logdir/etcd.log" edir="$logdir/etcd-cluster" gdir="$logdir/etcd-garage"
+  local rdir="$logdir/etcd-replicas"
   if ! scripts/etcd-cluster.sh start "$edir" 3 >"$log" 2>&1; then
     cat "$log"; record etcd FAILED "the etcd cluster did not start (scripts/etcd-cluster.sh)"; return
   fi
-  local rc=0 conf="" cli=""
-  (
-    # shellcheck disable=SC1091
-    source "$edir/env"
-    # etcd takes requests up to 1.5 MiB, so berth refuses larger manifests there with 413;
-    # the replay checks that refusal for its 3.9 MB manifest instead of storing it.
-    timeout 1200 "$tdir/debug/berth-conformance" --berth-bin "$BERTH_BIN" --max-manifest-bytes 1048576 2>&1 | tee "$logdir/etcd-conformance.log"
-    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
-    timeout 1200 .venv/bin/pytest tests/clients -v -k "skopeo or podman" 2>&1 | tee "$logdir/etcd-clients.log"
-    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 2
-  ) || rc=$?
+  if ! scripts/garage-cluster.sh start "$gdir" 3 >>"$log" 2>&1; then
+    cat "$log"; scripts/etcd-cluster.sh stop "$edir"
+    record etcd FAILED "the Garage cluster did not start (scripts/garage-cluster.sh)"; return
+  fi
+  local rc=0 a b what=""
+  if ! start_replica "$rdir/a" "$edir" "$gdir" 0 || ! start_replica "$rdir/b" "$edir" "$gdir" 1; then
+    rc=1 what="a replica did not start (logs in $rdir); "
+  else
+    a=$(cat "$rdir/a/addr") b=$(cat "$rdir/b/addr")
+    echo "replica A at $a, replica B at $b (logs: $rdir/a/log, $rdir/b/log)"
+    local r
+    # The replay through each replica in a namespace of its own (it checks that what it is about
+    # to push is absent). etcd takes requests up to 1.5 MiB, so berth refuses larger manifests
+    # there with 413; the replay checks that refusal for its 3.9 MB manifest instead.
+    for r in a b; do
+      local url=http://$a
+      [ "$r" = b ] && url=http://$b
+      timeout 1200 "$tdir/debug/berth-conformance" --url "$url" --namespace "conformance-$r" \
+        --max-manifest-bytes 1048576 2>&1 | tee "$logdir/etcd-conformance-$r.log"
+      [ "${PIPESTATUS[0]}" -eq 0 ] || { rc=1; what+="conformance through $r failed; "; }
+    done
+    # The client scenarios through A, then through B, each in namespaces of its own; the
+    # cross-replica scenarios (test_replicas.py) in the run through A. Servers the scenarios
+    # start for themselves (auth, TLS) run on the same etcd and Garage under a prefix of their
+    # own, in the run through A only: they do not involve the replicas.
+    local sel_a="skopeo or podman or replicas" sel_b="(skopeo or podman) and not auth and not tls"
+    for r in a b; do
+      local url=http://$a other=http://$b sel=$sel_a
+      [ "$r" = b ] && url=http://$b other="" sel=$sel_b
+      (
+        # shellcheck disable=SC1091
+        source "$edir/env"; source "$gdir/env"
+        export BERTH_METADATA_STORE="${BERTH_METADATA_STORE%/*}/own-$r" BERTH_BLOB_STORE="${BERTH_BLOB_STORE%/*}/own-$r"
+        export BERTH_URL=$url BERTH_URL_LOG=$rdir/$r/log BERTH_URL_B=$other BERTH_URL_B_LOG=$rdir/b/log
+        export BERTH_TEST_NS_SUFFIX=-$r
+        timeout 1200 .venv/bin/pytest tests/clients -v -k "$sel" 2>&1 | tee "$logdir/etcd-clients-$r.log"
+        exit "${PIPESTATUS[0]}"
+      ) || { rc=1; what+="client scenarios through $r failed; "; }
+    done
+  fi
+  local r code
+  for r in a b; do
+    stop_replica "$rdir/$r"
+    code=$?
+    [ "$code" -eq 0 ] || { rc=1; what+="replica $r exited with $code on SIGTERM (log: $rdir/$r/log); "; }
+  done
+  scripts/garage-cluster.sh stop "$gdir"
   scripts/etcd-cluster.sh stop "$edir"
-  conf=$(grep -E '^conformance: [0-9]+ passed' "$logdir/etcd-conformance.log" 2>/dev/null | tail -1)
-  cli=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$logdir/etcd-clients.log" 2>/dev/null | tail -1 | sed -E 's/^=+ //; s/ =+$//')
-  if [ "$rc" -eq 0 ]; then record etcd ok "$conf; $cli"
-  else record etcd FAILED "${conf:-conformance did not finish}; ${cli:-clients did not run}"; fi
+  local detail="" conf cli
+  for r in a b; do
+    conf=$(grep -E '^conformance: [0-9]+ passed' "$logdir/etcd-conformance-$r.log" 2>/dev/null | tail -1)
+    cli=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$logdir/etcd-clients-$r.log" 2>/dev/null | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+    detail+="through ${r^^}: ${conf:-conformance did not finish}; clients: ${cli:-did not run}; "
+  done
+  detail+="$((SECONDS - t0)) s"
+  if [ "$rc" -eq 0 ]; then record etcd ok "$detail"
+  else record etcd FAILED "$what$detail"; fi
 }
 
 step_bench() {

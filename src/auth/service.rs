@@ -67,7 +67,17 @@ pub struct UserRecord {
     #[serde(default)]
     pub cluster_roles: Vec<ClusterRole>,
     pub created: u64,
+    /// Counts the role bindings and access tokens ever given to the user. A deletion lists
+    /// them before its transaction (which cannot scan) and checks in it that this is unchanged,
+    /// so one given meanwhile, through any replica, is not left behind.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grants: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Record for UserRecord {
     const KIND: &'static str = "user";
     const VERSION: u8 = 1;
@@ -181,23 +191,19 @@ pub struct Auth {
     /// sha256(user:password) -> when it was verified.
     verified: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     throttle: Arc<LoginThrottle>,
-    /// Held by the writes that create or remove what belongs to a user (the user, its
-    /// bindings and tokens): deleting a user scans for them before its transaction, and the
-    /// transaction API has no scan, so a binding added in between would outlive the user.
-    lifecycle: Arc<tokio::sync::Mutex<()>>,
     /// bcrypt verifications run (tests check that every failed path pays for one).
     verifications: Arc<AtomicU64>,
 }
 
 impl Auth {
     pub fn new(registry: Registry, limits: LoginLimits) -> Result<Auth> {
-        let keys = Keys::load_or_create(&registry)?;
+        let keys = Arc::new(Keys::load_or_create(&registry)?);
+        keys.follow();
         Ok(Auth {
             registry,
-            keys: Arc::new(keys),
+            keys,
             verified: Arc::new(Mutex::new(HashMap::new())),
             throttle: Arc::new(LoginThrottle::new(limits)),
-            lifecycle: Arc::new(tokio::sync::Mutex::new(())),
             verifications: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -278,10 +284,10 @@ impl Auth {
             password_hash,
             cluster_roles,
             created: now(),
+            grants: 0,
         };
         let key = keys::user(name);
         let stored = record.clone();
-        let _lifecycle = self.lifecycle.lock().await;
         // Records naming a user that does not exist are leftovers (of deletions made before
         // they removed bindings and tokens); they must not grant the new user anything.
         let leftovers = self.owned_keys(name)?;
@@ -332,22 +338,60 @@ impl Auth {
     /// cluster roles (in the user record), its namespace role bindings and its access tokens,
     /// in one transaction. A user later created under the same name starts with nothing.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        let _lifecycle = self.lifecycle.lock().await;
-        let owned = self.owned_keys(name)?;
+        loop {
+            let listed = self.list_grants(name)?;
+            if self.delete_listed(name, listed).await? {
+                break;
+            }
+        }
+        self.verified.lock().unwrap().retain(|_, (u, _)| u != name);
+        Ok(())
+    }
+
+    /// What deleting `name` removes: the user's grant count and the keys of its bindings and
+    /// tokens, read in that order (so a grant listed late is also counted).
+    fn list_grants(&self, name: &str) -> Result<(u64, Vec<Vec<u8>>)> {
+        let grants = self.get_user(name)?.grants;
+        Ok((grants, self.owned_keys(name)?))
+    }
+
+    /// Deletes `name` and what [`Auth::list_grants`] found; `false` (nothing deleted) when the
+    /// user was given a binding or token since, so the listing is stale.
+    async fn delete_listed(
+        &self,
+        name: &str,
+        (grants, owned): (u64, Vec<Vec<u8>>),
+    ) -> Result<bool> {
         let (key, missing) = (keys::user(name), format!("user {name:?}"));
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
-                if tx.get(&key)?.is_none() {
+                let Some(bytes) = tx.get(&key)? else {
                     return Err(TxError::Abort(AuthError::NotFound(missing.clone())));
+                };
+                if decode::<UserRecord>(&bytes)?.grants != grants {
+                    return Ok(false);
                 }
                 tx.delete(&key)?;
                 for k in &owned {
                     tx.delete(k)?;
                 }
-                Ok(())
+                Ok(true)
             })
-            .await?;
-        self.verified.lock().unwrap().retain(|_, (u, _)| u != name);
+            .await
+    }
+
+    /// In a transaction that gives `user` a binding or token: fails if the user does not
+    /// exist, else counts the grant (see [`UserRecord::grants`]).
+    fn count_grant(tx: &mut dyn Txn, user: &str) -> Result<(), TxError<AuthError>> {
+        let key = keys::user(user);
+        let Some(bytes) = tx.get(&key)? else {
+            return Err(TxError::Abort(AuthError::NotFound(format!(
+                "user {user:?}"
+            ))));
+        };
+        let mut record: UserRecord = decode(&bytes)?;
+        record.grants += 1;
+        tx.put(&key, &encode(&record))?;
         Ok(())
     }
 
@@ -380,17 +424,19 @@ impl Auth {
         Namespace::parse(ns).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let (key, user_key) = (keys::binding(ns, user), keys::user(user));
         let user = user.to_string();
-        let _lifecycle = self.lifecycle.lock().await;
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
-                if tx.get(&user_key)?.is_none() {
-                    return Err(TxError::Abort(AuthError::NotFound(format!(
-                        "user {user:?}"
-                    ))));
-                }
                 match role {
-                    Some(role) => tx.put(&key, &encode(&BindingRecord { role }))?,
+                    Some(role) => {
+                        Self::count_grant(tx, &user)?;
+                        tx.put(&key, &encode(&BindingRecord { role }))?
+                    }
                     None => {
+                        if tx.get(&user_key)?.is_none() {
+                            return Err(TxError::Abort(AuthError::NotFound(format!(
+                                "user {user:?}"
+                            ))));
+                        }
                         if tx.get(&key)?.is_none() {
                             return Err(TxError::Abort(AuthError::NotFound(format!(
                                 "role binding of {user:?}"
@@ -480,16 +526,9 @@ impl Auth {
             expires: ttl.map(|t| now() + t.as_secs()),
         };
         let (key, stored) = (keys::token(&id), record.clone());
-        let user_key = keys::user(user);
-        let _lifecycle = self.lifecycle.lock().await;
         self.registry
             .write_changes_as(move |tx: &mut dyn Txn, _| {
-                if tx.get(&user_key)?.is_none() {
-                    return Err(TxError::Abort(AuthError::NotFound(format!(
-                        "user {:?}",
-                        stored.user
-                    ))));
-                }
+                Self::count_grant(tx, &stored.user)?;
                 tx.put(&key, &encode(&stored))?;
                 Ok(())
             })
@@ -654,6 +693,28 @@ mod tests {
         }
         let found = auth.check_password("alice", "alice-password", None).await;
         assert_eq!(found.unwrap().unwrap().name, "alice");
+    }
+
+    #[tokio::test]
+    async fn a_grant_given_after_a_deletion_listed_them_is_deleted_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path());
+        auth.create_user("eve", None, vec![]).await.unwrap();
+        auth.bind("a", "eve", Some(Role::View)).await.unwrap();
+        // A deletion lists eve's grants; then, say through another replica, she gets more.
+        let listed = auth.list_grants("eve").unwrap();
+        auth.bind("b", "eve", Some(Role::Admin)).await.unwrap();
+        let (_, token) = auth.create_token("eve", "", None).await.unwrap();
+        assert!(!auth.delete_listed("eve", listed).await.unwrap());
+        assert!(
+            auth.get_user("eve").is_ok(),
+            "a stale listing deletes nothing"
+        );
+        auth.delete_user("eve").await.unwrap();
+        assert!(auth.bindings("a").unwrap().is_empty());
+        assert!(auth.bindings("b").unwrap().is_empty());
+        assert!(auth.list_tokens(Some("eve")).unwrap().is_empty());
+        assert!(auth.check_token(&token).unwrap().is_none());
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@ Everything here drives real programs or speaks the distribution API over HTTP on
 * ``run``            runs a command; on failure the assertion shows the command, exit code, stdout
                      and stderr.
 * ``Registry``       a registry process under test (berth, or CNCF Distribution as the peer that
-                     the scenarios were validated against), with its log captured to a file.
+                     the scenarios were validated against), with its log captured to a file; or
+                     (``Registry.remote``) a server something else started and stops.
 * ``OciLayout``      reads an OCI image layout on disk (index.json, blobs).
 * ``build_layout``   writes a real OCI image (gzip tar layers, config, manifest) by hand.
 * ``check_image``    fetches a manifest, its config and every layer over HTTP and checks digests,
@@ -50,6 +51,26 @@ LISTENING_RE = re.compile(r"listening addr=(127\.0\.0\.1:\d+)")
 
 # Lines printed in pytest's terminal summary (see conftest.pytest_terminal_summary).
 REPORT: list[str] = []
+
+# Appended to every namespace the scenarios use, so they can run more than once against one
+# store: ./test.sh etcd runs them through two replicas that share theirs, and a second run would
+# otherwise meet the first one's tags and history.
+NS_SUFFIX = os.environ.get("BERTH_TEST_NS_SUFFIX", "")
+
+
+def ns(name: str) -> str:
+    """The namespace `name` of this run (see NS_SUFFIX)."""
+    return name + NS_SUFFIX
+
+
+def log_checked(reg: "Registry", what: str) -> bool:
+    """True when the registry's log can be read. A server started elsewhere (BERTH_URL) without
+    its log file (BERTH_URL_LOG) has none here: notes in the report that a check made on the log
+    was not made, and returns False."""
+    if reg.has_log:
+        return True
+    REPORT.append(f"not checked (no log of the server at {reg.host}; set BERTH_URL_LOG): {what}")
+    return False
 
 
 def berth_only(reg: "Registry", what: str) -> bool:
@@ -366,18 +387,49 @@ class Registry:
         self._listening = threading.Event()
         self._drain: Optional[threading.Thread] = None
         self.exit_code: Optional[int] = None
+        self.remote = False
+
+    @classmethod
+    def remote_at(cls, impl: str, url: str, log_path: Optional[str] = None) -> "Registry":
+        """A server already listening at url (http://host:port), which something else started and
+        stops; log_path, when given, is the file its log goes to."""
+        m = re.fullmatch(r"http://([^/]+)/?", url)
+        if not m:
+            raise AssertionError(f"BERTH_URL must be http://host:port, not {url!r}")
+        reg = cls.__new__(cls)
+        reg.impl = impl
+        reg.extra_args, reg.extra_env = [], {}
+        reg.workdir = reg.data_dir = None
+        reg.log_path = Path(log_path) if log_path else None
+        reg.proc, reg._drain, reg.exit_code = None, None, None
+        reg._listening = threading.Event()
+        reg.host = m.group(1)
+        reg.remote = True
+        try:
+            r = requests.get(reg.url("/v2/"), timeout=10)
+        except requests.RequestException as e:
+            raise AssertionError(f"no registry answers at {url}: {e}") from None
+        assert r.status_code == 200, f"GET {url}/v2/: {r.status_code} {r.text[:500]}"
+        return reg
 
     @property
     def is_berth(self) -> bool:
         return self.impl == "berth"
 
     @property
+    def has_log(self) -> bool:
+        return self.log_path is not None
+
+    @property
     def pid(self) -> int:
+        if self.remote:
+            raise AssertionError(f"the server at {self.host} was started elsewhere: no pid here")
         return self.proc.pid
 
     # -- lifecycle
 
     def start(self, timeout: float = 60) -> "Registry":
+        assert not self.remote, f"the server at {self.host} was started elsewhere"
         env = dict(os.environ)
         env.update(self.extra_env)
         env.setdefault("NO_COLOR", "1")
@@ -446,6 +498,7 @@ class Registry:
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, wait; returns the exit code (SIGKILL and raise if it does not exit)."""
+        assert not self.remote, f"the server at {self.host} was started elsewhere: it is not stopped here"
         if self.proc is None or self.exit_code is not None:
             return self.exit_code
         if self.proc.poll() is None:
@@ -470,6 +523,8 @@ class Registry:
     # -- observation
 
     def log_text(self) -> str:
+        if self.log_path is None:
+            return ""
         try:
             return ANSI_RE.sub("", self.log_path.read_bytes().decode(errors="replace"))
         except FileNotFoundError:

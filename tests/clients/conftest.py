@@ -6,6 +6,15 @@ Run from the repository root:   .venv/bin/pytest tests/clients -v
                                    validated against); berth-only checks (referrers, OCI-Subject,
                                    the "blob mounted" log line) are skipped for it
   KEEP_TMP=1                       keep the big temp dirs (logs are always under pytest's tmp dir)
+  BERTH_URL=http://127.0.0.1:PORT  the session registry is this running server instead of one started
+                                   here (./test.sh etcd points it at each replica of a cluster in turn);
+                                   BERTH_URL_LOG names the file its log goes to (checks made on the log
+                                   are skipped, and reported, without it); servers of their own (auth,
+                                   TLS, the large blob...) are still started, with the environment's
+                                   BERTH_* settings
+  BERTH_URL_B=http://...           a second replica of BERTH_URL's deployment: test_replicas.py runs
+  BERTH_TEST_NS_SUFFIX=-b          appended to the namespaces the scenarios use, so they can run again
+                                   against a store that holds an earlier run's data
 
 Fixtures:
   registry       one registry server for the whole session (host, pid, log_text(), ...)
@@ -32,9 +41,12 @@ from clientlib import REPORT as _REPORT
 from clientlib import REPO_ROOT, OciLayout, Registry, Skopeo, run
 
 IMPL = os.environ.get("REGISTRY_IMPL", "berth")
+BERTH_URL = os.environ.get("BERTH_URL")
 
 
 def pytest_report_header(config):
+    if BERTH_URL:
+        return [f"registry under test: {IMPL} at {BERTH_URL} (BERTH_URL; log: {os.environ.get('BERTH_URL_LOG') or 'none'})"]
     return [f"registry under test: {IMPL}"
             + (f" ({os.environ.get('BERTH_BIN') or REPO_ROOT / 'target/debug/berth'})" if IMPL == "berth" else "")]
 
@@ -82,6 +94,11 @@ def _start(workdir: Path, report_list: list, label: str):
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory, report):
+    if BERTH_URL:
+        reg = Registry.remote_at(IMPL, BERTH_URL, os.environ.get("BERTH_URL_LOG"))
+        report.append(f"session registry: {reg.impl} at {BERTH_URL}, started and stopped elsewhere")
+        yield reg
+        return
     yield from _start(tmp_path_factory.mktemp("registry"), report, "session registry")
 
 

@@ -3,9 +3,10 @@ the file extracted from the layer."""
 
 import json
 
-from clientlib import OCI_MANIFEST, OciLayout, check_image, media_type_of, run, sha256_bytes, tar_members
+from clientlib import OCI_MANIFEST, OciLayout, check_image, media_type_of, ns, run, sha256_bytes, tar_members
 
-REPO = "clients/buildah"
+CLIENTS = ns("clients")
+REPO = f"{CLIENTS}/buildah"
 
 
 def test_buildah_scratch_commit_push(registry, skopeo, tmp_path):

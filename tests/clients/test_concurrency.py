@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from clientlib import REPORT, LayerSpec, _describe, build_layout, check_image, sha256_bytes
+from clientlib import REPORT, LayerSpec, _describe, build_layout, check_image, ns, sha256_bytes
 
 N = 8
+CLIENTS = ns("clients")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def _run_parallel(reg, cmds, timeout=300):
 
 def test_concurrent_pushes_different_images(registry, skopeo, many_images):
     layout, digests = many_images
-    repo = "clients/concurrent"
+    repo = f"{CLIENTS}/concurrent"
     refs = [f"img{i}" for i in range(N)]
     _run_parallel(registry, [skopeo.copy_cmd(f"oci:{layout.path}:{r}", skopeo.ref(f"{repo}:t{i}"))
                              for i, r in enumerate(refs)])
@@ -74,7 +75,7 @@ def test_concurrent_pushes_different_images(registry, skopeo, many_images):
 
 def test_concurrent_pushes_same_tag(registry, skopeo, many_images):
     layout, digests = many_images
-    repo = "clients/race"
+    repo = f"{CLIENTS}/race"
     refs = [f"img{i}" for i in range(N, 2 * N)]
     _run_parallel(registry, [skopeo.copy_cmd(f"oci:{layout.path}:{r}", skopeo.ref(f"{repo}:latest"))
                              for r in refs])

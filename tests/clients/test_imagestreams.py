@@ -3,8 +3,8 @@ skopeo show up as Images, ImageStream history and ImageStreamTags; the Python ku
 client discovers and reads them; a watch streams the change a push makes.
 
 berth-only: the whole module is skipped on another registry (REGISTRY_IMPL=docker-registry).
-Namespaces used here (isns, iswatch) are used by no other test file, so the exact contents of
-their lists can be asserted.
+Namespaces used here (isns, iswatch, each with BERTH_TEST_NS_SUFFIX) are used by no other test
+file, so the exact contents of their lists can be asserted.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import time
 import pytest
 import requests
 
-from clientlib import OCI_INDEX, REPORT, berth_binary, run, sha256_bytes
+from clientlib import OCI_INDEX, REPORT, berth_binary, ns, run, sha256_bytes
 
 API = "/apis/image.openshift.io/v1"
-NS = "isns"
-WATCH_NS = "iswatch"
+NS = ns("isns")
+WATCH_NS = ns("iswatch")
 
 # Streams this module pushed to NS (so the list the dynamic client gets can be checked exactly).
 PUSHED: set[str] = set()

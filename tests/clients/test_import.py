@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from clientlib import REPORT, Registry, berth_binary, run, sha256_bytes
+from clientlib import REPORT, Registry, berth_binary, ns, run, sha256_bytes
 
-NS = "isimport"
+NS = ns("isimport")
 
 
 @pytest.fixture(autouse=True)

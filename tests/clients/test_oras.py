@@ -9,9 +9,10 @@ import oras.client
 import oras.oci
 import requests
 
-from clientlib import OCI_INDEX, OCI_MANIFEST, berth_only, sha256_bytes
+from clientlib import OCI_INDEX, OCI_MANIFEST, berth_only, ns, sha256_bytes
 
-REPO = "clients/oras"
+CLIENTS = ns("clients")
+REPO = f"{CLIENTS}/oras"
 ARTIFACT_TYPE = "application/vnd.berth.test.bundle.v1"
 SIG_TYPE = "application/vnd.berth.test.signature.v1"
 

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from clientlib import (DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST, check_image, media_type_of, run,
+from clientlib import (DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST, check_image, media_type_of, ns, run,
                        run_fails, sha256_bytes)
 
-REPO = "clients/podman"
+CLIENTS = ns("clients")
+REPO = f"{CLIENTS}/podman"
 
 
 class Podman:
@@ -82,7 +83,7 @@ def test_podman_push_pull_roundtrip(registry, podman, images, skopeo, tmp_path):
 
 def test_podman_pull_arch_from_index(registry, podman, images, skopeo):
     host = registry.host
-    repo = "clients/podman-multi"
+    repo = f"{CLIENTS}/podman-multi"
     skopeo.copy("oci:%s:multi" % images.path, skopeo.ref(f"{repo}:v1"), "--all")
     arm_digest = images.digest("busybox-arm64")
     arm_config = images.manifest("busybox-arm64")["config"]["digest"]
@@ -100,16 +101,16 @@ def test_podman_manifest_push_all(registry, podman, images, skopeo):
     host = registry.host
     amd = images.digest("busybox")
     arm = images.digest("busybox-arm64")
-    skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"clients/podman-parts:amd64"))
-    skopeo.copy("oci:%s:busybox-arm64" % images.path, skopeo.ref(f"clients/podman-parts:arm64"))
+    skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"{CLIENTS}/podman-parts:amd64"))
+    skopeo.copy("oci:%s:busybox-arm64" % images.path, skopeo.ref(f"{CLIENTS}/podman-parts:arm64"))
 
     podman("manifest", "create", "berth-test-list")
-    podman("manifest", "add", "--tls-verify=false", "berth-test-list", f"docker://{host}/clients/podman-parts:amd64")
-    podman("manifest", "add", "--tls-verify=false", "berth-test-list", f"docker://{host}/clients/podman-parts:arm64")
+    podman("manifest", "add", "--tls-verify=false", "berth-test-list", f"docker://{host}/{CLIENTS}/podman-parts:amd64")
+    podman("manifest", "add", "--tls-verify=false", "berth-test-list", f"docker://{host}/{CLIENTS}/podman-parts:arm64")
     podman("manifest", "push", "--all", "--tls-verify=false", "berth-test-list",
-           f"docker://{host}/clients/podman-list:v1")
+           f"docker://{host}/{CLIENTS}/podman-list:v1")
 
-    raw = skopeo.inspect_raw("clients/podman-list:v1")
+    raw = skopeo.inspect_raw(f"{CLIENTS}/podman-list:v1")
     idx = json.loads(raw)
     assert idx["mediaType"] in INDEX_TYPES, f"expected an index, got {idx.get('mediaType')}"
     plats = {(m["platform"]["os"], m["platform"]["architecture"]): m["digest"] for m in idx["manifests"]}
@@ -117,9 +118,9 @@ def test_podman_manifest_push_all(registry, podman, images, skopeo):
     # push --all copied both children into the list's repository (podman may convert them, so
     # their digests can differ from the sources'; check_image checks each child's config says the
     # architecture its platform says, and that the layers match the configs' diff_ids).
-    digest, _ = check_image(registry, "clients/podman-list", "v1")
+    digest, _ = check_image(registry, f"{CLIENTS}/podman-list", "v1")
     assert digest == sha256_bytes(raw)
     diff_ids = images.config("busybox")["rootfs"]["diff_ids"]
     for (os_, arch), d in plats.items():
-        assert sha256_bytes(skopeo.inspect_raw(f"clients/podman-list@{d}")) == d
-        check_image(registry, "clients/podman-list", d, expect_arch=arch, expect_diff_ids=diff_ids)
+        assert sha256_bytes(skopeo.inspect_raw(f"{CLIENTS}/podman-list@{d}")) == d
+        check_image(registry, f"{CLIENTS}/podman-list", d, expect_arch=arch, expect_diff_ids=diff_ids)

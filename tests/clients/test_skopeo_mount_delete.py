@@ -5,10 +5,11 @@ from urllib.parse import unquote
 
 import requests
 
-from clientlib import ALL_MANIFEST_TYPES, check_image, run, run_fails, sha256_bytes
+from clientlib import ALL_MANIFEST_TYPES, check_image, log_checked, ns, run, run_fails, sha256_bytes
 
-SRC = "clients/skopeo-src"
-DST = "clients/skopeo-dst"
+CLIENTS = ns("clients")
+SRC = f"{CLIENTS}/skopeo-src"
+DST = f"{CLIENTS}/skopeo-dst"
 
 
 def test_skopeo_registry_to_registry_mounts_blobs(registry, skopeo, images):
@@ -24,6 +25,8 @@ def test_skopeo_registry_to_registry_mounts_blobs(registry, skopeo, images):
     check_image(registry, DST, "v1", expect_digest=src_digest,
                 expect_diff_ids=images.config("busybox")["rootfs"]["diff_ids"])
 
+    if not log_checked(registry, "skopeo copy between repositories: 'blob mounted' log lines"):
+        return
     if registry.is_berth:
         mounted = [l for l in log.splitlines() if "blob mounted" in l]
         assert len(mounted) >= len(layers), (
@@ -38,10 +41,10 @@ def test_skopeo_registry_to_registry_mounts_blobs(registry, skopeo, images):
 
 
 def test_skopeo_delete(registry, skopeo, images):
-    repo = "clients/skopeo-del"
+    repo = f"{CLIENTS}/skopeo-del"
     digest = images.digest("busybox")
     skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"{repo}:gone"))
-    skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"clients/skopeo-keep:kept"))
+    skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"{CLIENTS}/skopeo-keep:kept"))
     assert sha256_bytes(skopeo.inspect_raw(f"{repo}:gone")) == digest
 
     run_fails(["skopeo", "delete", "--tls-verify=false", skopeo.ref(f"{repo}:nosuchtag")])
@@ -57,4 +60,4 @@ def test_skopeo_delete(registry, skopeo, images):
     assert r.status_code == 404 or "gone" not in (r.json().get("tags") or []), r.text
 
     # Deleting in one repository leaves the same manifest in another untouched.
-    assert sha256_bytes(skopeo.inspect_raw(f"clients/skopeo-keep:kept")) == digest
+    assert sha256_bytes(skopeo.inspect_raw(f"{CLIENTS}/skopeo-keep:kept")) == digest

@@ -2,9 +2,10 @@
 
 import json
 
-from clientlib import OCI_INDEX, OciLayout, check_image, sha256_bytes
+from clientlib import OCI_INDEX, OciLayout, check_image, ns, sha256_bytes
 
-REPO = "clients/skopeo-multi"
+CLIENTS = ns("clients")
+REPO = f"{CLIENTS}/skopeo-multi"
 
 
 def test_skopeo_copy_all_index_roundtrip(registry, skopeo, images, tmp_path):

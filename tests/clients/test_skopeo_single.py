@@ -2,9 +2,10 @@
 
 import json
 
-from clientlib import DOCKER_MANIFEST, OCI_MANIFEST, OciLayout, check_image, sha256_bytes
+from clientlib import DOCKER_MANIFEST, OCI_MANIFEST, OciLayout, check_image, ns, sha256_bytes
 
-REPO = "clients/skopeo"
+CLIENTS = ns("clients")
+REPO = f"{CLIENTS}/skopeo"
 
 
 def test_skopeo_copy_inspect_and_copy_back(registry, skopeo, images, tmp_path):
@@ -43,9 +44,9 @@ def test_skopeo_copy_inspect_and_copy_back(registry, skopeo, images, tmp_path):
 
 def test_skopeo_list_tags_several(skopeo, images):
     for tag in ("a1", "b2", "c3"):
-        skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"clients/skopeo-tags:{tag}"))
-    assert sorted(skopeo.list_tags("clients/skopeo-tags")) == ["a1", "b2", "c3"]
-    digests = {sha256_bytes(skopeo.inspect_raw(f"clients/skopeo-tags:{t}")) for t in ("a1", "b2", "c3")}
+        skopeo.copy("oci:%s:busybox" % images.path, skopeo.ref(f"{CLIENTS}/skopeo-tags:{tag}"))
+    assert sorted(skopeo.list_tags(f"{CLIENTS}/skopeo-tags")) == ["a1", "b2", "c3"]
+    digests = {sha256_bytes(skopeo.inspect_raw(f"{CLIENTS}/skopeo-tags:{t}")) for t in ("a1", "b2", "c3")}
     assert digests == {images.digest("busybox")}
 
 

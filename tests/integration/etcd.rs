@@ -1,11 +1,18 @@
 //! Metadata on etcd (issue 18): berth servers and `berth serve` processes sharing one real etcd
 //! cluster (Debian's etcd-server), with blobs on the filesystem or on a real Garage cluster.
 
+use base64::Engine;
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
+use crate::auth::{
+    as_admin, bind as auth_bind, create_user, push_as_admin, ADMIN_PASSWORD, PASSWORD,
+};
 use crate::common::*;
 use crate::garage::Garage;
+use berth_storage::etcd::{EtcdConfig, EtcdMetadata};
 use berth_storage::etcd_cluster::EtcdCluster;
+use berth_storage::MetadataStore;
 
 /// A server with its metadata on `etcd` under `prefix` (blobs on its own filesystem).
 async fn on_etcd(etcd: &EtcdCluster, prefix: &str) -> TestServer {
@@ -648,4 +655,274 @@ async fn a_replica_dying_mid_push_loses_nothing_and_the_retry_through_the_other_
         "no push needed the other replica: {}",
         pb.log.lock().unwrap()
     );
+}
+
+/// Two servers with authentication on (the first admin made by whichever starts first) and
+/// their metadata on `etcd` under `prefix`: replicas, each with its own in-memory state
+/// (signing keys, verified passwords, login budgets).
+async fn auth_replicas(etcd: &EtcdCluster, prefix: &str) -> (TestServer, TestServer) {
+    let start = || {
+        let url = etcd.url(prefix);
+        TestServer::start_with(move |c| {
+            c.metadata_store = url;
+            c.admin_password = Some(ADMIN_PASSWORD.into());
+        })
+    };
+    let a = start().await;
+    (a, start().await)
+}
+
+fn bearer(req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+    req.header("authorization", format!("Bearer {token}"))
+}
+
+/// A registry token `s` issues to `user` for pulling `repo`, and the id of the key that signed it.
+async fn registry_token(
+    s: &TestServer,
+    user: &str,
+    password: &str,
+    repo: &str,
+) -> (String, String) {
+    let r = s
+        .req(
+            Method::GET,
+            &format!("/auth/token?service=berth&scope=repository:{repo}:pull"),
+        )
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_string();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    (token, header["kid"].as_str().unwrap().to_string())
+}
+
+/// Sends `make()` until it is answered `want`, for at most `secs` seconds; the last status.
+async fn status_within(
+    want: StatusCode,
+    secs: u64,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> StatusCode {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let status = make().send().await.unwrap().status();
+        if status == want || tokio::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// What authenticates a request is read from etcd on every request (the verified-password
+/// cache is keyed by the stored hash), so a revocation through one replica holds on the other
+/// at once: an access token revoked, a user deleted (its password, its access tokens and the
+/// registry tokens issued to it), a password changed by creating the user again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_revoked_through_one_replica_are_refused_by_the_other_at_once() {
+    let etcd = EtcdCluster::start(1, false);
+    let (a, b) = auth_replicas(&etcd, "revoke").await;
+    create_user(&a, "alice", &[]).await;
+    auth_bind(&a, "team", "alice", "edit").await;
+    push_as_admin(&a, "team/app", "v1", "revoke").await;
+    let manifest = "/v2/team/app/manifests/v1";
+    let basic = |s: &TestServer, password: &str| {
+        s.req(Method::GET, manifest)
+            .basic_auth("alice", Some(password))
+    };
+
+    // An access token made through A, used through B.
+    let r = as_admin(
+        &a,
+        Method::POST,
+        "/auth/v1/tokens",
+        json!({"user": "alice", "description": "revoked"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let t: serde_json::Value = r.json().await.unwrap();
+    let (token, id) = (t["token"].as_str().unwrap(), t["id"].as_str().unwrap());
+    let with_token = || bearer(b.req(Method::GET, manifest), token);
+    assert_eq!(with_token().send().await.unwrap().status(), StatusCode::OK);
+    let r = as_admin(
+        &a,
+        Method::DELETE,
+        &format!("/auth/v1/tokens/{id}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        with_token().send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // B verified alice's password (and remembers it); then A deletes her.
+    assert_eq!(
+        basic(&b, PASSWORD).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (jwt, _) = registry_token(&b, "alice", PASSWORD, "team/app").await;
+    assert_eq!(
+        bearer(a.req(Method::GET, manifest), &jwt)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "B's registry token verifies on A"
+    );
+    let r = as_admin(&a, Method::DELETE, "/auth/v1/users/alice", json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        basic(&b, PASSWORD).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        bearer(b.req(Method::GET, manifest), &jwt)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "a registry token of a deleted user"
+    );
+
+    // alice again, with another password (berth changes a password this way).
+    let r = as_admin(
+        &a,
+        Method::POST,
+        "/auth/v1/users",
+        json!({"name": "alice", "password": "another-password-2"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    auth_bind(&a, "team", "alice", "edit").await;
+    assert_eq!(
+        basic(&b, PASSWORD).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        basic(&b, "another-password-2")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// Signing keys rotated through A: a token signed with the new key verifies on B at once, B
+/// signs with it soon after, a token of the previous key still verifies on both, and once a
+/// second rotation retires a key, B refuses its tokens within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_rotated_through_one_replica_are_used_by_the_other() {
+    let etcd = EtcdCluster::start(1, false);
+    let (a, b) = auth_replicas(&etcd, "keys").await;
+    push_as_admin(&a, "team/app", "v1", "keys").await;
+    let manifest = "/v2/team/app/manifests/v1";
+    let pull = |s: &TestServer, token: &str| bearer(s.req(Method::GET, manifest), token);
+    let (first, first_kid) = registry_token(&b, "admin", ADMIN_PASSWORD, "team/app").await;
+    assert_eq!(
+        registry_token(&a, "admin", ADMIN_PASSWORD, "team/app")
+            .await
+            .1,
+        first_kid
+    );
+
+    let rotate = || async {
+        let r = as_admin(&a, Method::POST, "/auth/v1/signingkeys/rotate", json!({})).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["keyId"].as_str().unwrap().to_string()
+    };
+    let second_kid = rotate().await;
+    let (second, kid) = registry_token(&a, "admin", ADMIN_PASSWORD, "team/app").await;
+    assert_eq!(kid, second_kid);
+    assert_eq!(
+        pull(&b, &second).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // B signs with the new key once it has heard of the rotation.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while registry_token(&b, "admin", ADMIN_PASSWORD, "team/app")
+        .await
+        .1
+        != second_kid
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B still signs with the old key 10 s after the rotation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for s in [&a, &b] {
+        assert_eq!(
+            pull(s, &first).send().await.unwrap().status(),
+            StatusCode::OK,
+            "the previous key still verifies"
+        );
+    }
+
+    // Another rotation retires the first key, everywhere.
+    rotate().await;
+    assert_eq!(
+        pull(&a, &first).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_within(StatusCode::UNAUTHORIZED, 10, || pull(&b, &first)).await,
+        StatusCode::UNAUTHORIZED,
+        "B still takes a retired key's token 10 s after the rotation"
+    );
+    for s in [&a, &b] {
+        assert_eq!(
+            pull(s, &second).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+}
+
+/// Two rotations at once, through both replicas: both succeed, one after the other, and the
+/// key set is then the last key and the one before it (no key kept by mistake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_at_once_through_two_replicas_keep_two_keys() {
+    let etcd = EtcdCluster::start(1, false);
+    let (a, b) = auth_replicas(&etcd, "rotations").await;
+    push_as_admin(&a, "team/app", "v1", "rotations").await;
+    let (first, _) = registry_token(&a, "admin", ADMIN_PASSWORD, "team/app").await;
+    let rotate = "/auth/v1/signingkeys/rotate";
+    let (ra, rb) = tokio::join!(
+        as_admin(&a, Method::POST, rotate, json!({})),
+        as_admin(&b, Method::POST, rotate, json!({}))
+    );
+    assert_eq!((ra.status(), rb.status()), (StatusCode::OK, StatusCode::OK));
+    // Two rotations retired the first key: a rotation that missed the other one would have
+    // kept it.
+    for s in [&a, &b] {
+        assert_eq!(
+            status_within(StatusCode::UNAUTHORIZED, 10, || {
+                bearer(s.req(Method::GET, "/v2/team/app/manifests/v1"), &first)
+            })
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let keys: Vec<String> = etcd_keys(&etcd, "rotations", "signingkey\0");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// The keys under `under` in the berth store at `prefix` of `etcd`, read directly.
+fn etcd_keys(etcd: &EtcdCluster, prefix: &str, under: &str) -> Vec<String> {
+    let store = EtcdMetadata::connect(&EtcdConfig::parse_url(&etcd.url(prefix)).unwrap()).unwrap();
+    store
+        .scan(under.as_bytes(), None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+        .collect()
 }
