@@ -132,7 +132,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: client certificates are requested and verified against it, but optional.
     pub tls_client_ca: Option<PathBuf>,
-    /// Size of the metadata store's page cache, in MiB (sled's own default is 1 GiB).
+    /// Size of the metadata store's page cache, in MiB (sled's own default is 1 GiB). Small by
+    /// default: sled holds several times this in memory, and berth's hot reads (pulls by tag,
+    /// watch events) do not scan; raise it for faster whole-stream GETs of huge streams.
     pub metadata_cache_mib: u64,
     /// Require credentials (users, tokens, role bindings). Off by default: then only a loopback
     /// listen address is allowed, and every local client may do anything.
@@ -231,7 +233,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
-            metadata_cache_mib: 64,
+            metadata_cache_mib: 16,
             auth: false,
             admin_password: None,
             admin_user: "admin".into(),
