@@ -388,35 +388,59 @@ fn read_ahead(
     first: object_store::GetResult,
     rest: Range<u64>,
 ) -> ByteStream {
+    use futures_util::FutureExt;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
-    let ranges = (rest.start..rest.end)
+    let mut ranges = (rest.start..rest.end)
         .step_by(READ_RANGE as usize)
-        .map(move |at| at..rest.end.min(at + READ_RANGE));
-    let fetches = futures_util::stream::iter(
-        std::iter::once(futures_util::future::Either::Left(first.bytes())).chain(ranges.map(
-            move |range| {
-                let (s3, key) = (s3.clone(), key.clone());
-                futures_util::future::Either::Right(async move {
-                    let opts = GetOptions {
-                        range: Some(GetRange::Bounded(range)),
-                        ..GetOptions::default()
-                    };
-                    s3.get_opts(&key, opts).await?.bytes().await
-                })
-            },
-        )),
-    )
-    .buffered(RANGES_AHEAD);
+        .map(|at| at..rest.end.min(at + READ_RANGE))
+        .collect::<Vec<_>>()
+        .into_iter();
+    // A range is kept as the chunks it arrived in: joining them into one buffer would copy
+    // every byte once more, into freshly faulted-in pages.
+    let mut inflight = futures_util::stream::FuturesOrdered::new();
+    inflight.push_back(first.into_stream().try_collect::<Vec<Bytes>>().boxed());
     tokio::spawn(async move {
-        let mut fetches = std::pin::pin!(fetches);
-        while let Some(part) = fetches.next().await {
-            let failed = part.is_err();
-            if tx.send(part.map_err(io_error)).await.is_err() || failed {
-                return;
+        let mut fetch_next = |inflight: &mut futures_util::stream::FuturesOrdered<_>| {
+            if let Some(range) = ranges.next() {
+                inflight.push_back(fetch_range(s3.clone(), key.clone(), range).boxed());
+            }
+        };
+        for _ in 1..RANGES_AHEAD {
+            fetch_next(&mut inflight);
+        }
+        while let Some(part) = inflight.next().await {
+            fetch_next(&mut inflight);
+            let chunks = match part {
+                Ok(chunks) => chunks,
+                Err(e) => {
+                    let _ = tx.send(Err(io_error(e))).await;
+                    return;
+                }
+            };
+            for chunk in chunks {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
             }
         }
     });
     Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+async fn fetch_range(
+    s3: Arc<AmazonS3>,
+    key: Path,
+    range: Range<u64>,
+) -> object_store::Result<Vec<Bytes>> {
+    let opts = GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        ..GetOptions::default()
+    };
+    s3.get_opts(&key, opts)
+        .await?
+        .into_stream()
+        .try_collect()
+        .await
 }
 
 fn tx_error(e: TxError<Error>) -> Error {
