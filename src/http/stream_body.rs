@@ -69,16 +69,27 @@ pub fn render(
     name: &str,
 ) -> Option<Bytes> {
     let mut w = JsonWriter::new(None, hosts.clone());
-    match store::visit_stream(meta, ns, name, &mut w) {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => {
-            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
-            return None;
-        }
-    }
+    visit_in_memory(meta, ns, name, &mut w)?;
     w.finish(true).ok()?;
     Some(w.into_bytes())
+}
+
+/// Visits the stream into `w` (holding it in memory); `None` when it does not exist or cannot
+/// be read (logged).
+fn visit_in_memory(
+    meta: &dyn MetadataStore,
+    ns: &str,
+    name: &str,
+    w: &mut JsonWriter,
+) -> Option<()> {
+    match store::visit_stream(meta, ns, name, w) {
+        Ok(true) => Some(()),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
+            None
+        }
+    }
 }
 
 /// One tag's JSON as cut from a rendering: a spec tag is a `{...}` member of `spec.tags`, a
@@ -99,14 +110,7 @@ pub fn render_pieces(
 ) -> Option<(ImageStream, Vec<Piece>)> {
     let mut w = JsonWriter::new(None, hosts.clone());
     w.pieces = Some(Vec::new());
-    match store::visit_stream(meta, ns, name, &mut w) {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => {
-            tracing::warn!(stream = %format!("{ns}/{name}"), error = %e, "rendering an image stream failed");
-            return None;
-        }
-    }
+    visit_in_memory(meta, ns, name, &mut w)?;
     Some((w.stored_head.take()?, w.pieces.take().unwrap_or_default()))
 }
 

@@ -505,3 +505,19 @@ pub fn history(is: &serde_json::Value, tag: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A registry token `s` issues to `user` (Basic auth) for `scope`.
+pub async fn issued_token(s: &TestServer, user: &str, password: &str, scope: &str) -> String {
+    let r = s
+        .req(
+            Method::GET,
+            &format!("/auth/token?service=berth&scope={scope}"),
+        )
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["token"].as_str().unwrap().to_string()
+}

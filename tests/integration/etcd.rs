@@ -683,18 +683,7 @@ async fn registry_token(
     password: &str,
     repo: &str,
 ) -> (String, String) {
-    let r = s
-        .req(
-            Method::GET,
-            &format!("/auth/token?service=berth&scope=repository:{repo}:pull"),
-        )
-        .basic_auth(user, Some(password))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: serde_json::Value = r.json().await.unwrap();
-    let token = body["token"].as_str().unwrap().to_string();
+    let token = issued_token(s, user, password, &format!("repository:{repo}:pull")).await;
     let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.split('.').next().unwrap())
         .unwrap();

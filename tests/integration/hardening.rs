@@ -6,7 +6,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::{as_admin, bind, create_user, push_as_admin, start, ADMIN_PASSWORD, PASSWORD};
-use crate::common::{error_code, header, TestServer};
+use crate::common::{error_code, header, issued_token, TestServer};
 
 const API: &str = "/apis/image.openshift.io/v1";
 const NO_REGISTRY_TOKENS: &str =
@@ -18,18 +18,7 @@ fn bearer(req: RequestBuilder, token: &str) -> RequestBuilder {
 
 /// A registry token for `user` (Basic with [`PASSWORD`]) scoped to `scope`.
 async fn registry_token(s: &TestServer, user: &str, scope: &str) -> String {
-    let r = s
-        .req(
-            Method::GET,
-            &format!("/auth/token?service=berth&scope={scope}"),
-        )
-        .basic_auth(user, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_string()
+    issued_token(s, user, PASSWORD, scope).await
 }
 
 /// An access token of `user`'s own, created with its password.
