@@ -10,6 +10,7 @@
 //! - storage lives in the `berth-storage` crate (metadata store and blob store traits).
 
 pub mod auth;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod http;

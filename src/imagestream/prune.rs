@@ -259,7 +259,11 @@ impl ImageStreams {
         cutoff: SystemTime,
         report: &mut PruneReport,
     ) -> Result<Option<ImageStream>> {
-        for _ in 0..crate::registry::MAX_STREAM_RETRIES {
+        for attempt in 0..crate::registry::MAX_STREAM_RETRIES {
+            if attempt > 0 {
+                // A busy stream changes between the read and the write: let a burst pass.
+                tokio::time::sleep(retry_wait(attempt)).await;
+            }
             let meta = self.registry().metadata().clone();
             let Some(snapshot) = store::read_stream(meta.as_ref(), ns, name)? else {
                 return Ok(None);
@@ -369,7 +373,10 @@ impl ImageStreams {
     ) -> Result<()> {
         let meta = self.registry().metadata().clone();
         let cutoff_secs = unix(cutoff);
-        for _ in 0..crate::registry::MAX_STREAM_RETRIES {
+        for attempt in 0..crate::registry::MAX_STREAM_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(retry_wait(attempt)).await;
+            }
             let generation = read_generation(meta.as_ref(), repo)?;
             let head_rv = stream.metadata.resource_version.clone();
             let linked = scan_digests(meta.as_ref(), &reg_keys::repo_manifests(repo))?;
@@ -665,6 +672,18 @@ fn scan_digests(meta: &dyn MetadataStore, prefix: &[u8]) -> Result<Vec<Digest>> 
         .iter()
         .filter_map(|d| d.parse().ok())
         .collect())
+}
+
+/// The wait before attempt `attempt` (from 1) of a whole-stream write that found the stream
+/// changed: 20 ms doubling to 1 s, jittered, so the retries of a prune spread over about 5 s of
+/// a busy stream's pushes instead of 10 back-to-back collisions.
+fn retry_wait(attempt: usize) -> std::time::Duration {
+    use std::time::Duration;
+    crate::backoff::backoff(
+        Duration::from_millis(20),
+        Duration::from_secs(1),
+        attempt as u64,
+    )
 }
 
 #[cfg(test)]

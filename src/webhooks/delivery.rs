@@ -235,15 +235,6 @@ async fn supervise(shared: Arc<Shared>) {
     }
 }
 
-/// The delay after `failures` consecutive failures: base·2^(n-1), capped, with "equal
-/// jitter" (between half and all of it) so receivers coming back are not hit in lockstep.
-pub fn backoff(base: Duration, cap: Duration, failures: u64) -> Duration {
-    let exp = failures.saturating_sub(1).min(32) as u32;
-    let full = base.saturating_mul(2u32.saturating_pow(exp)).min(cap);
-    let half = full / 2;
-    half + half.mul_f64(fastrand::f64())
-}
-
 async fn deliver(shared: Arc<Shared>, first: Subscription) {
     let (ns, name, uid) = (
         first.namespace.clone(),
@@ -374,7 +365,7 @@ async fn handle(
                 .await
                 .unwrap_or(1);
             let s = &shared.settings;
-            let wait = backoff(s.backoff_base, s.backoff_cap, failures);
+            let wait = crate::backoff::backoff(s.backoff_base, s.backoff_cap, failures);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 // A changed subscription (a fixed URL) is tried again at once.
@@ -454,6 +445,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backoff::backoff;
 
     #[test]
     fn backoff_grows_to_the_cap_with_jitter() {
