@@ -184,6 +184,18 @@ impl From<registry::Error> for ApiError {
                 err.headers.push(("retry-after", "5".to_string()));
                 err
             }
+            // Concurrent writes kept colliding past the store's retries (a hot key on etcd
+            // under load): nothing was written, and a later attempt will go through.
+            E::Storage(berth_storage::Error::Conflict) => {
+                tracing::warn!("metadata transaction gave up after repeated conflicts");
+                let mut err = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    Code::Unknown,
+                    "the registry is busy with concurrent writes to the same records; retry shortly",
+                );
+                err.headers.push(("retry-after", "1".to_string()));
+                err
+            }
             E::Storage(e) => {
                 // Logged once here; the client learns only that it was our fault.
                 tracing::error!(error = %e, "storage failure");
@@ -206,4 +218,23 @@ pub fn insufficient_storage(e: &berth_storage::Error) -> ApiError {
         Code::Unknown,
         format!("insufficient storage: {cause}; retry once space is freed"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_that_kept_conflicting_are_a_503_to_retry_not_a_500() {
+        let e = ApiError::from(registry::Error::Storage(berth_storage::Error::Conflict));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e
+            .headers
+            .iter()
+            .any(|(h, v)| *h == "retry-after" && v == "1"));
+        let other = ApiError::from(registry::Error::Storage(berth_storage::Error::Backend(
+            "x".into(),
+        )));
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -303,6 +303,14 @@ impl From<Error> for StatusError {
                     "storage is unavailable; retry shortly",
                 )
             }
+            Error::Storage(berth_storage::Error::Conflict) => {
+                tracing::warn!("metadata transaction gave up after repeated conflicts");
+                StatusError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    status::Reason::ServiceUnavailable,
+                    "busy with concurrent writes to the same records; retry shortly",
+                )
+            }
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 StatusError::internal("internal error")
