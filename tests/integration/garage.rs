@@ -177,7 +177,7 @@ impl Garage {
                 "berth-test",
             ],
         );
-        Garage {
+        let garage = Garage {
             nodes,
             configs,
             s3_ports,
@@ -185,7 +185,45 @@ impl Garage {
             secret: secret_key,
             bucket,
             _dir: dir,
-        }
+        };
+        garage.wait_until_serving();
+        garage
+    }
+
+    /// Waits until every node answers S3 requests with the key: a new key's rights reach the
+    /// nodes a moment after `bucket allow` returns, and a request in between is refused.
+    fn wait_until_serving(&self) {
+        let configs: Vec<_> = (0..self.nodes.len())
+            .map(|n| self.s3_config(n, "ready"))
+            .collect();
+        // On a thread of its own: the tests calling this run inside a tokio runtime already.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let probe: berth_storage::Digest =
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                    .parse()
+                    .unwrap();
+            for config in configs {
+                let meta = std::sync::Arc::new(berth_storage::memory::MemoryMetadata::new());
+                let store = berth_storage::s3::S3BlobStore::new(&config, meta).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    use berth_storage::BlobStore as _;
+                    match rt.block_on(store.stat(&probe)) {
+                        Ok(_) => break,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(100))
+                        }
+                        Err(e) => panic!("garage never served S3 requests: {e}"),
+                    }
+                }
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     pub fn endpoint(&self, node: usize) -> String {
