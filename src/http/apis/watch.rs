@@ -81,7 +81,7 @@ pub struct WatchEvent {
 }
 
 /// A lazy event's object until delivery: its metadata as filters see it. Backlogs hold
-/// thousands of these, so it is a struct, not a JSON value (a few hundred bytes less each).
+/// thousands of these, so it is a struct, not a JSON value (about a kilobyte less each).
 #[derive(Debug, Default)]
 pub struct Stub {
     pub name: String,
