@@ -176,25 +176,19 @@ impl From<registry::Error> for ApiError {
             }
             E::Storage(berth_storage::Error::Unavailable(why)) => {
                 tracing::warn!(error = %why, "storage unavailable");
-                let mut err = ApiError::new(
-                    S::SERVICE_UNAVAILABLE,
-                    Code::Unknown,
+                retry_later(
                     "storage (object storage or etcd) is unavailable; retry shortly",
-                );
-                err.headers.push(("retry-after", "5".to_string()));
-                err
+                    5,
+                )
             }
             // Concurrent writes kept colliding past the store's retries (a hot key on etcd
             // under load): nothing was written, and a later attempt will go through.
             E::Storage(berth_storage::Error::Conflict) => {
                 tracing::warn!("metadata transaction gave up after repeated conflicts");
-                let mut err = ApiError::new(
-                    S::SERVICE_UNAVAILABLE,
-                    Code::Unknown,
+                retry_later(
                     "the registry is busy with concurrent writes to the same records; retry shortly",
-                );
-                err.headers.push(("retry-after", "1".to_string()));
-                err
+                    1,
+                )
             }
             E::Storage(e) => {
                 // Logged once here; the client learns only that it was our fault.
@@ -203,6 +197,13 @@ impl From<registry::Error> for ApiError {
             }
         }
     }
+}
+
+/// 503 with `Retry-After`: nothing was done, and the same request later should work.
+fn retry_later(message: &str, after_secs: u32) -> ApiError {
+    let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::Unknown, message);
+    err.headers.push(("retry-after", after_secs.to_string()));
+    err
 }
 
 /// 507 for a write the data directory has no room for: the client learns the cause, and that

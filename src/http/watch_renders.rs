@@ -115,6 +115,10 @@ impl Renders {
         tags: Option<&BTreeSet<String>>,
     ) {
         let mut streams = lock(&self.streams);
+        // The common case, nobody watching: nothing to look up, nothing allocated.
+        if streams.is_empty() {
+            return;
+        }
         let key = (ns.to_string(), name.to_string());
         if kind == ChangeKind::Deleted {
             streams.remove(&key);

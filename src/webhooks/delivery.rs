@@ -255,69 +255,64 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
         if reload {
             ahead.clear();
         }
-        if let Some(first) = ahead.pop_front() {
-            handle(
-                &shared,
-                &sub,
-                &uid,
-                first,
-                &mut ahead,
-                &mut subs,
-                &mut reload,
-            )
-            .await;
-            continue;
-        }
-        commits.borrow_and_update();
-        if reload {
-            subs.borrow_and_update();
-        }
-        let (meta, outbox) = (shared.meta.clone(), shared.outbox.clone());
-        let (n, m, u) = (ns.clone(), name.clone(), uid.clone());
-        let next = blocking(move || {
-            let sub = if reload {
-                match subscriptions::load(meta.as_ref(), &n, &m, &u) {
-                    Some(s) => Some(s),
-                    None => return Ok(None),
+        let first = match ahead.pop_front() {
+            Some(first) => first,
+            None => {
+                commits.borrow_and_update();
+                if reload {
+                    subs.borrow_and_update();
                 }
-            } else {
-                None
-            };
-            Ok(Some((sub, outbox.next_few(&u, READ_AHEAD)?)))
-        })
-        .await;
-        let event = match next {
-            Ok(Some((fresh, events))) => {
-                if let Some(fresh) = fresh {
-                    sub = fresh;
-                    reload = false;
-                }
-                ahead.extend(events);
-                ahead.pop_front()
+                let (meta, outbox) = (shared.meta.clone(), shared.outbox.clone());
+                let (n, m, u) = (ns.clone(), name.clone(), uid.clone());
+                let next = blocking(move || {
+                    let sub = if reload {
+                        match subscriptions::load(meta.as_ref(), &n, &m, &u) {
+                            Some(s) => Some(s),
+                            None => return Ok(None),
+                        }
+                    } else {
+                        None
+                    };
+                    Ok(Some((sub, outbox.next_few(&u, READ_AHEAD)?)))
+                })
+                .await;
+                let event = match next {
+                    Ok(Some((fresh, events))) => {
+                        if let Some(fresh) = fresh {
+                            sub = fresh;
+                            reload = false;
+                        }
+                        ahead.extend(events);
+                        ahead.pop_front()
+                    }
+                    // Deleted (or replaced under the same name): the supervisor cleans up.
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(webhook = %webhook(), error = %e, "reading the webhook outbox failed");
+                        tokio::time::sleep(
+                            shared.settings.backoff_base.max(Duration::from_millis(100)),
+                        )
+                        .await;
+                        continue;
+                    }
+                };
+                let Some(first) = event else {
+                    // Idle: acknowledgements still only in memory are persisted after a short quiet
+                    // spell (so a burst of events costs one write, not one per event).
+                    let quiet = if shared.outbox.unpersisted(&uid) {
+                        PERSIST_INTERVAL
+                    } else {
+                        IDLE_RECHECK
+                    };
+                    tokio::select! {
+                        _ = commits.changed() => {}
+                        _ = subs.changed() => reload = true,
+                        _ = tokio::time::sleep(quiet) => persist(&shared, &uid).await,
+                    }
+                    continue;
+                };
+                first
             }
-            // Deleted (or replaced under the same name): the supervisor cleans up.
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(webhook = %webhook(), error = %e, "reading the webhook outbox failed");
-                tokio::time::sleep(shared.settings.backoff_base.max(Duration::from_millis(100)))
-                    .await;
-                continue;
-            }
-        };
-        let Some(first) = event else {
-            // Idle: acknowledgements still only in memory are persisted after a short quiet
-            // spell (so a burst of events costs one write, not one per event).
-            let quiet = if shared.outbox.unpersisted(&uid) {
-                PERSIST_INTERVAL
-            } else {
-                IDLE_RECHECK
-            };
-            tokio::select! {
-                _ = commits.changed() => {}
-                _ = subs.changed() => reload = true,
-                _ = tokio::time::sleep(quiet) => persist(&shared, &uid).await,
-            }
-            continue;
         };
         handle(
             &shared,

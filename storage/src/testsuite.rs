@@ -323,15 +323,19 @@ pub async fn blob_suite(store: &dyn BlobStore) {
     blob_listing(store).await;
 }
 
-/// `list_blobs` pages through every stored blob in digest order, and only stored ones.
-pub async fn blob_listing(store: &dyn BlobStore) {
-    let before: Vec<Digest> = store
+async fn all_blobs(store: &dyn BlobStore) -> Vec<Digest> {
+    store
         .list_blobs(None, usize::MAX)
         .await
         .unwrap()
         .into_iter()
         .map(|b| b.digest)
-        .collect();
+        .collect()
+}
+
+/// `list_blobs` pages through every stored blob in digest order, and only stored ones.
+pub async fn blob_listing(store: &dyn BlobStore) {
+    let before = all_blobs(store).await;
     let mut added = Vec::new();
     for seed in 0..25u8 {
         let data = pattern(100 + seed as usize, seed.wrapping_add(100));
@@ -362,13 +366,7 @@ pub async fn blob_listing(store: &dyn BlobStore) {
     // known); the listing must settle within seconds.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let left: Vec<Digest> = store
-            .list_blobs(None, usize::MAX)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|b| b.digest)
-            .collect();
+        let left = all_blobs(store).await;
         if left == expect || std::time::Instant::now() >= deadline {
             assert_eq!(left, expect);
             break;
