@@ -250,6 +250,9 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
     let mut reload = true;
     // Read ahead, oldest first; emptied when the subscription may have changed.
     let mut ahead: VecDeque<(u64, Queued)> = VecDeque::new();
+    // Whether the last scan read the outbox to its end: then, until another commit, a scan
+    // would find nothing (a push wakes every subscription; this spares each its empty scan).
+    let mut drained = false;
     loop {
         reload |= subs.has_changed().unwrap_or(true);
         if reload {
@@ -257,6 +260,11 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
         }
         let first = match ahead.pop_front() {
             Some(first) => first,
+            None if drained && !reload && !commits.has_changed().unwrap_or(true) => {
+                idle(&shared, &uid, &mut commits, &mut subs, &mut reload).await;
+                drained = false;
+                continue;
+            }
             None => {
                 commits.borrow_and_update();
                 if reload {
@@ -273,15 +281,16 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
                     } else {
                         None
                     };
-                    Ok(Some((sub, outbox.next_few(&u, READ_AHEAD)?)))
+                    Ok(Some((sub, outbox.scan_next(&u, READ_AHEAD)?)))
                 })
                 .await;
                 let event = match next {
-                    Ok(Some((fresh, events))) => {
+                    Ok(Some((fresh, (events, at_end)))) => {
                         if let Some(fresh) = fresh {
                             sub = fresh;
                             reload = false;
                         }
+                        drained = at_end;
                         ahead.extend(events);
                         ahead.pop_front()
                     }
@@ -297,24 +306,14 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
                     }
                 };
                 let Some(first) = event else {
-                    // Idle: acknowledgements still only in memory are persisted after a short quiet
-                    // spell (so a burst of events costs one write, not one per event).
-                    let quiet = if shared.outbox.unpersisted(&uid) {
-                        PERSIST_INTERVAL
-                    } else {
-                        IDLE_RECHECK
-                    };
-                    tokio::select! {
-                        _ = commits.changed() => {}
-                        _ = subs.changed() => reload = true,
-                        _ = tokio::time::sleep(quiet) => persist(&shared, &uid).await,
-                    }
+                    idle(&shared, &uid, &mut commits, &mut subs, &mut reload).await;
+                    drained = false;
                     continue;
                 };
                 first
             }
         };
-        handle(
+        if !handle(
             &shared,
             &sub,
             &uid,
@@ -323,12 +322,38 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
             &mut subs,
             &mut reload,
         )
-        .await;
+        .await
+        {
+            // The failed event is still the next one.
+            drained = false;
+        }
+    }
+}
+
+/// Waits for a commit or a changed subscription. Acknowledgements still only in memory are
+/// persisted after a short quiet spell (so a burst of events costs one write, not one per
+/// event).
+async fn idle(
+    shared: &Shared,
+    uid: &str,
+    commits: &mut watch::Receiver<u64>,
+    subs: &mut watch::Receiver<u64>,
+    reload: &mut bool,
+) {
+    let quiet = if shared.outbox.unpersisted(uid) {
+        PERSIST_INTERVAL
+    } else {
+        IDLE_RECHECK
+    };
+    tokio::select! {
+        _ = commits.changed() => {}
+        _ = subs.changed() => *reload = true,
+        _ = tokio::time::sleep(quiet) => persist(shared, uid).await,
     }
 }
 
 /// Delivers (or expires) one event; after a failure, backs off and forgets what was read
-/// ahead, so a failing subscription holds one event in memory.
+/// ahead, so a failing subscription holds one event in memory. False after a failure.
 async fn handle(
     shared: &Shared,
     sub: &Subscription,
@@ -337,19 +362,20 @@ async fn handle(
     ahead: &mut VecDeque<(u64, Queued)>,
     subs: &mut watch::Receiver<u64>,
     reload: &mut bool,
-) {
+) -> bool {
     let age = now_secs().saturating_sub(event.queued_at);
     if age > shared.settings.max_age.as_secs() {
         if shared.outbox.expired(uid, seq) {
             persist(shared, uid).await;
         }
-        return;
+        return true;
     }
     match send(shared, sub, &event).await {
         Ok(()) => {
             if shared.outbox.delivered(uid, seq) {
                 persist(shared, uid).await;
             }
+            true
         }
         Err(error) => {
             ahead.clear();
@@ -366,6 +392,7 @@ async fn handle(
                 // A changed subscription (a fixed URL) is tried again at once.
                 _ = subs.changed() => *reload = true,
             }
+            false
         }
     }
 }

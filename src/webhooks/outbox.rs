@@ -317,11 +317,22 @@ impl Outbox {
     /// Up to `limit` unacknowledged events, oldest first, with consecutive sequence numbers:
     /// one scan for a burst (a push queues two events per subscription) instead of one each.
     pub fn next_few(&self, uid: &str, limit: usize) -> berth_storage::Result<Vec<(u64, Queued)>> {
+        Ok(self.scan_next(uid, limit)?.0)
+    }
+
+    /// [`Outbox::next_few`], and whether the scan reached the end of the outbox (so nothing
+    /// more was queued before the scan began).
+    pub fn scan_next(
+        &self,
+        uid: &str,
+        limit: usize,
+    ) -> berth_storage::Result<(Vec<(u64, Queued)>, bool)> {
         let from = self.acknowledged(uid);
         // Acknowledged events not yet deleted sort before `from`.
         let after = from.checked_sub(1).map(|s| keys::event(uid, s));
         let prefix = keys::events(uid);
         let page = self.meta.scan(&prefix, after.as_deref(), limit.max(1))?;
+        let (page_len, at_end) = (page.len(), page.len() < limit.max(1));
         let mut out: Vec<(u64, Queued)> = Vec::with_capacity(page.len());
         for (key, value) in page {
             let seq = std::str::from_utf8(&key[prefix.len()..])
@@ -348,7 +359,8 @@ impl Outbox {
             }
             out.push((seq, decode(&value)?));
         }
-        Ok(out)
+        let at_end = at_end && out.len() == page_len;
+        Ok((out, at_end))
     }
 
     /// Applies `f` to the live cursor; returns whether a persist is due.

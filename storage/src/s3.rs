@@ -14,7 +14,7 @@
 //! address (small blobs, all in chunks, are written there directly). Nothing under `blobs/` is
 //! ever a half-written or unverified object.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +28,7 @@ use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::blob::{BlobStore, ByteStream, StoredBlob, UploadId};
 use crate::digest::{Algorithm, Digest};
@@ -378,53 +379,56 @@ fn io_error(e: object_store::Error) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// A big read as ranged GETs fetched ahead of the client by a task of their own: S3 serves
-/// the next ranges (on other cores) while the client receives the current one, instead of
-/// each side waiting for the other over one response. Holds at most `RANGES_AHEAD` + 1 ranges
-/// (24 MiB); the task stops when the client goes away.
+/// A big read as ranged GETs fetched ahead of the client: S3 serves the next ranges (on other
+/// cores) while the client receives the current one, instead of each side waiting for the
+/// other over one response. Each GET runs as a task of its own, so it makes progress while
+/// the client is being sent an earlier range (a future polled only between sends would
+/// stall on its socket's buffer). Holds at most `RANGES_AHEAD` + 1 ranges (24 MiB); when
+/// the client goes away the stream is dropped and every GET with it.
 fn read_ahead(
     s3: Arc<AmazonS3>,
     key: Path,
     first: object_store::GetResult,
     rest: Range<u64>,
 ) -> ByteStream {
-    use futures_util::FutureExt;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
     let mut ranges = (rest.start..rest.end)
         .step_by(READ_RANGE as usize)
         .map(|at| at..rest.end.min(at + READ_RANGE))
         .collect::<Vec<_>>()
         .into_iter();
+    let mut fetch_next = move || {
+        ranges.next().map(|range| {
+            AbortOnDropHandle::new(tokio::spawn(fetch_range(s3.clone(), key.clone(), range)))
+        })
+    };
+    let inflight: VecDeque<_> = (0..RANGES_AHEAD).map_while(|_| fetch_next()).collect();
     // A range is kept as the chunks it arrived in: joining them into one buffer would copy
     // every byte once more, into freshly faulted-in pages.
-    let mut inflight = futures_util::stream::FuturesOrdered::new();
-    inflight.push_back(first.into_stream().try_collect::<Vec<Bytes>>().boxed());
-    tokio::spawn(async move {
-        let mut fetch_next = |inflight: &mut futures_util::stream::FuturesOrdered<_>| {
-            if let Some(range) = ranges.next() {
-                inflight.push_back(fetch_range(s3.clone(), key.clone(), range).boxed());
-            }
-        };
-        for _ in 1..RANGES_AHEAD {
-            fetch_next(&mut inflight);
-        }
-        while let Some(part) = inflight.next().await {
-            fetch_next(&mut inflight);
-            let chunks = match part {
-                Ok(chunks) => chunks,
-                Err(e) => {
-                    let _ = tx.send(Err(io_error(e))).await;
-                    return;
+    let current = first.into_stream().map_err(io_error).boxed();
+    let stream = futures_util::stream::unfold(
+        (current, inflight, fetch_next),
+        |(mut current, mut inflight, mut fetch_next)| async move {
+            loop {
+                if let Some(chunk) = current.next().await {
+                    return Some((chunk, (current, inflight, fetch_next)));
                 }
-            };
-            for chunk in chunks {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
+                let next = inflight.pop_front()?;
+                inflight.extend(fetch_next());
+                let error = match next.await {
+                    Ok(Ok(chunks)) => {
+                        current = futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed();
+                        continue;
+                    }
+                    Ok(Err(e)) => io_error(e),
+                    Err(e) => std::io::Error::other(e),
+                };
+                // The read ends with its first error; the GETs still in flight are dropped.
+                let done = futures_util::stream::empty().boxed();
+                return Some((Err(error), (done, VecDeque::new(), fetch_next)));
             }
-        }
-    });
-    Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        },
+    );
+    Box::pin(stream)
 }
 
 async fn fetch_range(

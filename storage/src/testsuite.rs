@@ -311,6 +311,7 @@ pub async fn put_blob(store: &dyn BlobStore, data: &[u8]) -> Digest {
 /// Runs every blob check below.
 pub async fn blob_suite(store: &dyn BlobStore) {
     blob_round_trip(store).await;
+    blob_big_reads(store).await;
     blob_chunked_appends(store).await;
     blob_failed_append_stays_consistent(store).await;
     blob_concurrent_appends_serialize(store).await;
@@ -372,6 +373,28 @@ pub async fn blob_listing(store: &dyn BlobStore) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A blob bigger than the reads a store splits it into (S3: 8 MiB ranges fetched ahead),
+/// read whole and in ranges that start, end and cross inside and at those boundaries.
+pub async fn blob_big_reads(store: &dyn BlobStore) {
+    const MIB: usize = 1 << 20;
+    let data = pattern(20 * MIB + 12_345, 9);
+    let d = put_blob(store, &data).await;
+    assert!(read(store, &d, None).await.unwrap() == data, "whole read");
+    let len = data.len();
+    for r in [
+        0..8 * MIB,
+        0..8 * MIB + 1,
+        8 * MIB - 1..8 * MIB + 1,
+        3..len - 3,
+        8 * MIB..16 * MIB,
+        16 * MIB - 7..len,
+        len - 1..len,
+    ] {
+        let got = read(store, &d, Some(r.start as u64..r.end as u64)).await;
+        assert!(got.as_deref() == Some(&data[r.clone()]), "range {r:?}");
     }
 }
 
