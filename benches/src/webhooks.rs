@@ -26,60 +26,74 @@ const SECRET: &str = "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 /// Receipt times of istag updates, by image digest.
 type Seen = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
-/// A minimal HTTP/1.1 receiver (keep-alive, Content-Length bodies, 204 to everything).
+/// A minimal HTTP/1.1 receiver (keep-alive, Content-Length bodies, 204 to everything). It
+/// runs on a thread and runtime of its own, as a receiver elsewhere would: on the bench's
+/// runtime its tasks queued with the pushing client's, so every delivery delayed the next
+/// push's requests inside the bench and counted as berth's cost.
 async fn receiver() -> std::io::Result<(String, Seen)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let url = format!("http://{}/hook", listener.local_addr()?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let seen: Seen = Arc::default();
     let s = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = conn.into_split();
-                let mut r = BufReader::new(r);
+    std::thread::Builder::new()
+        .name("bench-receiver".into())
+        .spawn(move || runtime.block_on(serve(listener, s)))?;
+    Ok((url, seen))
+}
+
+async fn serve(listener: std::net::TcpListener, s: Seen) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    while let Ok((conn, _)) = listener.accept().await {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = conn.into_split();
+            let mut r = BufReader::new(r);
+            loop {
+                let mut len = 0usize;
+                let mut line = String::new();
                 loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if r.read_exact(&mut body).await.is_err() {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
                         return;
                     }
-                    let at = Instant::now();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                        if v["type"] == "io.berth.imagestreamtag.updated" {
-                            if let Some(image) = v["data"]["image"].as_str() {
-                                s.lock()
-                                    .unwrap()
-                                    .entry(image.to_string())
-                                    .or_default()
-                                    .push(at);
-                            }
-                        }
+                    if line == "\r\n" {
+                        break;
                     }
-                    let ok = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
-                    if w.write_all(ok).await.is_err() {
-                        return;
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
                     }
                 }
-            });
-        }
-    });
-    Ok((url, seen))
+                let mut body = vec![0; len];
+                if r.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let at = Instant::now();
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    if v["type"] == "io.berth.imagestreamtag.updated" {
+                        if let Some(image) = v["data"]["image"].as_str() {
+                            s.lock()
+                                .unwrap()
+                                .entry(image.to_string())
+                                .or_default()
+                                .push(at);
+                        }
+                    }
+                }
+                let ok = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                if w.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 /// The metrics of one concurrency.
