@@ -27,7 +27,7 @@
 //! progress for the call to finish, so it cannot deadlock, and every call is bounded by
 //! [`EtcdConfig::timeout`]: an unreachable cluster is [`Error::Unavailable`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -173,6 +173,74 @@ pub struct EtcdMetadata {
     timeout: Duration,
     /// Where etcd calls run; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
+    /// Values this process read or wrote, with their `mod_revision`.
+    cache: std::sync::Mutex<ReadCache>,
+}
+
+/// Values a transaction may use without a round trip to etcd: the commit compares every read
+/// key's `mod_revision` anyway, so a stale one fails the commit, and the transaction runs again
+/// reading etcd itself. A push reads a dozen keys that the pushes before it read or wrote, so
+/// most of its reads cost nothing. Bounded by entries; the oldest go first.
+#[derive(Default)]
+struct ReadCache {
+    entries: HashMap<Vec<u8>, Cached>,
+    order: std::collections::VecDeque<Vec<u8>>,
+    /// Bytes of the keys and values held.
+    bytes: usize,
+}
+
+/// A key's value (`None`: absent) and `mod_revision` (0 when absent), and the revision it is
+/// known at.
+#[derive(Clone)]
+struct Cached {
+    value: Option<Vec<u8>>,
+    mod_revision: i64,
+    known_at: i64,
+}
+
+/// Keys the read cache holds at most, and their bytes with their values.
+const CACHED_KEYS: usize = 16_384;
+const CACHED_BYTES: usize = 8 << 20;
+/// Values larger than this are not cached (big records are read rarely).
+const CACHED_VALUE_BYTES: usize = 64 * 1024;
+
+impl ReadCache {
+    fn get(&self, key: &[u8]) -> Option<&Cached> {
+        self.entries.get(key)
+    }
+
+    /// Records what was seen of `key` at revision `known_at`, unless something newer is known.
+    fn learn(&mut self, key: &[u8], c: Cached) {
+        let size = |k: &[u8], c: &Cached| k.len() + c.value.as_ref().map_or(0, Vec::len) + 64;
+        if let Some(old) = self.entries.get(key) {
+            if old.known_at > c.known_at {
+                return;
+            }
+            self.bytes -= size(key, old);
+            self.entries.remove(key);
+        }
+        if c.value
+            .as_ref()
+            .is_some_and(|v| v.len() > CACHED_VALUE_BYTES)
+        {
+            return;
+        }
+        self.bytes += size(key, &c);
+        self.entries.insert(key.to_vec(), c);
+        self.order.push_back(key.to_vec());
+        while self.entries.len() > CACHED_KEYS || self.bytes > CACHED_BYTES {
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.entries.remove(&k) {
+                self.bytes -= size(&k, &old);
+            }
+        }
+        if self.order.len() > 2 * CACHED_KEYS {
+            let entries = &self.entries;
+            self.order.retain(|k| entries.contains_key(k));
+        }
+    }
 }
 
 impl Drop for EtcdMetadata {
@@ -238,7 +306,12 @@ impl EtcdMetadata {
             prefix: config.key_prefix(),
             timeout,
             runtime: Some(runtime),
+            cache: Default::default(),
         })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ReadCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` with a member's KV client on the store's runtime and waits for it, all of it
@@ -304,7 +377,8 @@ impl EtcdMetadata {
         Ok((found, at))
     }
 
-    fn commit(&self, txn: &EtcdTxn<'_>) -> Result<bool> {
+    /// Commits `txn` if nothing it read has changed: the commit's revision, or `None`.
+    fn commit(&self, txn: &EtcdTxn<'_>) -> Result<Option<i64>> {
         let compares: Vec<Compare> = txn
             .reads
             .iter()
@@ -354,7 +428,8 @@ impl EtcdMetadata {
             let request = request.clone();
             async move { kv.txn(request).await }
         })?;
-        Ok(resp.succeeded())
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        Ok(resp.succeeded().then_some(revision))
     }
 }
 
@@ -443,6 +518,11 @@ struct EtcdTxn<'a> {
     revision: Option<u64>,
     /// The first failed read: the body may swallow the error it was given, so it is kept here.
     fault: Option<Fault>,
+    /// Whether reads may come from the process's cache (not after a failed attempt).
+    use_cache: bool,
+    /// Whether any read came from the cache: then what the body decided may rest on a stale
+    /// value, and only a successful compare confirms it.
+    from_cache: bool,
 }
 
 impl Txn for EtcdTxn<'_> {
@@ -453,13 +533,30 @@ impl Txn for EtcdTxn<'_> {
         if let Some((_, v)) = self.reads.get(key) {
             return Ok(v.clone());
         }
+        if self.use_cache {
+            if let Some(c) = self.store.cache().get(key).cloned() {
+                self.from_cache = true;
+                self.reads
+                    .insert(key.to_vec(), (c.mod_revision, c.value.clone()));
+                return Ok(c.value);
+            }
+        }
         match self.store.get_at(key, self.snapshot) {
             Ok((found, at)) => {
-                self.snapshot.get_or_insert(at);
+                // The answer's header gives the newest revision, not the snapshot read at.
+                let snapshot = *self.snapshot.get_or_insert(at);
                 let (value, m) = match found {
                     Some((v, m)) => (Some(v), m),
                     None => (None, 0),
                 };
+                self.store.cache().learn(
+                    key,
+                    Cached {
+                        value: value.clone(),
+                        mod_revision: m,
+                        known_at: snapshot,
+                    },
+                );
                 self.reads.insert(key.to_vec(), (m, value.clone()));
                 Ok(value)
             }
@@ -568,6 +665,8 @@ impl MetadataStore for EtcdMetadata {
                 writes: BTreeMap::new(),
                 revision: None,
                 fault: None,
+                use_cache: attempt == 1,
+                from_cache: false,
             };
             let outcome = body(&mut txn);
             let retry = match (txn.fault.take(), outcome) {
@@ -575,11 +674,27 @@ impl MetadataStore for EtcdMetadata {
                 (Some(Fault::Conflict), _) | (None, Err(TxBodyError::Storage(Error::Conflict))) => {
                     true
                 }
+                // Refused on values from the cache: decide again on what etcd holds.
+                (None, Err(_)) if txn.from_cache => true,
                 (None, Err(e)) => return Err(e),
-                (None, Ok(())) if txn.writes.is_empty() => return Ok(()),
+                (None, Ok(())) if txn.writes.is_empty() && !txn.from_cache => return Ok(()),
+                // A read-only body that used the cache commits nothing but its compares.
                 (None, Ok(())) => match self.commit(&txn) {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => true,
+                    Ok(Some(revision)) => {
+                        let mut cache = self.cache();
+                        for (k, v) in &txn.writes {
+                            cache.learn(
+                                k,
+                                Cached {
+                                    mod_revision: if v.is_some() { revision } else { 0 },
+                                    value: v.clone(),
+                                    known_at: revision,
+                                },
+                            );
+                        }
+                        return Ok(());
+                    }
+                    Ok(None) => true,
                     Err(e) => return Err(TxBodyError::Storage(e)),
                 },
             };
@@ -738,6 +853,53 @@ mod etcd_tests {
         r.sort();
         assert_eq!(r, (1..=160).collect::<Vec<u64>>());
         assert_eq!(stores[0].revision().unwrap(), 160);
+    }
+
+    /// A client's cached reads never decide anything on their own: what another client wrote
+    /// since is seen by read-only transactions, by writes and by refusals alike.
+    #[test]
+    fn cached_reads_never_hide_another_clients_write() {
+        let cluster = EtcdCluster::start(1, false);
+        let (a, b) = (store(&cluster, "c"), store(&cluster, "c"));
+        let put = |s: &EtcdMetadata, v: &[u8]| {
+            s.transaction(|tx| tx.put(b"k", v).map_err(TxError::<()>::from))
+                .unwrap()
+        };
+        let read = |s: &EtcdMetadata| {
+            s.transaction(|tx| Ok::<_, TxError<()>>(tx.get(b"k")?))
+                .unwrap()
+        };
+        assert_eq!(read(&a), None, "a learns that k is absent");
+        put(&b, b"1");
+        assert_eq!(
+            read(&a).as_deref(),
+            Some(&b"1"[..]),
+            "a read-only transaction"
+        );
+        put(&b, b"2");
+        let seen = a.transaction(|tx| match tx.get(b"k")? {
+            Some(v) if v == b"2" => Ok(v),
+            other => Err(TxError::Abort(other)),
+        });
+        assert_eq!(
+            seen.unwrap(),
+            b"2",
+            "a refusal on a cached value is decided again"
+        );
+        for (i, s) in [&a, &b, &a, &a, &b].into_iter().enumerate() {
+            s.transaction(|tx| {
+                let n = tx.get(b"n")?.map_or(0, |v| decode(&v));
+                tx.put(b"n", &(n + 1).to_be_bytes())
+                    .map_err(TxError::<()>::from)
+            })
+            .unwrap();
+            assert_eq!(decode(&read_n(&a)), i as u64 + 1);
+            assert_eq!(decode(&read_n(&b)), i as u64 + 1);
+        }
+        fn read_n(s: &EtcdMetadata) -> Vec<u8> {
+            s.transaction(|tx| Ok::<_, TxError<()>>(tx.get(b"n")?.unwrap()))
+                .unwrap()
+        }
     }
 
     /// Called from tokio workers of both kinds of runtime, the store neither panics nor
