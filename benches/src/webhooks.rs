@@ -28,8 +28,8 @@ type Seen = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
 /// A minimal HTTP/1.1 receiver (keep-alive, Content-Length bodies, 204 to everything). It
 /// runs on a thread and runtime of its own, as a receiver elsewhere would: on the bench's
-/// runtime its tasks queued with the pushing client's, so every delivery delayed the next
-/// push's requests inside the bench and counted as berth's cost.
+/// runtime its tasks would queue with the pushing client's, and any delay that added to the
+/// next push inside the bench would count as berth's cost.
 async fn receiver() -> std::io::Result<(String, Seen)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;

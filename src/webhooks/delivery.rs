@@ -305,11 +305,8 @@ async fn deliver(shared: Arc<Shared>, first: Subscription) {
                         continue;
                     }
                 };
-                let Some(first) = event else {
-                    idle(&shared, &uid, &mut commits, &mut subs, &mut reload).await;
-                    drained = false;
-                    continue;
-                };
+                // Nothing queued: the scan reached the end, so the next turn idles.
+                let Some(first) = event else { continue };
                 first
             }
         };

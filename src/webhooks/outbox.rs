@@ -311,17 +311,12 @@ impl Outbox {
 
     /// The oldest unacknowledged event and its sequence number.
     pub fn next(&self, uid: &str) -> berth_storage::Result<Option<(u64, Queued)>> {
-        Ok(self.next_few(uid, 1)?.into_iter().next())
+        Ok(self.scan_next(uid, 1)?.0.into_iter().next())
     }
 
-    /// Up to `limit` unacknowledged events, oldest first, with consecutive sequence numbers:
-    /// one scan for a burst (a push queues two events per subscription) instead of one each.
-    pub fn next_few(&self, uid: &str, limit: usize) -> berth_storage::Result<Vec<(u64, Queued)>> {
-        Ok(self.scan_next(uid, limit)?.0)
-    }
-
-    /// [`Outbox::next_few`], and whether the scan reached the end of the outbox (so nothing
-    /// more was queued before the scan began).
+    /// Up to `limit` unacknowledged events, oldest first, with consecutive sequence numbers
+    /// (one scan for a burst: a push queues two events per subscription), and whether the scan
+    /// reached the end of the outbox (so nothing more was queued before the scan began).
     pub fn scan_next(
         &self,
         uid: &str,

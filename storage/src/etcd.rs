@@ -783,6 +783,36 @@ mod tests {
         assert!(EtcdConfig::parse_url("http://a:1").is_err());
     }
 
+    /// The read cache holds at most its keys and bytes, skips big values, and never lets an
+    /// older sighting replace a newer one.
+    #[test]
+    fn the_read_cache_is_bounded() {
+        let seen = |v: Vec<u8>, at: i64| Cached {
+            value: Some(v),
+            mod_revision: at,
+            known_at: at,
+        };
+        let mut c = ReadCache::default();
+        for i in 0..CACHED_KEYS + 1000 {
+            c.learn(format!("k{i}").as_bytes(), seen(vec![1], 1));
+        }
+        assert_eq!(c.entries.len(), CACHED_KEYS);
+        assert!(c.get(b"k0").is_none(), "the oldest go first");
+        assert!(c.order.len() <= 2 * CACHED_KEYS);
+
+        let mut c = ReadCache::default();
+        for i in 0..300 {
+            c.learn(format!("v{i}").as_bytes(), seen(vec![0; 60 << 10], 1));
+        }
+        assert!(c.bytes <= CACHED_BYTES, "{} bytes held", c.bytes);
+        c.learn(b"big", seen(vec![0; CACHED_VALUE_BYTES + 1], 1));
+        assert!(c.get(b"big").is_none());
+
+        c.learn(b"k", seen(b"new".to_vec(), 5));
+        c.learn(b"k", seen(b"old".to_vec(), 3));
+        assert_eq!(c.get(b"k").unwrap().value.as_deref(), Some(&b"new"[..]));
+    }
+
     #[test]
     fn range_ends() {
         assert_eq!(range_end(b"ab"), b"ac");

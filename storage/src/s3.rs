@@ -391,11 +391,10 @@ fn read_ahead(
     first: object_store::GetResult,
     rest: Range<u64>,
 ) -> ByteStream {
-    let mut ranges = (rest.start..rest.end)
+    let end = rest.end;
+    let mut ranges = rest
         .step_by(READ_RANGE as usize)
-        .map(|at| at..rest.end.min(at + READ_RANGE))
-        .collect::<Vec<_>>()
-        .into_iter();
+        .map(move |at| at..end.min(at + READ_RANGE));
     let mut fetch_next = move || {
         ranges.next().map(|range| {
             AbortOnDropHandle::new(tokio::spawn(fetch_range(s3.clone(), key.clone(), range)))
