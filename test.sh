@@ -356,7 +356,13 @@ step_compose() {
   else record compose FAILED "docker-compose config rejected docker-compose.yml"; fi
 }
 
-for s in "${steps[@]}"; do "step_$s"; done
+# Free disk, in GiB, where the build and the test data go: a full run from a clean checkout
+# needs about 8 GiB (target/ 2.5, fuzz/target 2, cluster and client data in between).
+free_gib() { df -P -BG "$tdir" "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR > 1 { sub("G", "", $4); print $4 }' | sort -n | head -1; }
+mkdir -p "$tdir"
+echo "test.sh: $(free_gib) GiB free for target/ and ${TMPDIR:-/tmp}"
+[ "$(free_gib)" -ge 8 ] 2>/dev/null || echo "test.sh: warning: a full run needs about 8 GiB free" >&2
+for s in "${steps[@]}"; do "step_$s"; echo "(after $s: $(free_gib) GiB free)"; done
 
 echo
 echo "==== summary ===="

@@ -63,6 +63,8 @@ stop)
     kill -9 "$(cat "$p")" 2>/dev/null || true
     rm -f "$p"
   done
+  # The stored data goes (a run leaves gigabytes of blobs behind otherwise); the logs stay.
+  rm -rf "$dir"/m*/data
   ;;
 *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

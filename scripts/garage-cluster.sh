@@ -104,6 +104,8 @@ stop)
     kill -9 "$(cat "$p")" 2>/dev/null || true
     rm -f "$p"
   done
+  # The stored data goes (a run leaves gigabytes of blobs behind otherwise); the logs stay.
+  rm -rf "$dir"/node*/meta "$dir"/node*/data
   ;;
 *) sed -n '2,12p' "$0"; exit 2 ;;
 esac
