@@ -70,8 +70,9 @@ n_ok=0 n_failed=0 n_skipped=0
 build_ok=unknown
 
 # record STEP STATUS DETAIL
+step_start=$SECONDS
 record() {
-  local line="== $1: $2${3:+ ($3)}"
+  local line="== $1: $2${3:+ ($3)} [$((SECONDS - step_start)) s]"
   summary+=("$line")
   echo "$line"
   case "$2" in
@@ -362,11 +363,15 @@ free_gib() { df -P -BG "$tdir" "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR > 1 { sub
 mkdir -p "$tdir"
 echo "test.sh: $(free_gib) GiB free for target/ and ${TMPDIR:-/tmp}"
 [ "$(free_gib)" -ge 8 ] 2>/dev/null || echo "test.sh: warning: a full run needs about 8 GiB free" >&2
-for s in "${steps[@]}"; do "step_$s"; echo "(after $s: $(free_gib) GiB free)"; done
+for s in "${steps[@]}"; do
+  step_start=$SECONDS
+  "step_$s"
+  echo "(after $s: $(free_gib) GiB free)"
+done
 
 echo
 echo "==== summary ===="
 printf '%s\n' "${summary[@]}"
 echo "logs: $logdir"
-echo "test.sh: $n_ok passed, $n_failed failed, $n_skipped skipped"
+echo "test.sh: $n_ok passed, $n_failed failed, $n_skipped skipped in $((SECONDS / 60)) min"
 [ "$n_failed" -eq 0 ] && [ "$n_skipped" -eq 0 ]
