@@ -13,9 +13,6 @@
 #                .venv for pytest
 #   build        cargo build --workspace
 #   unit         cargo test --workspace (unit + integration tests)
-#   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (10) s; without
-#                nightly or cargo-fuzz, the same parsers' property tests with PROPTEST_CASES
-#                (20000) cases instead (recorded ok, the reason in the summary line)
 #   conformance  target/debug/berth-conformance --berth-bin target/debug/berth (distribution-spec replay)
 #   clients      .venv/bin/pytest tests/clients -v (skopeo, podman, buildah, docker, oras, 1 GiB blob,
 #                concurrency against a real `berth serve`; the web console in headless chromium)
@@ -30,6 +27,11 @@
 #                are expected to get 413 there (etcd's 1.5 MiB request limit)
 #   bench        target/debug/berth-bench --quick (benchmark smoke test: every answer checked,
 #                against docker-registry; the published figures come from a release run)
+#   fuzz         cargo +nightly fuzz run, each target in fuzz/ for FUZZ_SECONDS (10) s; without
+#                nightly or cargo-fuzz, the same parsers' property tests with PROPTEST_CASES
+#                (20000) cases instead (recorded ok, the reason in the summary line). In a full
+#                run the targets build in the background, at the lowest priority, from the end
+#                of the build step on
 #   compose      docker-compose -f docker-compose.yml config -q
 # The exit status is non-zero if any step failed or was skipped (a missing tool counts as failure).
 set -uo pipefail
@@ -43,7 +45,7 @@ export BERTH_BIN=${BERTH_BIN:-$tdir/debug/berth}
 # Client tests start the server from their own temp directories, so the path must be absolute.
 case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$PWD/$BERTH_BIN" ;; esac
 
-all_steps=(deps build unit fuzz conformance clients s3 etcd bench compose)
+all_steps=(deps build unit conformance clients s3 etcd bench fuzz compose)
 if [ $# -eq 0 ]; then
   steps=("${all_steps[@]}")
 else
@@ -114,14 +116,36 @@ step_unit() {
   if [ "$rc" -eq 0 ]; then record unit+integration ok "$counts"; else record unit+integration FAILED "$counts; exit $rc"; fi
 }
 
+# Why the fuzzers cannot run here (nothing when they can).
+fuzz_unavailable() {
+  if ! command -v cargo >/dev/null; then echo "cargo not found"
+  elif ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then echo "no nightly toolchain"
+  elif ! cargo +nightly fuzz --version >/dev/null 2>&1; then echo "cargo-fuzz not installed"
+  fi
+}
+
+# The fuzz targets build in a workspace of their own with their own flags (release, ASan,
+# coverage): about 9 minutes of CPU, as long as the main build. In a full run they build in the
+# background at the lowest CPU and I/O priority while the steps that mostly wait on clients and
+# servers run; the fuzz step then waits for that build.
+fuzz_build_pid=""
+start_fuzz_build() {
+  [ -z "$(fuzz_unavailable)" ] || return 0
+  echo "test.sh: building the fuzz targets in the background (log: $logdir/fuzz-build.log)"
+  local low=(nice -n 19)
+  command -v ionice >/dev/null && low+=(ionice -c 3)
+  (cd fuzz && exec "${low[@]}" cargo +nightly fuzz build) >"$logdir/fuzz-build.log" 2>&1 </dev/null &
+  fuzz_build_pid=$!
+}
+stop_fuzz_build() { [ -z "$fuzz_build_pid" ] || kill "$fuzz_build_pid" 2>/dev/null; }
+trap stop_fuzz_build EXIT
+
 step_fuzz() {
   local secs=${FUZZ_SECONDS:-10}
   banner "fuzz: each target in fuzz/ for $secs s (cargo +nightly fuzz run)"
   if ! command -v cargo >/dev/null; then record fuzz SKIPPED "cargo not found"; return; fi
-  local why=""
-  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then why="no nightly toolchain"
-  elif ! cargo +nightly fuzz --version >/dev/null 2>&1; then why="cargo-fuzz not installed"
-  fi
+  local why
+  why=$(fuzz_unavailable)
   if [ -n "$why" ]; then
     # The property tests cover the same parsers on stable, so the step still tests something.
     local cases=${PROPTEST_CASES:-20000} log="$logdir/fuzz.log"
@@ -131,8 +155,18 @@ step_fuzz() {
     else record fuzz FAILED "$why; the property tests failed (parser_props, $cases cases)"; fi
     return
   fi
-  if ! (cd fuzz && cargo +nightly fuzz build) 2>&1 | tee "$logdir/fuzz-build.log"; then
-    record fuzz FAILED "cargo +nightly fuzz build"; return
+  local built=0
+  if [ -n "$fuzz_build_pid" ]; then
+    echo "waiting for the fuzz build started in the background"
+    wait "$fuzz_build_pid" || built=$?
+    fuzz_build_pid=""
+    tail -3 "$logdir/fuzz-build.log"
+  else
+    (cd fuzz && cargo +nightly fuzz build) 2>&1 | tee "$logdir/fuzz-build.log"
+    built=${PIPESTATUS[0]}
+  fi
+  if [ "$built" -ne 0 ]; then
+    tail -40 "$logdir/fuzz-build.log"; record fuzz FAILED "cargo +nightly fuzz build"; return
   fi
   local targets failed=() t
   targets=$(cd fuzz && cargo +nightly fuzz list)
@@ -363,9 +397,12 @@ free_gib() { df -P -BG "$tdir" "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR > 1 { sub
 mkdir -p "$tdir"
 echo "test.sh: $(free_gib) GiB free for target/ and ${TMPDIR:-/tmp}"
 [ "$(free_gib)" -ge 8 ] 2>/dev/null || echo "test.sh: warning: a full run needs about 8 GiB free" >&2
-for s in "${steps[@]}"; do
+for i in "${!steps[@]}"; do
+  s=${steps[$i]}
   step_start=$SECONDS
   "step_$s"
+  # Worth it only when other steps run between the build and the fuzz step.
+  if [ "$s" = build ] && [[ " ${steps[*]:i+2} " == *" fuzz "* ]]; then start_fuzz_build; fi
   echo "(after $s: $(free_gib) GiB free)"
 done
 
