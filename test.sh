@@ -398,11 +398,11 @@ mkdir -p "$tdir"
 echo "test.sh: $(free_gib) GiB free for target/ and ${TMPDIR:-/tmp}"
 [ "$(free_gib)" -ge 8 ] 2>/dev/null || echo "test.sh: warning: a full run needs about 8 GiB free" >&2
 for i in "${!steps[@]}"; do
-  s=${steps[$i]}
+  s=${steps[$i]} later=" ${steps[*]:i+2} "
   step_start=$SECONDS
   "step_$s"
   # Worth it only when other steps run between the build and the fuzz step.
-  if [ "$s" = build ] && [[ " ${steps[*]:i+2} " == *" fuzz "* ]]; then start_fuzz_build; fi
+  if [ "$s" = build ] && [[ "$later" == *" fuzz "* ]]; then start_fuzz_build; fi
   echo "(after $s: $(free_gib) GiB free)"
 done
 
