@@ -392,7 +392,7 @@ step_compose() {
 }
 
 # Free disk, in GiB, where the build and the test data go: a full run from a clean checkout
-# needs about 8 GiB (target/ 2.5, fuzz/target 2, cluster and client data in between).
+# needs about 8 GiB (target/ 2.5, fuzz/target 2.5, cluster and client data in between).
 free_gib() { df -P -BG "$tdir" "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR > 1 { sub("G", "", $4); print $4 }' | sort -n | head -1; }
 mkdir -p "$tdir"
 echo "test.sh: $(free_gib) GiB free for target/ and ${TMPDIR:-/tmp}"
