@@ -210,14 +210,19 @@ impl ReadCache {
     }
 
     /// Records what was seen of `key` at revision `known_at`, unless something newer is known.
+    /// A key keeps its place in the eviction order when its value is refreshed.
     fn learn(&mut self, key: &[u8], c: Cached) {
         let size = |k: &[u8], c: &Cached| k.len() + c.value.as_ref().map_or(0, Vec::len) + 64;
-        if let Some(old) = self.entries.get(key) {
-            if old.known_at > c.known_at {
-                return;
-            }
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|old| old.known_at > c.known_at)
+        {
+            return;
+        }
+        let old = self.entries.remove(key);
+        if let Some(old) = &old {
             self.bytes -= size(key, old);
-            self.entries.remove(key);
         }
         if c.value
             .as_ref()
@@ -227,7 +232,9 @@ impl ReadCache {
         }
         self.bytes += size(key, &c);
         self.entries.insert(key.to_vec(), c);
-        self.order.push_back(key.to_vec());
+        if old.is_none() {
+            self.order.push_back(key.to_vec());
+        }
         while self.entries.len() > CACHED_KEYS || self.bytes > CACHED_BYTES {
             let Some(k) = self.order.pop_front() else {
                 break;
@@ -236,6 +243,7 @@ impl ReadCache {
                 self.bytes -= size(&k, &old);
             }
         }
+        // A key dropped for a value grown too big leaves its place behind.
         if self.order.len() > 2 * CACHED_KEYS {
             let entries = &self.entries;
             self.order.retain(|k| entries.contains_key(k));
