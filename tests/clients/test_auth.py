@@ -264,7 +264,7 @@ def test_skopeo_creds_roles_and_tokens(auth_registry, images):
 def podman(tmp_path_factory):
     p = Podman(tmp_path_factory.mktemp("podman-auth"))
     yield p
-    p("rmi", "--all", "--force", check=False)
+    p.close()
 
 
 def test_podman_login_push_pull(auth_registry, podman, images, tmp_path):

@@ -2,6 +2,8 @@
 from an index, manifest create/add/push --all."""
 
 import json
+import shutil
+import tempfile
 
 import pytest
 
@@ -16,7 +18,10 @@ class Podman:
     def __init__(self, root):
         root.mkdir(parents=True, exist_ok=True)
         (root / "registries.conf").write_text('unqualified-search-registries = []\n')
-        self.base = ["podman", "--root", root / "storage", "--runroot", root / "run",
+        # podman refuses a runroot longer than 50 characters, and pytest's temp paths grow with its
+        # run counter (pytest-100/...), so the runroot lives in a short directory of its own.
+        self.runroot = tempfile.mkdtemp(prefix="berth-podman-", dir="/tmp")
+        self.base = ["podman", "--root", root / "storage", "--runroot", self.runroot,
                      "--tmpdir", root / "tmp", "--storage-driver", "vfs",
                      "--events-backend", "file", "--cgroup-manager", "cgroupfs"]
         self.env = {"CONTAINERS_REGISTRIES_CONF": str(root / "registries.conf"),
@@ -32,12 +37,16 @@ class Podman:
     def inspect(self, name) -> dict:
         return json.loads(self("image", "inspect", name).stdout)[0]
 
+    def close(self):
+        self("rmi", "--all", "--force", check=False)
+        shutil.rmtree(self.runroot, ignore_errors=True)
+
 
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     p = Podman(tmp_path_factory.mktemp("podman"))
     yield p
-    p("rmi", "--all", "--force", check=False)
+    p.close()
 
 
 def test_podman_push_pull_roundtrip(registry, podman, images, skopeo, tmp_path):

@@ -38,7 +38,7 @@ def b(registry) -> Registry:
 def podman(tmp_path_factory):
     p = Podman(tmp_path_factory.mktemp("podman-replicas"))
     yield p
-    p("rmi", "--all", "--force", check=False)
+    p.close()
 
 
 def test_pushed_through_one_replica_pulled_through_the_other_at_once(registry, b, skopeo, podman, images,
