@@ -65,7 +65,7 @@ async fn etcd_down_is_a_503_and_service_resumes() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     etcd.restart(0);
     etcd.wait_healthy(std::time::Duration::from_secs(30));
-    // The client reconnects with backoff; on a loaded machine that can take several seconds.
+    // The client reconnects only when next used; on a loaded machine that can take seconds.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let r = s.get("/v2/team/app/manifests/v1").await;
